@@ -1,0 +1,150 @@
+"""Child processes of the embedded stack: the Kafka-protocol broker and the milvus-lite server.
+
+The broker is noida-db's bundled binary started directly (its `noida-db` Python wrapper would
+swallow our SIGINT and leave the broker running). Stopping sends SIGINT to the process group so
+the broker writes its snapshot; topics, events and committed offsets survive a restart.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.3)
+        return s.connect_ex((host, port)) == 0
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is dead for our purposes
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+def noida_binary() -> Path:
+    return Path(str(resources.files("noida_db") / "noida-db"))
+
+
+@dataclass
+class ChildProcess:
+    """A long-running child in its own process group, with its log file."""
+    name: str
+    argv: list[str]
+    log_path: Path
+    env: dict[str, str] | None = None
+    cwd: Path | None = None
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    def start(self) -> int:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=self.env, cwd=self.cwd, start_new_session=True)
+        log.close()
+        return self.proc.pid
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+
+def stop_pid(pid: int, sig: int = signal.SIGINT, timeout: float = 15.0) -> bool:
+    """Signal a process group (then the process), wait, escalate to SIGKILL. True if it stopped in time."""
+    for send in (lambda s: os.killpg(pid, s), lambda s: os.kill(pid, s)):
+        try:
+            send(sig)
+            break
+        except (ProcessLookupError, PermissionError):
+            continue
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _reap(pid)
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.05)
+    for send in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+        try:
+            send()
+        except (ProcessLookupError, PermissionError):
+            pass
+    time.sleep(0.2)
+    _reap(pid)
+    return False
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def wait_port(port: int, timeout: float, proc: subprocess.Popen | None = None, what: str = "server") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open("127.0.0.1", port):
+            return
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode} before listening on port {port}")
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} did not listen on 127.0.0.1:{port} within {timeout:.0f}s")
+
+
+def kafka_process(data_dir: Path, port: int) -> ChildProcess:
+    return ChildProcess("kafka", [str(noida_binary()), "start", "--only", "kafka", "--host", "127.0.0.1",
+                                  "--data-dir", str(data_dir), "--kafka-port", str(port)],
+                        log_path=data_dir / "broker.log")
+
+
+def milvus_process(data_dir: Path, port: int) -> ChildProcess:
+    exe = Path(sys.executable).parent / "milvus-lite"
+    argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "milvus_lite.cli"]
+    return ChildProcess("milvus", argv + ["server", "--data-dir", str(data_dir), "--host", "127.0.0.1",
+                                          "--port", str(port), "--max-workers", "4"],
+                        log_path=data_dir / "milvus.log")
+
+
+class EmbeddedKafka:
+    """Start/stop one noida-db Kafka broker on 127.0.0.1 (used by `archlab up` and by tests)."""
+
+    def __init__(self, data_dir: Path, port: int | None = None):
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.child = kafka_process(self.data_dir, self.port)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> "EmbeddedKafka":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.child.start()
+        wait_port(self.port, timeout, self.child.proc, "noida-db kafka broker")
+        return self
+
+    def stop(self) -> bool:
+        if self.child.pid is None:
+            return True
+        return stop_pid(self.child.pid, signal.SIGINT)

@@ -1,0 +1,1 @@
+"""fla.models in the stand-in: only `fla.models.utils.Cache` is provided."""

@@ -1,0 +1,68 @@
+"""Settings from environment variables, all prefixed `ARCHLAB_` (e.g. ARCHLAB_KAFKA_BOOTSTRAP).
+
+One flat pydantic-settings class, grouped by area. `get_settings()` reads the environment once
+per process; tests build `Settings(...)` directly.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ARCHLAB_", extra="ignore")
+
+    # --- where state lives
+    data_dir: Path = Path(".archlab")
+
+    # --- event bus
+    kafka_bootstrap: str | None = None   # unset: the embedded broker of `archlab up`
+    partitions: int = Field(12, ge=1)
+    replication_factor: int = 1
+    handler_retries: int = Field(3, ge=0)  # attempts of a raising handler before the DLQ
+
+    # --- storage (archive)
+    storage: str = "sqlite"              # sqlite | cassandra
+    cassandra_hosts: str | None = None   # comma-separated; set to run the Cassandra backend
+    cassandra_keyspace: str = "archlab"
+    cassandra_consistency: str = "LOCAL_QUORUM"
+
+    # --- vectors and embeddings
+    milvus_uri: str | None = None        # unset: the embedded milvus-lite server of `archlab up`
+    embeddings_base_url: str | None = None  # OpenAI-compatible embeddings endpoint; unset: local MiniLM
+    embeddings_model: str = "all-MiniLM-L6-v2"
+
+    # --- LLM (OpenAI-compatible: OpenAI, Azure, vLLM, Ollama). Unset base URL and key: offline mode.
+    llm_base_url: str | None = None
+    llm_api_key: str | None = None
+    llm_model: str = "gpt-4.1-mini"      # default for every role
+    llm_model_planner: str | None = None
+    llm_model_novelty: str | None = None
+    llm_model_debugger: str | None = None
+    llm_model_analyst: str | None = None
+    llm_model_judge: str | None = None
+    llm_timeout_s: float = 120.0
+    llm_max_retries: int = 4
+
+    # --- engineer
+    engineer_id: str | None = None       # unset: hostname-pid
+    device: str = "auto"                 # auto | cpu | cuda
+
+    @property
+    def llm_configured(self) -> bool:
+        return bool(self.llm_base_url or self.llm_api_key)
+
+    def model_for(self, role: str) -> str:
+        return getattr(self, f"llm_model_{role}", None) or self.llm_model
+
+    @property
+    def embedded_broker(self) -> bool:
+        return not self.kafka_bootstrap
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

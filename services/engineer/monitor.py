@@ -1,0 +1,95 @@
+"""Training monitor (ASI-Arch §3.3): stop a run that is too slow, diverges, or leaks the future.
+
+Rules, each raising TrainingStopped(kind, evidence):
+- too_slow: after `warmup_steps` steps, the median step time over the last `window` steps
+  exceeds `slow_factor` x the reference step time. The reference is the baseline's step time
+  measured on the same profile and machine; it is passed in, never hard-coded. No reference,
+  no check.
+- diverged: a non-finite training loss.
+- suspected_leak, two checks on the model itself, every `leak_check_every` steps:
+  1. future perturbation: change the tokens of the second half of a random sequence; a causal
+     model's logits on the first half cannot change (beyond float noise).
+  2. unpredictable tokens: on i.i.d. uniform random tokens no causal predictor can reach a
+     cross-entropy below log(V) in expectation (that is their entropy; the same reason a
+     causal model cannot predict the first occurrence of a key-value pair in MQAR). A loss
+     below half of that is implausibly low for any step of any training: only a model that
+     sees the token it predicts gets there.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+
+class TrainingStopped(Exception):
+    KINDS = ("too_slow", "diverged", "suspected_leak")
+
+    def __init__(self, kind: str, evidence: dict):
+        assert kind in self.KINDS, kind
+        super().__init__(f"{kind}: {evidence}")
+        self.kind, self.evidence = kind, evidence
+
+
+@dataclass
+class Monitor:
+    reference_step_s: float | None = None
+    slow_factor: float = 2.5
+    warmup_steps: int = 20
+    window: int = 20
+    leak_check_every: int = 100
+    perturbation_tol: float = 1e-3  # relative to the logits' scale
+    unpredictable_ce_frac: float = 0.5  # of log(V)
+    step_times: list[float] = field(default_factory=list)
+    steps_seen: int = 0
+
+    def on_step(self, step: int, loss: float, step_s: float) -> None:
+        """Called after every optimizer step (step counts completed steps, from 1)."""
+        if not math.isfinite(loss):
+            raise TrainingStopped("diverged", {"step": step, "loss": str(loss)})
+        self.steps_seen += 1
+        if self.steps_seen <= self.warmup_steps or self.reference_step_s is None:
+            return
+        self.step_times.append(step_s)
+        recent = self.step_times[-self.window:]
+        if len(recent) == self.window:
+            median = statistics.median(recent)
+            if median > self.slow_factor * self.reference_step_s:
+                raise TrainingStopped("too_slow", {
+                    "step": step, "median_step_s": round(median, 5), "reference_step_s": self.reference_step_s,
+                    "ratio": round(median / self.reference_step_s, 2), "limit_ratio": self.slow_factor})
+
+    def wants_model_check(self, step: int) -> bool:
+        return step == 1 or step % self.leak_check_every == 0
+
+    @torch.no_grad()
+    def check_model(self, step: int, model: torch.nn.Module, vocab_size: int, seq_len: int,
+                    device: str = "cpu") -> None:
+        was_training = model.training
+        model.eval()
+        try:
+            gen = torch.Generator().manual_seed(step)
+            x = torch.randint(vocab_size, (4, seq_len), generator=gen).to(device)
+            logits = model(x)[0].float()
+            # 1. future perturbation
+            half = seq_len // 2
+            x2 = x.clone()
+            x2[:, half:] = torch.randint(vocab_size, (4, seq_len - half), generator=gen).to(device)
+            diff = (model(x2)[0].float()[:, :half] - logits[:, :half]).abs().max().item()
+            scale = 1.0 + logits.abs().max().item()
+            if not diff <= self.perturbation_tol * scale:  # also catches NaN
+                raise TrainingStopped("suspected_leak", {
+                    "step": step, "rule": "future_perturbation", "max_logit_change_before_perturbation": diff,
+                    "tolerance": self.perturbation_tol * scale})
+            # 2. unpredictable tokens
+            ce = F.cross_entropy(logits[:, :-1].reshape(-1, vocab_size), x[:, 1:].reshape(-1)).item()
+            floor = self.unpredictable_ce_frac * math.log(vocab_size)
+            if ce < floor:
+                raise TrainingStopped("suspected_leak", {
+                    "step": step, "rule": "unpredictable_tokens_ce", "ce_nats": round(ce, 4),
+                    "entropy_nats": round(math.log(vocab_size), 4), "floor_nats": round(floor, 4)})
+        finally:
+            model.train(was_training)

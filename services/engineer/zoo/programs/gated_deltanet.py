@@ -1,0 +1,160 @@
+"""Gated DeltaNet: the delta rule with a data-dependent scalar forget gate per head.
+
+Yang, Kautz & Hatamizadeh, "Gated Delta Networks: Improving Mamba2 with Delta Rule", ICLR 2025
+(arXiv 2412.06464); the decay is parameterised as in Mamba2 (Dao & Gu 2024).
+
+Per head:  S_t = alpha_t (I - beta_t k_t^T k_t) S_{t-1} + beta_t k_t^T v_t,   o_t = scale * q_t S_t
+with alpha_t = exp(-exp(A_log) * softplus(w_a x_t + dt_bias)) in (0, 1), beta_t = sigmoid(w_b x_t) and
+q, k = L2-normalised SiLU features after a short causal convolution.
+Layer: projections -> short conv -> SiLU + L2 norm of q, k -> decay and beta -> chunked gated delta
+rule -> gated RMSNorm (SiLU output gate) -> o_proj.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
+
+from fla.modules import FusedRMSNormGated, RMSNorm, ShortConvolution
+from fla.modules.l2norm import l2norm
+
+_HAS_FLA_OPS = False
+if torch.cuda.is_available():  # fla's Triton kernels exist only with CUDA; never imported on CPU
+    try:
+        from fla.ops.gated_delta_rule import chunk_gated_delta_rule as fla_chunk_gated_delta_rule
+        _HAS_FLA_OPS = True
+    except Exception:  # the CPU stand-in of fla has no fla.ops
+        _HAS_FLA_OPS = False
+
+
+def chunk_gated_delta_rule(q, k, v, g, beta, chunk_size: int = 64, scale: Optional[float] = None,
+                             initial_state: Optional[torch.Tensor] = None, output_final_state: bool = False):
+    """The gated delta rule, chunked. q, k: [B, T, H, K]; v: [B, T, H, V]; g (log decay <= 0), beta:
+    [B, T, H]; initial_state: [B, H, K, V] -> (o [B, T, H, V], final state [B, H, K, V] or None).
+
+    With b_i = g_1 + ... + g_i the cumulative log decay inside a chunk and D_ij = exp(b_i - b_j) (j <= i),
+    the corrected values solve (I + A) u = beta v - beta exp(b) k S_0 with A_ij = beta_i D_ij k_i.k_j
+    (j < i); then o = exp(b) q S_0 + (D * causal(q k^T)) u and S <- exp(b_C) S_0 + (exp(b_C - b) k)^T u.
+    Every exponent is <= 0, so nothing overflows whatever the gates learn.
+    """
+    B, T, H, K = q.shape
+    scale = K ** -0.5 if scale is None else scale
+    out_dtype = q.dtype
+    dtype = q.dtype if q.dtype in (torch.float32, torch.float64) else torch.float32
+    q, k, v, g, beta = (rearrange(x, "b t h ... -> b h t ...").to(dtype) for x in (q, k, v, g, beta))
+    C = chunk_size
+    pad = (-T) % C
+    if pad:  # padded steps have k = 0, beta = 0 and no decay: they leave the state unchanged
+        q, k, v = (F.pad(x, (0, 0, 0, pad)) for x in (q, k, v))
+        g, beta = F.pad(g, (0, pad)), F.pad(beta, (0, pad))
+    q, k, v = (rearrange(x, "b h (n c) d -> b h n c d", c=C) for x in (q * scale, k, v))
+    g, beta = (rearrange(x, "b h (n c) -> b h n c", c=C) for x in (g, beta))
+    b = g.cumsum(-1)  # [B, H, N, C]
+    causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
+    decay = (b[..., :, None] - b[..., None, :]).masked_fill(~causal, float("-inf")).exp()  # D_ij
+    k_beta = k * beta[..., None]
+
+    eye = torch.eye(C, dtype=dtype, device=q.device)
+    A = ((k_beta @ k.transpose(-1, -2)) * decay).tril(-1)
+    T_inv = torch.linalg.solve_triangular(eye + A, eye.expand_as(A), upper=False)
+    w, u = T_inv @ (k_beta * b.exp()[..., None]), T_inv @ (v * beta[..., None])
+
+    S = q.new_zeros(B, H, K, v.shape[-1]) if initial_state is None else initial_state.to(dtype)
+    o = []
+    for n in range(q.shape[2]):
+        q_n, k_n, b_n = q[:, :, n], k[:, :, n], b[:, :, n]
+        u_n = u[:, :, n] - w[:, :, n] @ S  # values corrected against the (decayed) entering state
+        attn = (q_n @ k_n.transpose(-1, -2)) * decay[:, :, n]
+        o.append((q_n * b_n.exp()[..., None]) @ S + attn @ u_n)
+        b_last = b_n[..., -1:]
+        S = b_last.exp()[..., None] * S + (k_n * (b_last - b_n).exp()[..., None]).transpose(-1, -2) @ u_n
+    o = rearrange(torch.stack(o, dim=2), "b h n c d -> b (n c) h d")[:, :T]
+    return o.to(out_dtype), (S if output_final_state else None)
+
+
+class DeltaNet(nn.Module):
+    def __init__(self, hidden_size: int = 1024, num_heads: int = 4, expand_k: float = 1.0, expand_v: float = 1.0,
+                 use_short_conv: bool = True, conv_size: int = 4, conv_bias: bool = False, use_gate: bool = True,
+                 chunk_size: int = 64, norm_eps: float = 1e-5, layer_idx: Optional[int] = None, **kwargs):
+        super().__init__()
+        self.hidden_size, self.num_heads, self.layer_idx = hidden_size, num_heads, layer_idx
+        self.key_dim, self.value_dim = int(hidden_size * expand_k), int(hidden_size * expand_v)
+        if self.key_dim % num_heads or self.value_dim % num_heads:
+            raise ValueError(f"key/value dims {self.key_dim}/{self.value_dim} must divide num_heads={num_heads}")
+        self.head_k_dim, self.head_v_dim = self.key_dim // num_heads, self.value_dim // num_heads
+        self.use_short_conv, self.use_gate, self.chunk_size = use_short_conv, use_gate, chunk_size
+
+        self.q_proj = nn.Linear(hidden_size, self.key_dim, bias=False)
+        self.k_proj = nn.Linear(hidden_size, self.key_dim, bias=False)
+        self.v_proj = nn.Linear(hidden_size, self.value_dim, bias=False)
+        self.b_proj = nn.Linear(hidden_size, num_heads, bias=False)
+        # Mamba2-style decay: alpha = exp(-exp(A_log) * softplus(a_proj(x) + dt_bias))
+        self.a_proj = nn.Linear(hidden_size, num_heads, bias=False)
+        self.A_log = nn.Parameter(torch.empty(num_heads).uniform_(1, 16).log())
+        dt = torch.exp(torch.rand(num_heads) * (math.log(0.1) - math.log(0.001)) + math.log(0.001)).clamp(min=1e-4)
+        self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))  # softplus(dt_bias) = dt at init
+        if use_short_conv:
+            self.q_conv1d = ShortConvolution(self.key_dim, conv_size, bias=conv_bias, activation="silu")
+            self.k_conv1d = ShortConvolution(self.key_dim, conv_size, bias=conv_bias, activation="silu")
+            self.v_conv1d = ShortConvolution(self.value_dim, conv_size, bias=conv_bias, activation="silu")
+        if use_gate:
+            self.g_proj = nn.Linear(hidden_size, self.value_dim, bias=False)
+            self.o_norm = FusedRMSNormGated(self.head_v_dim, eps=norm_eps)
+        else:
+            self.o_norm = RMSNorm(self.head_v_dim, eps=norm_eps)
+        self.o_proj = nn.Linear(self.value_dim, hidden_size, bias=False)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
+                past_key_values=None, use_cache: bool = False, output_attentions: bool = False,
+                **kwargs) -> Tuple[torch.Tensor, None, object]:
+        B, T, _ = hidden_states.shape
+        last_state = None
+        if past_key_values is not None and len(past_key_values) > (self.layer_idx or 0):
+            last_state = past_key_values[self.layer_idx or 0]
+        conv_q = conv_k = conv_v = None
+        if last_state is not None and last_state.get("conv_state") is not None:
+            conv_q, conv_k, conv_v = last_state["conv_state"]
+
+        # projections -> short conv (with SiLU) -> heads
+        q, k, v = self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states)
+        if self.use_short_conv:
+            q, conv_q = self.q_conv1d(q, cache=conv_q, output_final_state=use_cache)
+            k, conv_k = self.k_conv1d(k, cache=conv_k, output_final_state=use_cache)
+            v, conv_v = self.v_conv1d(v, cache=conv_v, output_final_state=use_cache)
+        else:
+            q, k, v = F.silu(q), F.silu(k), F.silu(v)
+        q = rearrange(q, "b t (h d) -> b t h d", h=self.num_heads)
+        k = rearrange(k, "b t (h d) -> b t h d", h=self.num_heads)
+        v = rearrange(v, "b t (h d) -> b t h d", h=self.num_heads)
+
+        # feature map: unit-norm queries and keys keep the delta rule's correction stable
+        q, k = l2norm(q), l2norm(k)
+        beta = self.b_proj(hidden_states).sigmoid()  # [B, T, H] learning rate of each write
+        g = -self.A_log.float().exp() * F.softplus(self.a_proj(hidden_states).float() + self.dt_bias)  # log alpha
+        if attention_mask is not None:  # padded tokens never write into the state
+            keep = attention_mask[:, -T:, None].to(k.dtype)
+            k, v = k * keep[..., None], v * keep[..., None]
+
+        initial_state = last_state["recurrent_state"] if last_state is not None else None
+        if hidden_states.is_cuda and _HAS_FLA_OPS:
+            o, recurrent_state = fla_chunk_gated_delta_rule(q, k, v, g, beta, initial_state=initial_state,
+                                                            output_final_state=use_cache)
+        else:
+            o, recurrent_state = chunk_gated_delta_rule(q, k, v, g, beta, self.chunk_size,
+                                                        initial_state=initial_state, output_final_state=use_cache)
+
+        if past_key_values is not None and use_cache:
+            past_key_values.update(recurrent_state=recurrent_state,
+                                   conv_state=(conv_q, conv_k, conv_v) if self.use_short_conv else None,
+                                   layer_idx=self.layer_idx or 0, offset=T)
+        if self.use_gate:
+            g = rearrange(self.g_proj(hidden_states), "b t (h d) -> b t h d", h=self.num_heads)
+            o = self.o_norm(o, g)
+        else:
+            o = self.o_norm(o)
+        o = self.o_proj(rearrange(o, "b t h d -> b t (h d)"))
+        return o, None, past_key_values
