@@ -21,6 +21,25 @@ class TopicSpec:
     event_type: str | None  # None for the dead-letter topic
 
 
+# Who reacts to what (documentation of the event flow; the AsyncAPI document is built from it and a
+# test checks it against each service's wiring). The archive consumes every topic.
+CONSUMERS: dict[str, tuple[str, ...]] = {
+    "CampaignStarted": ("archive",),
+    "ParentSampled": ("researcher", "archive"),
+    "ProposalCreated": ("engineer", "researcher-novelty", "analyst", "archive"),
+    "ProposalRejected": ("archive",),
+    "TrainingStarted": ("engineer", "archive"),
+    "TrainingProgress": ("engineer", "archive"),
+    "TrainingFailed": ("engineer", "debugger", "archive"),
+    "ResultsReady": ("engineer", "judge", "analyst", "archive"),
+    "ScoreAssigned": ("analyst", "archive"),
+    "InsightsStored": ("archive",),
+    "CognitionIngested": ("cognition", "archive"),
+    "ExperimentAbandoned": ("archive",),
+    "ExperimentImported": ("archive",),
+    "CampaignCompleted": ("archive",),
+}
+
 TOPICS: dict[str, TopicSpec] = {t: TopicSpec(PREFIX + _kebab(t), t) for t in EVENT_TYPES}
 
 

@@ -72,10 +72,11 @@ _TINY_LAYER = {"use_short_conv": True, "conv_size": 4}
 PROFILES: dict[str, Profile] = {p.name: p for p in [
     Profile(
         name="cpu-micro",
-        description="CI and pipeline tests: MQAR 64/8, d=32; train+eval of DeltaNet in ~10-20 s on one CPU thread",
+        description="CI and pipeline tests: MQAR 64/4 over vocab 64, d=32; train+eval of DeltaNet in ~10-15 s "
+                    "on one CPU thread (DeltaNet ~0.7 recall, linear attention ~0.2)",
         hidden_size=32, num_layers=2, num_heads=1, vocab_size=64, layer_kwargs=_TINY_LAYER, max_params=200_000,
-        task="mqar", seq_len=64, mqar_num_kv=8,
-        steps=150, batch_size=32, lr=3e-3, log_every=10, checkpoint_every=50,
+        task="mqar", seq_len=64, mqar_num_kv=4,
+        steps=200, batch_size=32, lr=1e-2, log_every=10, checkpoint_every=50,
         eval_tasks=("mqar_recall", "mqar_mc"), eval_examples=128,
         monitor_warmup_steps=10, leak_check_every=50,
         train_time_limit_s=120, eval_time_limit_s=120, memory_limit_mb=2048,

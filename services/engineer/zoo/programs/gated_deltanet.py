@@ -134,7 +134,7 @@ class DeltaNet(nn.Module):
         # feature map: unit-norm queries and keys keep the delta rule's correction stable
         q, k = l2norm(q), l2norm(k)
         beta = self.b_proj(hidden_states).sigmoid()  # [B, T, H] learning rate of each write
-        g = -self.A_log.float().exp() * F.softplus(self.a_proj(hidden_states).float() + self.dt_bias)  # log alpha
+        g = -self.A_log.exp() * F.softplus(self.a_proj(hidden_states).to(self.A_log.dtype) + self.dt_bias)  # log alpha
         if attention_mask is not None:  # padded tokens never write into the state
             keep = attention_mask[:, -T:, None].to(k.dtype)
             k, v = k * keep[..., None], v * keep[..., None]

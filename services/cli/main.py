@@ -1,0 +1,183 @@
+"""`archlab`: the command line of the lab (typer + rich).
+
+Stack: up, down, status, tap, topics, schemas. Other areas register their commands from their
+own modules (`services/cli/<area>.py`, each with `register(app)`).
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services.common.settings import Settings
+
+app = typer.Typer(help="archlab: an autonomous research lab for linear-attention architectures.",
+                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+schemas_app = typer.Typer(help="The event contract.", no_args_is_help=True)
+topics_app = typer.Typer(help="Kafka topics of the lab.", no_args_is_help=True)
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(topics_app, name="topics")
+console = Console()
+
+DataDir = typer.Option(None, "--data-dir", help="State directory (default: $ARCHLAB_DATA_DIR or ./.archlab)")
+
+
+def load_settings(data_dir: Optional[Path] = None, **overrides) -> Settings:
+    settings = Settings()
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    return settings.model_copy(update=overrides) if overrides else settings
+
+
+@app.command()
+def up(engineers: int = typer.Option(1, min=1, help="engineer worker processes"), data_dir: Optional[Path] = DataDir):
+    """Start the embedded stack: Kafka-protocol broker, milvus-lite, and one process per service."""
+    from services.cli import stack
+
+    settings = load_settings(data_dir)
+    state = stack.up(settings, engineers=engineers, progress=lambda m: console.print(f"[green]•[/] {m}"))
+    console.print(f"[bold]stack up[/]: broker {state.kafka}, {len(state.processes)} processes, "
+                  f"data in {state.data_dir}")
+
+
+@app.command()
+def down(data_dir: Optional[Path] = DataDir):
+    """Stop every process of the embedded stack (services, then vector store, then broker)."""
+    from services.cli import stack
+
+    clean = stack.down(load_settings(data_dir), progress=lambda m: console.print(f"[yellow]•[/] {m}"))
+    if not clean:
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(data_dir: Optional[Path] = DataDir):
+    """Processes, broker address, topic offsets and consumer-group lag."""
+    from schemas.topics import all_topics
+    from services.cli import stack
+    from services.common.embedded import pid_alive
+    from services.common.log_reader import end_offsets
+
+    settings = stack.absolute(load_settings(data_dir))
+    state = stack.StackState.load(stack.endpoints.stack_file(settings))
+    if state is None:
+        console.print("no stack running (start one with `archlab up`)")
+        raise typer.Exit(1)
+    procs = Table(title="processes")
+    for col in ("name", "pid", "state"):
+        procs.add_column(col)
+    for name, pid in state.processes.items():
+        procs.add_row(name, str(pid), "[green]running[/]" if pid_alive(pid) else "[red]dead[/]")
+    console.print(procs)
+    console.print(f"broker: {state.kafka}   vectors: {state.milvus}   data: {state.data_dir}")
+    try:
+        ends = asyncio.run(end_offsets(state.kafka, all_topics()))
+        lag = asyncio.run(stack.group_lag(state.kafka))
+    except Exception as e:  # noqa: BLE001 - status must still print what it can
+        console.print(f"[red]broker unreachable[/]: {e!r}")
+        raise typer.Exit(1)
+    offsets = Table(title="topics (events = end offsets summed over partitions)")
+    offsets.add_column("topic")
+    offsets.add_column("events", justify="right")
+    for topic in all_topics():
+        offsets.add_row(topic, str(sum(v for (t, _), v in ends.items() if t == topic)))
+    console.print(offsets)
+    groups = Table(title="consumer groups")
+    groups.add_column("group")
+    groups.add_column("lag", justify="right")
+    for group, n in lag.items():
+        groups.add_row(group, str(n))
+    console.print(groups)
+
+
+@app.command()
+def tap(types: list[str] = typer.Option([], "--type", "-t", help="event type(s), e.g. ResultsReady"),
+        experiment: Optional[str] = typer.Option(None, help="only this experiment_id"),
+        campaign: Optional[str] = typer.Option(None, help="only this campaign_id"),
+        from_beginning: bool = typer.Option(False, "--from-beginning", help="read the log from offset 0"),
+        follow: Optional[bool] = typer.Option(None, "--follow/--no-follow",
+                                              help="keep streaming (default: on, except with --from-beginning)"),
+        dead_letters: bool = typer.Option(False, "--dead-letters", help="include the dead-letter topic"),
+        limit: Optional[int] = typer.Option(None, help="stop after N events"),
+        data_dir: Optional[Path] = DataDir):
+    """Stream events as JSON lines (the audit tap)."""
+    from schemas.events import EVENT_TYPES
+    from schemas.topics import DEAD_LETTER_TOPIC, topic_for
+    from services.common import endpoints
+    from services.common.log_reader import read_log
+
+    unknown = [t for t in types if t not in EVENT_TYPES]
+    if unknown:
+        console.print(f"[red]unknown event type(s)[/] {unknown}; known: {', '.join(sorted(EVENT_TYPES))}")
+        raise typer.Exit(2)
+    topics = [topic_for(t) for t in (types or sorted(EVENT_TYPES))]
+    if dead_letters:
+        topics.append(DEAD_LETTER_TOPIC)
+    bootstrap = endpoints.kafka_bootstrap(load_settings(data_dir))
+    keep_following = (not from_beginning) if follow is None else follow
+
+    async def stream() -> None:
+        n = 0
+        async for rec in read_log(bootstrap, topics, from_beginning=from_beginning, follow=keep_following):
+            try:
+                data = json.loads(rec.value)
+            except ValueError:
+                data = {"undecodable": rec.value.decode(errors="replace")}
+            if experiment and data.get("experiment_id") != experiment:
+                continue
+            if campaign and data.get("campaign_id") != campaign:
+                continue
+            print(json.dumps({"topic": rec.topic, "partition": rec.partition, "offset": rec.offset, **data}),
+                  flush=True)
+            n += 1
+            if limit is not None and n >= limit:
+                return
+
+    try:
+        asyncio.run(stream())
+    except KeyboardInterrupt:
+        pass
+
+
+@schemas_app.command("export")
+def schemas_export(out: Path = typer.Option(Path("docs"), help="output directory")):
+    """Write the JSON Schema of every event and the AsyncAPI document under OUT."""
+    from schemas.export import export
+
+    for path in export(out):
+        console.print(f"wrote {path}")
+
+
+@topics_app.command("create")
+def topics_create(data_dir: Optional[Path] = DataDir):
+    """Create every topic of the registry on the configured broker (idempotent)."""
+    from services.common import endpoints
+    from services.common.bus import ensure_topics
+
+    settings = load_settings(data_dir)
+    created = asyncio.run(ensure_topics(endpoints.kafka_bootstrap(settings), settings.partitions,
+                                        settings.replication_factor))
+    console.print(f"{len(created)} topic(s) created")
+
+
+@topics_app.command("list")
+def topics_list():
+    """The topic registry."""
+    from schemas.topics import TOPICS, DEAD_LETTER_TOPIC
+
+    for name, spec in TOPICS.items():
+        console.print(f"{spec.name:36} {name}")
+    console.print(f"{DEAD_LETTER_TOPIC:36} (dead letters)")
+
+
+# Commands of other areas: each module exposes register(app).
+for _module in ("services.cli.campaign", "services.cli.archive", "services.cli.judge", "services.cli.cognition",
+                "services.cli.researcher", "services.cli.zoo"):
+    if importlib.util.find_spec(_module) is not None:
+        importlib.import_module(_module).register(app)

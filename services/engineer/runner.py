@@ -1,0 +1,159 @@
+"""One experiment, end to end: load the layer from code, build the model, train, evaluate.
+
+This is what the sandbox child runs (the generated code executes only here):
+
+    python -m services.engineer.runner job.json result.json
+
+Progress goes to stdout as JSON lines {"progress": {...}}. The result file holds the
+TrainResult as JSON on success (exit 0); on failure it holds {"error": {...}} and the exit
+status is 2 when the monitor stopped the run (kind: too_slow | diverged | suspected_leak)
+and 1 for any other exception (the traceback is what the debugger needs).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from services.engineer import data
+from services.engineer.evaluate import evaluate
+from services.engineer.model import CausalLM
+from services.engineer.monitor import Monitor, TrainingStopped
+from services.engineer.profiles import Profile, get_profile
+from services.engineer.train import default_device, train
+
+
+@dataclass
+class TrainJob:
+    code: str
+    profile: str
+    seed: int
+    workdir: str
+    checkpoint_dir: str | None = None
+    resume: bool = False
+    reference_step_s: float | None = None  # the baseline's median step time on this profile and machine
+    layer_class_name: str = "DeltaNet"
+
+
+@dataclass
+class TrainResult:
+    loss_curve: list[list[float]]
+    final_loss: float
+    metrics: dict[str, float]
+    benchmark: float
+    params: int
+    tokens: int
+    train_s: float
+    eval_s: float
+    tokens_per_s: float
+    device: str
+    peak_mem_mb: float
+    steps: int
+    resumed_from_step: int | None
+    profile: str = ""
+    seed: int = 0
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class ParamBudgetExceeded(ValueError):
+    pass
+
+
+def load_layer_class(code: str, class_name: str = "DeltaNet") -> type[torch.nn.Module]:
+    """The program's layer class, via the shared loader (fla shim on the path, fresh module)."""
+    try:
+        from services.common.program import load_layer_class as shared_loader
+    except ImportError:  # the shared loader is not there yet: exec in a private namespace
+        return _exec_layer_class(code, class_name)
+    return shared_loader(code, class_name)
+
+
+def _exec_layer_class(code: str, class_name: str) -> type[torch.nn.Module]:
+    namespace: dict = {"__name__": "archlab_program"}
+    exec(compile(code, "<program>", "exec"), namespace)
+    if class_name not in namespace:
+        raise AttributeError(f"the program defines no class {class_name!r}")
+    return namespace[class_name]
+
+
+def build_model(layer_cls: type[torch.nn.Module], profile: Profile) -> CausalLM:
+    return CausalLM(layer_cls, profile.vocab_size, profile.hidden_size, profile.num_layers, profile.num_heads,
+                    layer_kwargs=profile.layer_kwargs, max_len=profile.seq_len)
+
+
+def make_batch_fn(profile: Profile, seed: int) -> data.BatchFn:
+    if profile.task == "mqar":
+        return data.mqar_batch_fn(seed, profile.batch_size, profile.seq_len, profile.mqar_num_kv, profile.vocab_size)
+    if profile.task == "bytes":
+        return data.window_batch_fn(data.load_byte_corpus().train, seed, profile.batch_size, profile.seq_len)
+    tokens = data.load_hf_tokens(profile.hf_dataset, profile.hf_config, profile.hf_tokenizer,
+                                 profile.hf_tokens or profile.steps * profile.tokens_per_step)
+    return data.window_batch_fn(tokens, seed, profile.batch_size, profile.seq_len)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def run_job(job: TrainJob, on_progress: Callable[..., None] | None = None) -> TrainResult:
+    profile = get_profile(job.profile)
+    device = default_device()
+    layer_cls = load_layer_class(job.code, job.layer_class_name)
+    seed_everything(job.seed)
+    model = build_model(layer_cls, profile)
+    params = model.num_params()
+    if params > profile.max_params:
+        raise ParamBudgetExceeded(f"{params} parameters > budget {profile.max_params} of profile {profile.name}")
+    monitor = Monitor(reference_step_s=job.reference_step_s, slow_factor=profile.slow_factor,
+                      warmup_steps=profile.monitor_warmup_steps, leak_check_every=profile.leak_check_every)
+    outcome = train(model, profile, make_batch_fn(profile, job.seed), seed=job.seed, device=device,
+                    checkpoint_dir=job.checkpoint_dir or str(Path(job.workdir) / "checkpoints"), resume=job.resume,
+                    on_progress=on_progress, monitor=monitor)
+    scores = evaluate(model, profile, Path(job.workdir) / "eval", device=device)
+    return TrainResult(
+        loss_curve=outcome.loss_curve, final_loss=outcome.final_loss, metrics=scores.metrics,
+        benchmark=scores.benchmark, params=params, tokens=outcome.tokens, train_s=outcome.train_s,
+        eval_s=scores.eval_s, tokens_per_s=outcome.tokens_per_s, device=device, peak_mem_mb=outcome.peak_mem_mb,
+        steps=outcome.steps, resumed_from_step=outcome.resumed_from_step, profile=profile.name, seed=job.seed)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m services.engineer.runner JOB.json RESULT.json", file=sys.stderr)
+        return 64
+    job = TrainJob(**json.loads(Path(argv[0]).read_text()))
+    result_path = Path(argv[1])
+
+    def emit(**progress):
+        print(json.dumps({"progress": progress}), flush=True)
+
+    t0 = time.time()
+    try:
+        result = run_job(job, on_progress=emit)
+    except TrainingStopped as e:
+        error, status = {"type": "TrainingStopped", "kind": e.kind, "evidence": e.evidence, "message": str(e)}, 2
+    except Exception as e:  # noqa: BLE001 - every failure of generated code is reported, not raised
+        error = {"type": type(e).__name__, "message": str(e), "traceback": traceback.format_exc()}
+        print(error["traceback"], file=sys.stderr)
+        status = 1
+    else:
+        result_path.write_text(json.dumps(result.to_json()))
+        return 0
+    error["elapsed_s"] = round(time.time() - t0, 3)
+    result_path.write_text(json.dumps({"error": error}))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

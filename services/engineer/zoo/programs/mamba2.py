@@ -1,0 +1,145 @@
+"""Mamba2-style selective state space layer (SSD: scalar data-dependent decay per head, chunked).
+
+Dao & Gu, "Transformers are SSMs: Generalized Models and Efficient Algorithms Through Structured State
+Space Duality", ICML 2024 (arXiv 2405.21060).
+
+Per head, with C_t = q_t, B_t = k_t, x_t = v_t and a step size dt_t = softplus(w_dt x_t + dt_bias):
+    h_t = exp(dt_t A) h_{t-1} + B_t^T (dt_t x_t),    y_t = C_t h_t + D x_t,    A = -exp(A_log) < 0
+then y is normalised with an RMSNorm gated by SiLU(z). Simplifications against the reference Mamba2
+block, kept so that the zoo's members share one structure: separate q/k/v projections instead of one
+fused in_proj, B and C per head (ngroups = num_heads), the state size equal to the head size.
+Layer: projections -> short conv (SiLU) -> step size and decay -> chunked SSD -> D skip -> gated
+RMSNorm -> o_proj.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
+
+from fla.modules import FusedRMSNormGated, ShortConvolution
+
+_HAS_FLA_OPS = False
+if torch.cuda.is_available():  # fla's Triton kernels exist only with CUDA; never imported on CPU
+    try:
+        from fla.ops.simple_gla import chunk_simple_gla as fla_chunk_simple_gla
+        _HAS_FLA_OPS = True
+    except Exception:  # the CPU stand-in of fla has no fla.ops
+        _HAS_FLA_OPS = False
+
+
+def chunk_ssd(q, k, v, g, chunk_size: int = 64, initial_state: Optional[torch.Tensor] = None,
+              output_final_state: bool = False):
+    """The SSD recurrence, chunked. q (C), k (B): [B, T, H, K]; v (x dt): [B, T, H, V]; g (dt A, a log
+    decay <= 0): [B, T, H]; initial_state: [B, H, K, V] -> (o [B, T, H, V], final state or None).
+
+    Inside a chunk, with b_i = g_1 + ... + g_i and D_ij = exp(b_i - b_j) for j <= i (the 1-semiseparable
+    mask of the paper): o = exp(b) q S_0 + (D * causal(q k^T)) v and S <- exp(b_C) S_0 + (exp(b_C - b) k)^T v.
+    """
+    B, T, H, K = q.shape
+    out_dtype = q.dtype
+    dtype = q.dtype if q.dtype in (torch.float32, torch.float64) else torch.float32
+    q, k, v, g = (rearrange(x, "b t h ... -> b h t ...").to(dtype) for x in (q, k, v, g))
+    C = chunk_size
+    pad = (-T) % C
+    if pad:  # padded steps have k = 0 and no decay: they leave the state unchanged
+        q, k, v = (F.pad(x, (0, 0, 0, pad)) for x in (q, k, v))
+        g = F.pad(g, (0, pad))
+    q, k, v = (rearrange(x, "b h (n c) d -> b h n c d", c=C) for x in (q, k, v))
+    b = rearrange(g, "b h (n c) -> b h n c", c=C).cumsum(-1)
+    causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
+    decay = (b[..., :, None] - b[..., None, :]).masked_fill(~causal, float("-inf")).exp()
+    o_intra = ((q @ k.transpose(-1, -2)) * decay) @ v  # all chunks at once
+
+    S = q.new_zeros(B, H, K, v.shape[-1]) if initial_state is None else initial_state.to(dtype)
+    o = []
+    for n in range(q.shape[2]):
+        b_n = b[:, :, n]
+        o.append((q[:, :, n] * b_n.exp()[..., None]) @ S + o_intra[:, :, n])
+        b_last = b_n[..., -1:]
+        S = b_last.exp()[..., None] * S + (k[:, :, n] * (b_last - b_n).exp()[..., None]).transpose(-1, -2) @ v[:, :, n]
+    o = rearrange(torch.stack(o, dim=2), "b h n c d -> b (n c) h d")[:, :T]
+    return o.to(out_dtype), (S if output_final_state else None)
+
+
+class DeltaNet(nn.Module):
+    def __init__(self, hidden_size: int = 1024, num_heads: int = 4, expand_k: float = 1.0, expand_v: float = 1.0,
+                 use_short_conv: bool = True, conv_size: int = 4, conv_bias: bool = False, chunk_size: int = 64,
+                 norm_eps: float = 1e-5, dt_min: float = 0.001, dt_max: float = 0.1, layer_idx: Optional[int] = None,
+                 **kwargs):
+        super().__init__()
+        self.hidden_size, self.num_heads, self.layer_idx = hidden_size, num_heads, layer_idx
+        self.key_dim, self.value_dim = int(hidden_size * expand_k), int(hidden_size * expand_v)
+        if self.key_dim % num_heads or self.value_dim % num_heads:
+            raise ValueError(f"key/value dims {self.key_dim}/{self.value_dim} must divide num_heads={num_heads}")
+        self.head_k_dim, self.head_v_dim = self.key_dim // num_heads, self.value_dim // num_heads
+        self.use_short_conv, self.chunk_size = use_short_conv, chunk_size
+
+        self.q_proj = nn.Linear(hidden_size, self.key_dim, bias=False)  # C
+        self.k_proj = nn.Linear(hidden_size, self.key_dim, bias=False)  # B
+        self.v_proj = nn.Linear(hidden_size, self.value_dim, bias=False)  # x
+        self.a_proj = nn.Linear(hidden_size, num_heads, bias=False)  # dt
+        self.A_log = nn.Parameter(torch.empty(num_heads).uniform_(1, 16).log())
+        dt = torch.exp(torch.rand(num_heads) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(min=1e-4)
+        self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))  # softplus(dt_bias) = dt at init
+        self.D = nn.Parameter(torch.ones(num_heads))
+        if use_short_conv:
+            self.q_conv1d = ShortConvolution(self.key_dim, conv_size, bias=conv_bias, activation="silu")
+            self.k_conv1d = ShortConvolution(self.key_dim, conv_size, bias=conv_bias, activation="silu")
+            self.v_conv1d = ShortConvolution(self.value_dim, conv_size, bias=conv_bias, activation="silu")
+        self.g_proj = nn.Linear(hidden_size, self.value_dim, bias=False)  # z
+        self.o_norm = FusedRMSNormGated(self.head_v_dim, eps=norm_eps)
+        self.o_proj = nn.Linear(self.value_dim, hidden_size, bias=False)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
+                past_key_values=None, use_cache: bool = False, output_attentions: bool = False,
+                **kwargs) -> Tuple[torch.Tensor, None, object]:
+        B, T, _ = hidden_states.shape
+        last_state = None
+        if past_key_values is not None and len(past_key_values) > (self.layer_idx or 0):
+            last_state = past_key_values[self.layer_idx or 0]
+        conv_q = conv_k = conv_v = None
+        if last_state is not None and last_state.get("conv_state") is not None:
+            conv_q, conv_k, conv_v = last_state["conv_state"]
+
+        # projections -> short conv (with SiLU) -> heads
+        q, k, v = self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states)
+        if self.use_short_conv:
+            q, conv_q = self.q_conv1d(q, cache=conv_q, output_final_state=use_cache)
+            k, conv_k = self.k_conv1d(k, cache=conv_k, output_final_state=use_cache)
+            v, conv_v = self.v_conv1d(v, cache=conv_v, output_final_state=use_cache)
+        else:
+            q, k, v = F.silu(q), F.silu(k), F.silu(v)
+        q = rearrange(q, "b t (h d) -> b t h d", h=self.num_heads)
+        k = rearrange(k, "b t (h d) -> b t h d", h=self.num_heads)
+        v = rearrange(v, "b t (h d) -> b t h d", h=self.num_heads)
+
+        # selective discretisation: a large step forgets more and writes more
+        dt = F.softplus(self.a_proj(hidden_states).to(self.A_log.dtype) + self.dt_bias)  # [B, T, H]
+        g = -self.A_log.exp() * dt  # log decay
+        if attention_mask is not None:  # padded tokens never write into the state
+            keep = attention_mask[:, -T:, None].to(k.dtype)
+            k, v = k * keep[..., None], v * keep[..., None]
+        x_dt = v * dt[..., None].to(v.dtype)
+
+        initial_state = last_state["recurrent_state"] if last_state is not None else None
+        if hidden_states.is_cuda and _HAS_FLA_OPS:
+            o, recurrent_state = fla_chunk_simple_gla(q, k, x_dt, g=g, scale=1.0, initial_state=initial_state,
+                                                      output_final_state=use_cache)
+        else:
+            o, recurrent_state = chunk_ssd(q, k, x_dt, g, self.chunk_size, initial_state=initial_state,
+                                           output_final_state=use_cache)
+        o = o + self.D[:, None].to(v.dtype) * v  # D skip connection
+
+        if past_key_values is not None and use_cache:
+            past_key_values.update(recurrent_state=recurrent_state,
+                                   conv_state=(conv_q, conv_k, conv_v) if self.use_short_conv else None,
+                                   layer_idx=self.layer_idx or 0, offset=T)
+        z = rearrange(self.g_proj(hidden_states), "b t (h d) -> b t h d", h=self.num_heads)
+        o = self.o_norm(o, z)
+        o = self.o_proj(rearrange(o, "b t h d -> b t (h d)"))
+        return o, None, past_key_values
