@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import signal
 import traceback
 from dataclasses import dataclass
@@ -37,8 +38,9 @@ Handler = Callable[[Event], Awaitable[Iterable[Event] | None]]
 
 def make_broker(settings: Settings, client_id: str = "archlab") -> KafkaBroker:
     """The FastStream KafkaBroker for the configured (or embedded) Kafka."""
+    # Per-message "Received/Processed" lines go to DEBUG: our own structured log says what happened.
     return KafkaBroker(endpoints.kafka_bootstrap(settings), client_id=client_id,
-                       enable_idempotence=True)
+                       enable_idempotence=True, log_level=logging.DEBUG)
 
 
 async def ensure_topics(bootstrap: str, partitions: int, replication_factor: int = 1) -> list[str]:

@@ -16,6 +16,7 @@ class IdempotencyGuard:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
         self._db.execute("CREATE TABLE IF NOT EXISTS handled (grp TEXT, event_id TEXT, PRIMARY KEY (grp, event_id))")
         self._db.commit()
         self._lock = threading.Lock()

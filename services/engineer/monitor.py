@@ -9,11 +9,12 @@ Rules, each raising TrainingStopped(kind, evidence):
 - suspected_leak, two checks on the model itself, every `leak_check_every` steps:
   1. future perturbation: change the tokens of the second half of a random sequence; a causal
      model's logits on the first half cannot change (beyond float noise).
-  2. unpredictable tokens: on i.i.d. uniform random tokens no causal predictor can reach a
-     cross-entropy below log(V) in expectation (that is their entropy; the same reason a
-     causal model cannot predict the first occurrence of a key-value pair in MQAR). A loss
-     below half of that is implausibly low for any step of any training: only a model that
-     sees the token it predicts gets there.
+  2. unpredictable tokens: on tokens drawn i.i.d. from the training batch's unigram
+     distribution p, no causal predictor can reach a cross-entropy below the entropy H(p) in
+     expectation (the same reason a causal model cannot predict the first occurrence of a
+     key-value pair in MQAR). A loss below half of H(p) is implausibly low at any step of any
+     training: only a model that sees the token it predicts gets there. (Uniform tokens would
+     not do: a model never trained on some tokens cannot copy them even when it leaks.)
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ class Monitor:
     window: int = 20
     leak_check_every: int = 100
     perturbation_tol: float = 1e-3  # relative to the logits' scale
-    unpredictable_ce_frac: float = 0.5  # of log(V)
+    unpredictable_ce_frac: float = 0.5  # of the unigram entropy
     step_times: list[float] = field(default_factory=list)
     steps_seen: int = 0
 
@@ -66,18 +67,20 @@ class Monitor:
         return step == 1 or step % self.leak_check_every == 0
 
     @torch.no_grad()
-    def check_model(self, step: int, model: torch.nn.Module, vocab_size: int, seq_len: int,
-                    device: str = "cpu") -> None:
+    def check_model(self, step: int, model: torch.nn.Module, batch_inputs: torch.Tensor) -> None:
+        """Leak checks on probe sequences drawn i.i.d. from the tokens of `batch_inputs` [B, T]."""
         was_training = model.training
         model.eval()
         try:
             gen = torch.Generator().manual_seed(step)
-            x = torch.randint(vocab_size, (4, seq_len), generator=gen).to(device)
+            pool = batch_inputs.detach().flatten().cpu()
+            seq_len = batch_inputs.shape[1]
+            draw = lambda *shape: pool[torch.randint(len(pool), shape, generator=gen)].to(batch_inputs.device)  # noqa: E731
+            x = draw(4, seq_len)
             logits = model(x)[0].float()
             # 1. future perturbation
             half = seq_len // 2
-            x2 = x.clone()
-            x2[:, half:] = torch.randint(vocab_size, (4, seq_len - half), generator=gen).to(device)
+            x2 = torch.cat([x[:, :half], draw(4, seq_len - half)], 1)
             diff = (model(x2)[0].float()[:, :half] - logits[:, :half]).abs().max().item()
             scale = 1.0 + logits.abs().max().item()
             if not diff <= self.perturbation_tol * scale:  # also catches NaN
@@ -85,11 +88,14 @@ class Monitor:
                     "step": step, "rule": "future_perturbation", "max_logit_change_before_perturbation": diff,
                     "tolerance": self.perturbation_tol * scale})
             # 2. unpredictable tokens
-            ce = F.cross_entropy(logits[:, :-1].reshape(-1, vocab_size), x[:, 1:].reshape(-1)).item()
-            floor = self.unpredictable_ce_frac * math.log(vocab_size)
+            counts = torch.bincount(pool).float()
+            probs = counts[counts > 0] / counts.sum()
+            entropy = -(probs * probs.log()).sum().item()
+            ce = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1)).item()
+            floor = self.unpredictable_ce_frac * entropy
             if ce < floor:
                 raise TrainingStopped("suspected_leak", {
                     "step": step, "rule": "unpredictable_tokens_ce", "ce_nats": round(ce, 4),
-                    "entropy_nats": round(math.log(vocab_size), 4), "floor_nats": round(floor, 4)})
+                    "unigram_entropy_nats": round(entropy, 4), "floor_nats": round(floor, 4)})
         finally:
             model.train(was_training)

@@ -123,7 +123,7 @@ def train(model: CausalLM, profile: Profile, batch_fn: BatchFn, *, seed: int, de
         if monitor is not None:
             monitor.on_step(done, loss_value, step_s)
             if monitor.wants_model_check(done):
-                monitor.check_model(done, model, profile.vocab_size, profile.seq_len, device)
+                monitor.check_model(done, model, x)
         window_losses.append(loss_value)
         if done % profile.log_every == 0 or done == profile.steps:
             loss_curve.append([done, sum(window_losses) / len(window_losses)])

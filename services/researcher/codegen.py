@@ -227,7 +227,8 @@ def _forward(d: dict[str, Any]) -> list[str]:
     elif mem == "retnet":
         a(f"        o = chunk_scalar_memory(q, k, v, log_decay=log_decay, chunk_size=self.chunk_size, scale={scale})")
     elif mem == "mamba2":
-        a("        k = k * dt[..., None].to(k.dtype)  # SSD: the input is scaled by the step size")
+        if d["decay"] == "mamba_dt":
+            a("        k = k * dt[..., None].to(k.dtype)  # SSD: the input is scaled by the step size")
         a("        o = chunk_scalar_memory(q, k, v, log_decay=log_decay, chunk_size=self.chunk_size, scale=1.0)")
     if d["fir"]:
         a("        # multi-scale FIR paths: causal depthwise convolutions of the values, mixed per token and head")

@@ -42,6 +42,7 @@ MEMORY_TEXT = {
 FEATURE_TEXT = {"silu": "SiLU", "identity": "identity", "elu1": "ELU+1", "relu": "ReLU", "softplus": "softplus"}
 
 # The genomes of the classic mixers of the engineer's zoo (services/engineer/zoo/programs), softmax excepted.
+# Close, not exact: e.g. the zoo's Mamba2 has a D skip and its GLA a two-level chunking the vocabulary lacks.
 ZOO_DESIGNS: dict[str, dict[str, Any]] = {
     "deltanet": {"memory": "delta", "feature_map": "silu", "qk_norm": "l2", "beta": "sigmoid",
                  "short_conv": True, "output_norm": "rmsnorm", "output_gate": "none"},
@@ -50,7 +51,7 @@ ZOO_DESIGNS: dict[str, dict[str, Any]] = {
     "linear": {"memory": "linear", "feature_map": "elu1", "qk_norm": "none", "normalizer": "sum",
                "short_conv": True, "output_norm": "none", "output_gate": "none"},
     "retnet": {"memory": "retnet", "feature_map": "identity", "qk_norm": "none", "short_conv": True,
-               "output_norm": "rmsnorm", "output_gate": "swish"},
+               "output_norm": "gated_rmsnorm"},
     "gla": {"memory": "gla", "feature_map": "identity", "qk_norm": "none", "short_conv": True,
             "output_norm": "gated_rmsnorm"},
     "mamba2": {"memory": "mamba2", "feature_map": "identity", "qk_norm": "none", "decay": "mamba_dt",

@@ -111,12 +111,13 @@ class DeltaNet(nn.Module):
         if last_state is not None and last_state.get("conv_state") is not None:
             conv_q, conv_k, conv_v = last_state["conv_state"]
 
-        # projections -> short conv (with SiLU) -> heads
+        # projections -> short conv (with SiLU; padded tokens enter it as zeros) -> heads
         q, k, v = self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states)
         if self.use_short_conv:
-            q, conv_q = self.q_conv1d(q, cache=conv_q, output_final_state=use_cache)
-            k, conv_k = self.k_conv1d(k, cache=conv_k, output_final_state=use_cache)
-            v, conv_v = self.v_conv1d(v, cache=conv_v, output_final_state=use_cache)
+            conv_mask = attention_mask[:, -T:] if attention_mask is not None else None
+            q, conv_q = self.q_conv1d(q, mask=conv_mask, cache=conv_q, output_final_state=use_cache)
+            k, conv_k = self.k_conv1d(k, mask=conv_mask, cache=conv_k, output_final_state=use_cache)
+            v, conv_v = self.v_conv1d(v, mask=conv_mask, cache=conv_v, output_final_state=use_cache)
         else:
             q, k, v = F.silu(q), F.silu(k), F.silu(v)
         q = rearrange(q, "b t (h d) -> b t h d", h=self.num_heads)

@@ -1,0 +1,202 @@
+"""`archlab run`: one command runs a real discovery campaign on the embedded stack.
+
+It brings the stack up if none is running, publishes CampaignStarted (or, with --resume, picks up
+the last campaign), shows live progress folded from the event log, and ends with the leaderboard
+and a self-contained HTML report. Ctrl-C stops cleanly: the log keeps every fact, so --resume
+continues with nothing lost or repeated.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+from schemas import codec
+from schemas import events as ev
+from schemas.events import EVENT_TYPES
+from schemas.topics import topic_for
+from services.cli.progress import CampaignView
+from services.common import endpoints
+from services.common.log_reader import read_log
+from services.common.settings import Settings
+
+console = Console()
+
+
+def campaign_file(settings: Settings) -> Path:
+    return Path(settings.data_dir) / "campaign.json"
+
+
+async def campaign_events(bootstrap: str, campaign_id: str) -> list[ev.Event]:
+    """Every event of one campaign, from offset 0 of every topic, ordered by time."""
+    out = []
+    async for rec in read_log(bootstrap, [topic_for(t) for t in EVENT_TYPES]):
+        try:
+            event = codec.decode(rec.value)
+        except codec.EventDecodeError:
+            continue
+        if event.campaign_id == campaign_id:
+            out.append(event)
+    out.sort(key=lambda e: (e.occurred_at, e.event_id))
+    return out
+
+
+def progress_table(view: CampaignView, started_at: float) -> Group:
+    c = view.counts()
+    budget = view.started.budget if view.started else "?"
+    best = view.best()
+    head = Table.grid(padding=(0, 2))
+    head.add_row(f"[bold]campaign[/] {view.campaign_id}", f"profile {view.started.profile if view.started else '?'}",
+                 f"elapsed {time.monotonic() - started_at:,.0f}s")
+    head.add_row(f"in flight [cyan]{view.in_flight()}[/]", f"done [green]{c.get('done', 0)}[/]",
+                 f"abandoned [red]{c.get('abandoned', 0)}[/]  score errors {c.get('score_error', 0)}")
+    head.add_row(f"rejections {sum(view.rejection_reasons.values())} {dict(view.rejection_reasons)}",
+                 f"training failures {sum(view.failure_kinds.values())} {dict(view.failure_kinds)}",
+                 f"budget {budget} candidates")
+    head.add_row(f"best fitness [bold]{best.fitness:.4f}[/] ({best.name})" if best else "best fitness: -",
+                 "per stage: " + ", ".join(f"{k} {v:.0f}s" for k, v in view.stage_means().items()), "")
+    rows = Table(show_lines=False)
+    for col in ("experiment", "role", "name", "status", "loss", "bench", "fitness", "rej", "fail"):
+        rows.add_column(col)
+    for x in list(view.experiments.values())[-12:]:
+        rows.add_row(x.experiment_id[-10:], x.role, x.name[:28], x.status,
+                     f"{x.final_loss:.3f}" if x.final_loss is not None else "",
+                     f"{x.benchmark:.3f}" if x.benchmark is not None else "",
+                     f"{x.fitness:.4f}" if x.fitness is not None else "", str(x.rejections), str(x.failures))
+    return Group(head, rows)
+
+
+async def watch(bootstrap: str, view: CampaignView, *, timeout_s: float, live: Live | None, started_at: float) -> None:
+    """Fold the campaign's events into `view` until CampaignCompleted (or the timeout)."""
+    deadline = time.monotonic() + timeout_s
+
+    async def fold() -> None:
+        async for rec in read_log(bootstrap, [topic_for(t) for t in EVENT_TYPES], follow=True, poll_ms=300):
+            try:
+                view.apply(codec.decode(rec.value))
+            except codec.EventDecodeError:
+                continue
+            if live is not None:
+                live.update(progress_table(view, started_at))
+            if view.completed:
+                return
+
+    task = asyncio.create_task(fold())
+    try:
+        while not task.done():
+            if time.monotonic() > deadline:
+                task.cancel()
+                raise TimeoutError(f"campaign {view.campaign_id} did not complete within {timeout_s:.0f}s")
+            if live is not None:
+                live.update(progress_table(view, started_at))
+            await asyncio.sleep(1.0)
+        task.result()
+    finally:
+        if not task.done():
+            task.cancel()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def run(budget: int = typer.Option(6, min=1, help="candidate experiments to run (baselines not counted)"),
+            concurrency: int = typer.Option(2, min=1, help="experiments in flight at once"),
+            engineers: Optional[int] = typer.Option(None, min=1, help="engineer processes (default: concurrency)"),
+            profile: str = typer.Option("cpu-tiny", help="training profile (cpu-micro, cpu-tiny, explore-20m, ...)"),
+            seed: int = typer.Option(0, help="campaign seed (sampling and the offline proposer)"),
+            start_from: str = typer.Option("deltanet", "--from",
+                                           help="comma-separated zoo members measured as baselines/seeds"),
+            policy: str = typer.Option("topk-uniform", help="parent policy: topk-uniform | uct | fitness-proportional"),
+            cold_start: int = typer.Option(2, min=0, help="candidates drawn from the baselines before the pool opens"),
+            resume: bool = typer.Option(False, "--resume", help="continue the last campaign where it stopped"),
+            keep_up: bool = typer.Option(False, "--keep-up", help="leave the stack running at the end"),
+            timeout: float = typer.Option(6 * 3600, help="give up watching after this many seconds"),
+            data_dir: Optional[Path] = typer.Option(None, "--data-dir")):
+        """Run a discovery campaign end to end on the embedded stack (offline unless an LLM is configured)."""
+        from services.cli import stack
+        from services.cli.main import load_settings
+        from services.engineer.profiles import get_profile
+
+        settings = stack.absolute(load_settings(data_dir))
+        try:
+            get_profile(profile)
+        except (KeyError, ValueError) as e:
+            console.print(f"[red]{e}[/]")
+            raise typer.Exit(2)
+        started_here = stack.running_state(settings) is None
+        if started_here:
+            console.print("[bold]starting the embedded stack[/] (broker, milvus-lite, services)...")
+            stack.up(settings, engineers=engineers or concurrency, progress=lambda m: console.print(f"  • {m}"))
+        bootstrap = endpoints.kafka_bootstrap(settings)
+        cfile = campaign_file(settings)
+        try:
+            if resume:
+                if not cfile.exists():
+                    console.print(f"[red]nothing to resume[/]: no campaign recorded in {cfile}")
+                    raise typer.Exit(2)
+                campaign_id = json.loads(cfile.read_text())["campaign_id"]
+                console.print(f"resuming campaign [bold]{campaign_id}[/]")
+            else:
+                campaign_id = "c-" + uuid.uuid4().hex[:10]
+                started = ev.CampaignStarted(
+                    campaign_id=campaign_id, experiment_id=campaign_id, producer="cli", name=campaign_id,
+                    profile=profile, budget=budget, concurrency=concurrency, seed=seed, policy=policy,
+                    cold_start=cold_start, baselines=[s.strip() for s in start_from.split(",") if s.strip()],
+                    proposer="llm" if settings.llm_configured else "offline")
+                asyncio.run(_publish(settings, started))
+                cfile.write_text(json.dumps({"campaign_id": campaign_id, "started_at": time.time()}))
+                console.print(f"started campaign [bold]{campaign_id}[/]: {budget} candidates, concurrency "
+                              f"{concurrency}, profile {profile}, proposer {started.proposer}")
+            view = CampaignView(campaign_id)
+            t0 = time.monotonic()
+            with Live(progress_table(view, t0), console=console, refresh_per_second=2, transient=False) as live:
+                asyncio.run(watch(bootstrap, view, timeout_s=timeout, live=live, started_at=t0))
+            finish(settings, bootstrap, campaign_id)
+        except KeyboardInterrupt:
+            console.print("\n[yellow]interrupted[/]: stopping cleanly; continue with `archlab run --resume`")
+        finally:
+            if started_here and not keep_up:
+                console.print("stopping the embedded stack...")
+                stack.down(settings, progress=lambda m: None)
+
+
+async def _publish(settings: Settings, *events: ev.Event) -> None:
+    from services.common.bus import make_broker, publish_events
+
+    broker = make_broker(settings, client_id="archlab-cli")
+    await broker.start()
+    try:
+        await publish_events(broker, events)
+    finally:
+        await broker.stop()
+
+
+def finish(settings: Settings, bootstrap: str, campaign_id: str) -> Path:
+    """Print the leaderboard and write the report; returns the report path."""
+    from services.cli.report import build_report
+
+    events = asyncio.run(campaign_events(bootstrap, campaign_id))
+    view = CampaignView(campaign_id)
+    for e in events:
+        view.apply(e)
+    table = Table(title=f"leaderboard of {campaign_id}")
+    for col in ("rank", "name", "role", "fitness", "loss", "benchmark"):
+        table.add_column(col)
+    ranked = sorted((x for x in view.experiments.values() if x.fitness is not None), key=lambda x: -x.fitness)
+    for i, x in enumerate(ranked, 1):
+        table.add_row(str(i), x.name, x.role, f"{x.fitness:.4f}",
+                      f"{x.final_loss:.4f}" if x.final_loss is not None else "-",
+                      f"{x.benchmark:.4f}" if x.benchmark is not None else "-")
+    console.print(table)
+    out = Path(settings.data_dir) / "reports" / f"{campaign_id}.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    build_report(events, out, title=f"archlab campaign {campaign_id}")
+    console.print(f"report: [bold]{out}[/]")
+    return out

@@ -1,0 +1,581 @@
+"""The campaign report: a campaign's event log -> one self-contained HTML file.
+
+`build_report(events, out)` is a pure function of the typed events (no Kafka, no database): the
+log is the truth, so a report can be rebuilt at any time, for any past campaign. The page needs
+no network: plots are inline SVG written by `report_svg`, styles are inline, there is no script,
+and a Content-Security-Policy forbids loading anything. Every string that comes from an event
+(names, code, errors, feedback) is HTML-escaped: generated programs and LLM output are untrusted.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from schemas import events as ev
+from services.cli.report_svg import (
+    Curve, FitnessPoint, TreeNode, colorbar_svg, esc, fitness_svg, fmt, lineage_svg, loss_svg, short,
+)
+
+CAMPAIGN_LEVEL = (ev.CampaignStarted, ev.CampaignCompleted)
+TOP_CURVES = 5           # loss curves of the best candidates drawn against the baseline
+LATEST_PROBLEMS = 25     # rows in the "latest rejections and failures" table
+EXCERPT = 300            # characters of feedback / error shown per row
+
+
+@dataclass
+class Cost:
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def add(self, usage: ev.Usage | None) -> None:
+        if usage is not None:
+            self.calls += usage.calls
+            self.prompt_tokens += usage.prompt_tokens
+            self.completion_tokens += usage.completion_tokens
+            self.cost_usd += usage.cost_usd
+
+
+@dataclass
+class Experiment:
+    """Everything the log says about one experiment, reduced to what the report shows."""
+    experiment_id: str
+    first_at: datetime
+    kind: str = "candidate"                     # candidate | baseline | imported
+    sampled: ev.ParentSampled | None = None
+    imported: ev.ExperimentImported | None = None
+    proposals: list[ev.ProposalCreated] = field(default_factory=list)
+    rejections: list[ev.ProposalRejected] = field(default_factory=list)
+    started: list[ev.TrainingStarted] = field(default_factory=list)
+    failures: list[ev.TrainingFailed] = field(default_factory=list)
+    results: ev.ResultsReady | None = None      # the latest
+    results_at: datetime | None = None
+    score: ev.ScoreAssigned | None = None       # the latest of the report's scheme
+    other_scores: int = 0                       # rescoring events of other schemes, or superseded
+    insights: ev.InsightsStored | None = None
+    abandoned: ev.ExperimentAbandoned | None = None
+    cost: Cost = field(default_factory=Cost)
+
+    @property
+    def name(self) -> str:
+        for source in (self.results, self.proposals[-1] if self.proposals else None, self.imported):
+            if source is not None and source.name:
+                return source.name
+        if self.sampled is not None and self.sampled.mode == "baseline":
+            return self.sampled.parent.name
+        for r in reversed(self.rejections):
+            if r.name:
+                return r.name
+        return self.experiment_id[:12]
+
+    @property
+    def parent_id(self) -> str | None:
+        if self.kind == "baseline":
+            return None
+        if self.proposals and self.proposals[-1].parent_id:
+            return self.proposals[-1].parent_id
+        if self.sampled is not None and self.sampled.mode == "explore":
+            return self.sampled.parent.experiment_id
+        if self.imported is not None:
+            return self.imported.parent_id
+        return None
+
+    @property
+    def fitness(self) -> float | None:
+        return self.score.fitness if self.score is not None else None
+
+    @property
+    def status(self) -> str:
+        if self.abandoned is not None:
+            return "abandoned"
+        if self.results is not None:
+            if self.score is None:
+                return "unscored"
+            return "scored" if self.score.fitness is not None else "score error"
+        if self.imported is not None and not self.proposals:
+            return "imported"
+        last_proposal = self.proposals[-1].occurred_at if self.proposals else None
+        if self.failures and (last_proposal is None or self.failures[-1].occurred_at >= last_proposal):
+            return "failed"
+        if self.started:
+            return "training"
+        if self.proposals:
+            return "proposed"
+        return "rejected" if self.rejections else "sampled"
+
+    @property
+    def device(self) -> str:
+        if self.results is not None:
+            return self.results.device
+        return self.started[-1].device if self.started else "–"
+
+    @property
+    def compute_s(self) -> float:
+        return (self.results.train_s + self.results.eval_s) if self.results else 0.0
+
+    @property
+    def failed_s(self) -> float:
+        return sum(f.wall_s for f in self.failures)
+
+
+@dataclass
+class Campaign:
+    campaign_id: str
+    scheme: str
+    started: ev.CampaignStarted | None
+    completed: ev.CampaignCompleted | None
+    experiments: dict[str, Experiment]        # in order of first appearance
+    ignored_scores: int                       # ScoreAssigned of other schemes or superseded
+    first_at: datetime | None
+    last_at: datetime | None
+
+    @property
+    def candidates(self) -> list[Experiment]:
+        return [x for x in self.experiments.values() if x.kind == "candidate"]
+
+    @property
+    def baselines(self) -> list[Experiment]:
+        return [x for x in self.experiments.values() if x.kind == "baseline"]
+
+    @property
+    def scored(self) -> list[Experiment]:
+        """Experiments with a fitness, in order of scoring."""
+        xs = [x for x in self.experiments.values() if x.fitness is not None]
+        return sorted(xs, key=lambda x: x.score.occurred_at)
+
+    @property
+    def best(self) -> Experiment | None:
+        xs = [x for x in self.candidates if x.fitness is not None]
+        return max(xs, key=lambda x: x.fitness) if xs else None
+
+    def baseline_for(self, x: Experiment | None) -> Experiment | None:
+        ref = x.score.baseline_experiment_id if x is not None and x.score is not None else None
+        if ref in self.experiments:
+            return self.experiments[ref]
+        measured = [b for b in self.baselines if b.results is not None]
+        return measured[0] if measured else (self.baselines[0] if self.baselines else None)
+
+    def counts(self) -> dict[str, int]:
+        cands = self.candidates
+        return {
+            "experiments": len(self.experiments),
+            "candidates": len(cands),
+            "done": sum(1 for x in cands if x.results is not None),
+            "scored": len(self.scored),
+            "failed_runs": sum(len(x.failures) for x in self.experiments.values()),
+            "failed_experiments": sum(1 for x in cands if x.failures),
+            "recovered": sum(1 for x in cands if x.failures and x.results is not None),
+            "abandoned": sum(1 for x in self.experiments.values() if x.abandoned is not None),
+            "rejections": sum(len(x.rejections) for x in self.experiments.values()),
+            "in_flight": sum(1 for x in cands if x.status in ("sampled", "rejected", "proposed", "training",
+                                                              "failed")),
+        }
+
+
+def _pick_campaign(events: list[ev.Event], campaign_id: str | None) -> str:
+    if campaign_id:
+        return campaign_id
+    starts = [e for e in events if isinstance(e, ev.CampaignStarted)]
+    if starts:
+        return max(starts, key=lambda e: e.occurred_at).campaign_id
+    ids = Counter(e.campaign_id for e in events)
+    if not ids:
+        raise ValueError("no events: nothing to report")
+    return ids.most_common(1)[0][0]
+
+
+def summarize(events: list[ev.Event], scheme: str = "paper", campaign_id: str | None = None) -> Campaign:
+    """Fold the log into per-experiment records. Order: by occurred_at, ties by position in the list.
+
+    Only the campaign's own events count, plus the imported experiments it names as roots (they
+    may come from an import campaign) and any imported experiment one of its experiments descends from.
+    """
+    cid = _pick_campaign(events, campaign_id)
+    ordered = [e for _, e in sorted(enumerate(events), key=lambda p: (p[1].occurred_at, p[0]))]
+    started = next((e for e in reversed(ordered) if isinstance(e, ev.CampaignStarted) and e.campaign_id == cid), None)
+    roots = set(started.roots) if started else set()
+    parents = {e.parent_id for e in ordered if isinstance(e, ev.ProposalCreated) and e.campaign_id == cid}
+    parents |= {e.parent.experiment_id for e in ordered if isinstance(e, ev.ParentSampled) and e.campaign_id == cid}
+    mine = [e for e in ordered if e.campaign_id == cid or
+            (isinstance(e, ev.ExperimentImported) and (e.experiment_id in roots or e.experiment_id in parents))]
+
+    xs: dict[str, Experiment] = {}
+    completed = None
+    ignored = 0
+    for e in mine:
+        if isinstance(e, ev.CampaignStarted):
+            continue
+        if isinstance(e, ev.CampaignCompleted):
+            completed = e
+            continue
+        x = xs.get(e.experiment_id)
+        if x is None:
+            x = xs[e.experiment_id] = Experiment(e.experiment_id, first_at=e.occurred_at)
+        if isinstance(e, ev.ParentSampled):
+            x.sampled = e
+            if e.mode == "baseline":
+                x.kind = "baseline"
+        elif isinstance(e, ev.ExperimentImported):
+            x.imported = e
+            if x.kind == "candidate" and not x.proposals:
+                x.kind = "imported"
+        elif isinstance(e, ev.ProposalCreated):
+            x.proposals.append(e)
+            x.cost.add(e.usage)
+            if e.role == "baseline":
+                x.kind = "baseline"
+        elif isinstance(e, ev.ProposalRejected):
+            x.rejections.append(e)
+            x.cost.add(e.usage)
+        elif isinstance(e, ev.TrainingStarted):
+            x.started.append(e)
+        elif isinstance(e, ev.TrainingFailed):
+            x.failures.append(e)
+        elif isinstance(e, ev.ResultsReady):
+            x.results, x.results_at = e, e.occurred_at
+            if e.role == "baseline":
+                x.kind = "baseline"
+        elif isinstance(e, ev.ScoreAssigned):
+            x.cost.add(e.usage)
+            if e.scheme == scheme:
+                if x.score is not None:
+                    x.other_scores += 1
+                    ignored += 1
+                x.score = e
+            else:
+                x.other_scores += 1
+                ignored += 1
+        elif isinstance(e, ev.InsightsStored):
+            x.insights = e
+            x.cost.add(e.usage)
+        elif isinstance(e, ev.ExperimentAbandoned):
+            x.abandoned = e
+    return Campaign(cid, scheme, started, completed, xs, ignored,
+                    mine[0].occurred_at if mine else None, mine[-1].occurred_at if mine else None)
+
+
+# ---------------------------------------------------------------- HTML
+CSS = """
+:root { --fg:#1d2330; --muted:#5d6776; --line:#e3e6eb; --bg:#f5f6f8; --card:#fff; --accent:#3b528b; --bad:#c0392b;
+        --good:#1e8449; }
+* { box-sizing: border-box; }
+body { margin:0; background:var(--bg); color:var(--fg);
+       font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif; }
+main { max-width:1120px; margin:0 auto; padding:24px 20px 60px; }
+header h1 { margin:0 0 4px; font-size:24px; }
+header .sub { color:var(--muted); }
+section { background:var(--card); border:1px solid var(--line); border-radius:10px; padding:16px 20px;
+          margin:18px 0; overflow-x:auto; }
+section h2 { margin:0 0 10px; font-size:17px; }
+section p.note { color:var(--muted); margin:4px 0 10px; font-size:13px; }
+.cards { display:grid; grid-template-columns:repeat(auto-fit,minmax(150px,1fr)); gap:10px; margin:16px 0; }
+.card { background:var(--card); border:1px solid var(--line); border-radius:10px; padding:10px 14px; }
+.card .k { color:var(--muted); font-size:12px; text-transform:uppercase; letter-spacing:.04em; }
+.card .v { font-size:22px; font-weight:600; margin-top:2px; }
+.card .d { color:var(--muted); font-size:12px; overflow:hidden; text-overflow:ellipsis; white-space:nowrap; }
+table { border-collapse:collapse; width:100%; font-size:13px; }
+th, td { padding:5px 8px; border-bottom:1px solid var(--line); text-align:left; vertical-align:top; }
+th { background:#f0f2f5; font-weight:600; position:sticky; top:0; }
+td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; }
+tbody tr:nth-child(even) { background:#fafbfc; }
+tbody tr:hover { background:#eef3fb; }
+tr.best td { background:#eaf7ee; }
+tr.baseline td { background:#f2f2f2; font-style:italic; }
+tfoot td { font-weight:600; border-top:2px solid var(--line); }
+.params td:first-child { color:var(--muted); width:180px; }
+code, pre { font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; font-size:12px; }
+pre.excerpt { margin:0; white-space:pre-wrap; word-break:break-word; max-width:560px; color:#333; }
+.pill { display:inline-block; padding:1px 8px; border-radius:10px; font-size:12px; background:#e8ebf0; }
+.pill.scored { background:#dff3e6; color:#17623a; } .pill.abandoned, .pill.failed, .pill.score-error
+ { background:#fbe3e0; color:#8e2a1f; } .pill.baseline { background:#e4e4e4; }
+.pill.training, .pill.proposed { background:#e3ecfb; color:#284b8f; }
+.yes { color:var(--good); font-weight:600; } .no { color:var(--muted); }
+.delta-good { color:var(--good); } .delta-bad { color:var(--bad); }
+.legend { display:flex; flex-wrap:wrap; gap:18px; align-items:center; color:var(--muted); font-size:12px;
+          margin-top:6px; }
+.legend svg { vertical-align:middle; }
+.bars { display:grid; grid-template-columns:repeat(auto-fit,minmax(300px,1fr)); gap:20px; }
+.bar-row { display:grid; grid-template-columns:150px 1fr 40px; gap:8px; align-items:center; margin:3px 0;
+           font-size:13px; }
+.bar { height:12px; border-radius:3px; background:#e45756; }
+.bar.kind { background:#f28e2b; } .bar.abandon { background:#8c564b; }
+svg.plot { display:block; max-width:100%; height:auto; }
+svg .tick { font-size:11px; fill:#5d6776; } svg .axis-label { font-size:12px; fill:#333; }
+svg .node-label { font-size:12px; fill:#1d2330; } svg .node-fit { font-size:10px; fill:#5d6776; }
+svg .legend-text { font-size:12px; fill:#1d2330; } svg .empty { font-size:13px; fill:#5d6776; }
+svg g.node:hover text.node-label { font-weight:600; }
+footer { color:var(--muted); font-size:12px; text-align:center; }
+"""
+
+
+def _num(x: float | None, digits: int = 3) -> str:
+    return f"<td class='num'>{esc(fmt(x, digits))}</td>"
+
+
+def _yesno(b: bool | None) -> str:
+    if b is None:
+        return "<td class='no'>–</td>"
+    return "<td class='yes'>yes</td>" if b else "<td class='no'>no</td>"
+
+
+def _pill(status: str) -> str:
+    return f"<span class='pill {esc(status.replace(' ', '-'))}'>{esc(status)}</span>"
+
+
+def _dt(t: datetime | None) -> str:
+    return t.strftime("%Y-%m-%d %H:%M:%S") if t else "–"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h {m:02d}m" if h else (f"{m}m {s:02d}s" if m else f"{s}s")
+
+
+def _delta(value: float | None, ref: float | None, lower_is_better: bool) -> str:
+    if value is None or ref is None:
+        return "–"
+    d = value - ref
+    good = (d < 0) if lower_is_better else (d > 0)
+    return f"<span class='{'delta-good' if good else 'delta-bad'}'>{d:+.4f}</span>"
+
+
+def _summary(c: Campaign) -> str:
+    s, n = c.started, c.counts()
+    best, base = c.best, c.baseline_for(c.best)
+    budget = s.budget if s else None
+    cost = Cost()
+    for x in c.experiments.values():
+        cost.calls += x.cost.calls
+        cost.prompt_tokens += x.cost.prompt_tokens
+        cost.completion_tokens += x.cost.completion_tokens
+        cost.cost_usd += x.cost.cost_usd
+    compute = sum(x.compute_s for x in c.experiments.values())
+    devices = Counter(x.device for x in c.experiments.values() if x.results is not None)
+    state = "completed" if c.completed else "in progress"
+    span = (c.last_at - c.first_at).total_seconds() if c.first_at and c.last_at else 0.0
+
+    def card(k: str, v: str, d: str = "", cls: str = "") -> str:
+        return (f"<div class='card {cls}'><div class='k'>{esc(k)}</div><div class='v'>{v}</div>"
+                f"<div class='d' title='{esc(d)}'>{esc(d)}</div></div>")
+
+    cards = [
+        card("candidates done", f"{n['done']}" + (f" / {budget}" if budget is not None else ""),
+             f"{n['in_flight']} in flight, {n['scored']} scored", "done"),
+        card("failed runs", str(n["failed_runs"]), f"{n['failed_experiments']} experiments, {n['recovered']} recovered"),
+        card("abandoned", str(n["abandoned"]), "retries or revisions exhausted"),
+        card("rejected proposals", str(n["rejections"]), "novelty and sanity checks"),
+        card("best fitness", esc(fmt(best.fitness, 4)) if best else "–", best.name if best else "no scored candidate"),
+        card("baseline fitness", esc(fmt(base.fitness, 4)) if base else "–", base.name if base else "no baseline"),
+        card("compute", _duration(compute), ", ".join(f"{k}: {v}" for k, v in devices.most_common()) or "–"),
+        card("LLM cost", f"${cost.cost_usd:.2f}",
+             f"{cost.calls} calls, {cost.prompt_tokens + cost.completion_tokens:,} tokens"),
+    ]
+    vs = ""
+    if best is not None and base is not None and best.results and base.results:
+        b, r = best.results, base.results
+        vs = (f"<section id='best'><h2>Best candidate vs baseline</h2><table><thead><tr><th></th><th>name</th>"
+              f"<th class='num'>fitness</th><th class='num'>final loss</th><th class='num'>benchmark</th>"
+              f"<th class='num'>params</th></tr></thead><tbody>"
+              f"<tr class='best'><td>best</td><td>{esc(best.name)} <code>{esc(best.experiment_id)}</code></td>"
+              f"{_num(best.fitness, 4)}{_num(b.final_loss, 4)}{_num(b.benchmark, 4)}"
+              f"<td class='num'>{b.params:,}</td></tr>"
+              f"<tr class='baseline'><td>baseline</td><td>{esc(base.name)} <code>{esc(base.experiment_id)}</code></td>"
+              f"{_num(base.fitness, 4)}{_num(r.final_loss, 4)}{_num(r.benchmark, 4)}"
+              f"<td class='num'>{r.params:,}</td></tr>"
+              f"<tr><td>difference</td><td></td><td class='num'>{_delta(best.fitness, base.fitness, False)}</td>"
+              f"<td class='num'>{_delta(b.final_loss, r.final_loss, True)}</td>"
+              f"<td class='num'>{_delta(b.benchmark, r.benchmark, False)}</td><td></td></tr>"
+              f"</tbody></table></section>")
+    name = s.name if s and s.name else c.campaign_id
+    sub = (f"campaign <code>{esc(c.campaign_id)}</code> · {esc(state)} · {esc(_dt(c.first_at))} → "
+           f"{esc(_dt(c.last_at))} UTC ({esc(_duration(span))}) · fitness scheme <code>{esc(c.scheme)}</code>")
+    return (f"<header><h1>{esc(name)}</h1><div class='sub'>{sub}</div></header>"
+            f"<div class='cards' id='summary'>{''.join(cards)}</div>{vs}")
+
+
+def _parameters(c: Campaign) -> str:
+    s = c.started
+    if s is None:
+        return "<section id='parameters'><h2>Campaign parameters</h2><p class='note'>no CampaignStarted event " \
+               "in the log</p></section>"
+    rows = [("profile", s.profile), ("budget", s.budget), ("concurrency", s.concurrency), ("seed", s.seed),
+            ("proposer", s.proposer), ("policy", s.policy), ("policy params", json.dumps(s.policy_params)),
+            ("cold start", s.cold_start), ("baselines", ", ".join(s.baselines)),
+            ("imported roots", len(s.roots)), ("max attempts", s.max_attempts), ("max revisions", s.max_revisions),
+            ("config", json.dumps(s.config, sort_keys=True)), ("started by", s.producer)]
+    if c.completed is not None:
+        rows.append(("completed", f"{c.completed.reason} ({c.completed.experiments} experiments)"))
+    body = "".join(f"<tr><td>{esc(k)}</td><td><code>{esc(v)}</code></td></tr>" for k, v in rows)
+    return f"<section id='parameters'><h2>Campaign parameters</h2><table class='params'>{body}</table></section>"
+
+
+def _fitness_section(c: Campaign) -> str:
+    pts = [FitnessPoint(x.experiment_id, x.name, x.fitness, baseline=x.kind == "baseline") for x in c.scored]
+    note = (f"{len(pts)} scored experiments in order of scoring (scheme <code>{esc(c.scheme)}</code>, the latest "
+            f"score of each experiment; {c.ignored_scores} other or superseded scores not shown).")
+    legend = ("<div class='legend'><span><svg width='14' height='14'><circle cx='7' cy='7' r='5' fill='#21918c' "
+              "stroke='#222'/></svg> candidate (colour = fitness)</span>"
+              "<span><svg width='14' height='14'><path d='M7,0 L14,7 L7,14 L0,7 Z' fill='#333'/></svg> baseline"
+              "</span><span><svg width='26' height='10'><line x1='0' x2='26' y1='5' y2='5' stroke='#e45756' "
+              "stroke-width='2'/></svg> best candidate so far</span><span><svg width='26' height='10'><line x1='0' "
+              "x2='26' y1='5' y2='5' stroke='#555' stroke-dasharray='5 4'/></svg> baseline fitness</span></div>")
+    return (f"<section id='fitness'><h2>Fitness over experiments</h2><p class='note'>{note}</p>"
+            f"{fitness_svg(pts)}{legend}</section>")
+
+
+def _lineage_section(c: Campaign) -> str:
+    nodes = [TreeNode(x.experiment_id, x.name, x.parent_id, x.kind, x.status, x.fitness)
+             for x in c.experiments.values()]
+    known = set(c.experiments)
+    for pid in dict.fromkeys(n.parent_id for n in nodes if n.parent_id and n.parent_id not in known):
+        nodes.append(TreeNode(pid, pid, None, "external", "outside this log"))
+    fits = [x.fitness for x in c.experiments.values() if x.fitness is not None]
+    lo, hi = (min(fits), max(fits)) if fits else (None, None)
+    legend = (f"<div class='legend'><span>fitness {colorbar_svg(lo, hi)}</span>"
+              "<span><svg width='16' height='16'><circle cx='8' cy='8' r='6' fill='#c8ccd2' stroke='#333'/></svg> "
+              "candidate (grey: no fitness)</span>"
+              "<span><svg width='16' height='16'><rect x='1' y='1' width='14' height='14' fill='#c8ccd2' "
+              "stroke='#333' stroke-width='2'/></svg> baseline</span>"
+              "<span><svg width='18' height='18'><polygon points='16,9 12.5,15 5.5,15 2,9 5.5,3 12.5,3' "
+              "fill='#c8ccd2' stroke='#333' stroke-width='2'/></svg> imported root</span>"
+              "<span><svg width='16' height='16'><circle cx='8' cy='8' r='6' fill='#c8ccd2' stroke='#d62728' "
+              "stroke-width='2'/></svg> failed / abandoned</span></div>")
+    return (f"<section id='lineage'><h2>Lineage</h2><p class='note'>parent → children, {len(c.experiments)} "
+            f"experiments; hover a node for its id and status.</p>{legend}{lineage_svg(nodes)}</section>")
+
+
+def _loss_section(c: Campaign) -> str:
+    top = sorted((x for x in c.candidates if x.fitness is not None and x.results and x.results.loss_curve),
+                 key=lambda x: -x.fitness)[:TOP_CURVES]
+    base = [b for b in c.baselines if b.results and b.results.loss_curve]
+    curves = [Curve(x.experiment_id, x.name, list(x.results.loss_curve), baseline=True) for x in base]
+    curves += [Curve(x.experiment_id, x.name, list(x.results.loss_curve)) for x in top]
+    return (f"<section id='loss'><h2>Loss curves: top {len(top)} candidates vs baseline</h2>"
+            f"<p class='note'>training loss per step; the legend gives the last logged loss.</p>{loss_svg(curves)}"
+            f"</section>")
+
+
+def _benchmark_section(c: Campaign) -> str:
+    xs = [x for x in c.experiments.values() if x.results is not None]
+    xs.sort(key=lambda x: (x.fitness is None, -(x.fitness or 0.0)))
+    metric_names = sorted({k for x in xs for k in x.results.metrics})
+    best = c.best
+    head = ("<tr><th>#</th><th>experiment</th><th>status</th>" + "".join(
+        f"<th class='num'>{esc(m)}</th>" for m in metric_names) +
+        "<th class='num'>final loss</th><th class='num'>benchmark</th><th class='num'>params</th>"
+        "<th class='num'>fitness</th><th class='num'>loss score</th><th class='num'>benchmark score</th>"
+        "<th class='num'>qualitative</th><th>significant</th></tr>")
+    rows = []
+    for i, x in enumerate(xs, 1):
+        r, s = x.results, x.score
+        cls = "best" if best is x else ("baseline" if x.kind == "baseline" else "")
+        rows.append(
+            f"<tr class='{cls}' data-exp='{esc(x.experiment_id)}'><td class='num'>{i}</td>"
+            f"<td>{esc(x.name)}<br><code>{esc(x.experiment_id)}</code></td>"
+            f"<td>{_pill('baseline' if x.kind == 'baseline' else x.status)}</td>"
+            + "".join(_num(r.metrics.get(m), 4) for m in metric_names)
+            + f"{_num(r.final_loss, 4)}{_num(r.benchmark, 4)}<td class='num'>{r.params:,}</td>"
+            + f"{_num(s.fitness if s else None, 4)}{_num(s.loss_score if s else None)}"
+            + f"{_num(s.benchmark_score if s else None)}{_num(s.qualitative if s else None)}"
+            + _yesno(s.significant if s else None) + "</tr>")
+    return (f"<section id='benchmarks'><h2>Benchmarks and fitness</h2><p class='note'>{len(xs)} experiments with "
+            f"results, best first. Fitness components as the judge gave them (scheme <code>{esc(c.scheme)}</code>)."
+            f"</p><table id='benchmark-table'><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table></section>")
+
+
+def _bars(title: str, counts: Counter, cls: str) -> str:
+    if not counts:
+        return f"<div><h3>{esc(title)}</h3><p class='note'>none</p></div>"
+    top = max(counts.values())
+    rows = "".join(f"<div class='bar-row'><span>{esc(k)}</span><div class='bar {cls}' "
+                   f"style='width:{100 * v / top:.0f}%'></div><span class='num'>{v}</span></div>"
+                   for k, v in counts.most_common())
+    return f"<div><h3>{esc(title)}</h3>{rows}</div>"
+
+
+def _problems_section(c: Campaign) -> str:
+    rej = Counter(r.reason for x in c.experiments.values() for r in x.rejections)
+    fail = Counter(f.kind for x in c.experiments.values() for f in x.failures)
+    aband = Counter(x.abandoned.reason for x in c.experiments.values() if x.abandoned is not None)
+    items: list[tuple[datetime, Experiment, str, str, str]] = []
+    for x in c.experiments.values():
+        items += [(r.occurred_at, x, "rejected", f"{r.reason} (attempt {r.attempt})", r.feedback) for r in x.rejections]
+        items += [(f.occurred_at, x, "failed", f"{f.kind} (revision {f.revision})", f.error) for f in x.failures]
+        if x.abandoned is not None:
+            a = x.abandoned
+            items.append((a.occurred_at, x, "abandoned", a.reason,
+                          f"after {a.attempts} attempts, {a.revisions} revisions"))
+    items.sort(key=lambda t: t[0], reverse=True)
+    rows = "".join(
+        f"<tr><td>{esc(_dt(t))}</td><td>{esc(x.name)}<br><code>{esc(x.experiment_id)}</code></td>"
+        f"<td>{_pill(what)}</td><td>{esc(why)}</td><td><pre class='excerpt'>{esc(short(text, EXCERPT))}</pre></td></tr>"
+        for t, x, what, why, text in items[:LATEST_PROBLEMS])
+    table = ("<table id='problems-table'><thead><tr><th>time (UTC)</th><th>experiment</th><th>event</th>"
+             f"<th>reason / kind</th><th>feedback / error</th></tr></thead><tbody>{rows}</tbody></table>"
+             if items else "<p class='note'>no rejection, failure or abandon.</p>")
+    return (f"<section id='problems'><h2>Rejections and failures</h2><div class='bars'>"
+            f"{_bars('proposal rejections by reason', rej, '')}{_bars('training failures by kind', fail, 'kind')}"
+            f"{_bars('abandoned by reason', aband, 'abandon')}</div>"
+            f"<h3>Latest {min(len(items), LATEST_PROBLEMS)} of {len(items)}</h3>{table}</section>")
+
+
+def _cost_section(c: Campaign) -> str:
+    xs = list(c.experiments.values())
+    rows, tot = [], dict(train=0.0, eval=0.0, compute=0.0, failed=0.0, calls=0, tin=0, tout=0, usd=0.0)
+    for x in xs:
+        r = x.results
+        train, evl = (r.train_s, r.eval_s) if r else (0.0, 0.0)
+        k = x.cost
+        for key, v in (("train", train), ("eval", evl), ("compute", x.compute_s), ("failed", x.failed_s),
+                       ("calls", k.calls), ("tin", k.prompt_tokens), ("tout", k.completion_tokens),
+                       ("usd", k.cost_usd)):
+            tot[key] += v
+        rows.append(
+            f"<tr><td>{esc(x.name)}<br><code>{esc(x.experiment_id)}</code></td><td>{_pill(x.status)}</td>"
+            f"<td>{esc(x.device)}</td>{_num(train, 1)}{_num(evl, 1)}{_num(x.compute_s, 1)}{_num(x.failed_s, 1)}"
+            f"<td class='num'>{k.calls}</td><td class='num'>{k.prompt_tokens:,}</td>"
+            f"<td class='num'>{k.completion_tokens:,}</td><td class='num'>{k.cost_usd:.4f}</td></tr>")
+    foot = (f"<tr><td>total ({len(xs)})</td><td></td><td></td>{_num(tot['train'], 1)}{_num(tot['eval'], 1)}"
+            f"{_num(tot['compute'], 1)}{_num(tot['failed'], 1)}<td class='num'>{tot['calls']}</td>"
+            f"<td class='num'>{tot['tin']:,}</td><td class='num'>{tot['tout']:,}</td>"
+            f"<td class='num'>{tot['usd']:.4f}</td></tr>")
+    return ("<section id='cost'><h2>Cost per experiment</h2><p class='note'>compute = train + eval seconds on the "
+            "device of the result; failed runs' wall time apart. LLM usage sums ProposalCreated, ProposalRejected, "
+            "ScoreAssigned and InsightsStored.</p><table id='cost-table'><thead><tr><th>experiment</th><th>status</th>"
+            "<th>device</th><th class='num'>train s</th><th class='num'>eval s</th><th class='num'>compute s</th>"
+            "<th class='num'>failed runs s</th><th class='num'>LLM calls</th><th class='num'>prompt tokens</th>"
+            "<th class='num'>completion tokens</th><th class='num'>cost $</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody><tfoot>{foot}</tfoot></table></section>")
+
+
+def render_html(c: Campaign, title: str | None = None) -> str:
+    page_title = title or (c.started.name if c.started and c.started.name else f"campaign {c.campaign_id}")
+    body = "".join([_summary(c), _fitness_section(c), _lineage_section(c), _loss_section(c),
+                    _benchmark_section(c), _problems_section(c), _cost_section(c), _parameters(c)])
+    # No script, no external resource: the CSP makes that a rule the browser enforces.
+    return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; style-src 'unsafe-inline'; "
+            "img-src data:\">"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<link rel='icon' href='data:,'><title>{esc(page_title)} — archlab report</title>"
+            f"<style>{CSS}</style></head><body><main>{body}"
+            f"<footer>generated by archlab from {sum(1 for _ in c.experiments)} experiments' events</footer>"
+            "</main></body></html>")
+
+
+def build_report(events: list[ev.Event], out: Path, title: str | None = None, *, scheme: str = "paper",
+                 campaign_id: str | None = None) -> Path:
+    """Write the campaign's report to `out` (a file, or a directory to hold `report-<campaign>.html`)."""
+    campaign = summarize(events, scheme=scheme, campaign_id=campaign_id)
+    out = Path(out)
+    if out.is_dir():
+        out = out / f"report-{''.join(ch if ch.isalnum() or ch in '-_' else '_' for ch in campaign.campaign_id)}.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_html(campaign, title), encoding="utf-8")
+    return out

@@ -1,0 +1,141 @@
+"""A small vector store over pymilvus `MilvusClient`: one collection, string ids, cosine similarity.
+
+    store = VectorStore(uri, "cognitions", dim=384)
+    store.upsert(ids, vectors, payloads)             # payload: a flat dict of JSON-able values
+    hits = store.search(vector, k=5, filter='origin == "seed"')
+    hits[0].id, hits[0].score, hits[0].payload       # score: cosine similarity, higher = closer
+
+`uri` is any of
+- `http://127.0.0.1:PORT`: a milvus-lite server (`milvus-lite server ...`, started by `archlab up`)
+  or a Milvus standalone/cluster; many processes share it;
+- a path ending in `.db`: milvus-lite in-process, one process per file (tools and tests).
+
+The collection is created on first use with a VARCHAR primary key `id`, a FLOAT_VECTOR `vector`
+and dynamic fields: every payload key becomes a field, so filters read naturally
+(`campaign_id == "c1" and origin in ["seed", "import"]`). Payload keys `id`, `vector` and
+`score` are reserved. Writes are read back with Strong consistency, so a search right after an
+upsert sees it.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pymilvus import DataType, MilvusClient
+
+RESERVED = ("id", "vector", "score")
+MAX_ID_LEN = 512
+
+_clients: dict[str, MilvusClient] = {}
+_clients_lock = threading.Lock()
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float
+    payload: dict = field(default_factory=dict)
+
+
+def normalise_uri(uri: str) -> str:
+    """A bare `host:port` becomes `http://host:port`; a `.db` path is made absolute."""
+    if uri.endswith(".db"):
+        path = Path(uri).expanduser().resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return str(path)
+    if "://" not in uri:
+        return f"http://{uri}"
+    return uri
+
+
+def _client(uri: str) -> MilvusClient:
+    # One client per URI per process: milvus-lite allows one opener of a .db file per process.
+    with _clients_lock:
+        if uri not in _clients:
+            _clients[uri] = MilvusClient(uri=uri)
+        return _clients[uri]
+
+
+def close_all() -> None:
+    """Close every cached client (tests that stop a server call this)."""
+    with _clients_lock:
+        for client in _clients.values():
+            try:
+                client.close()
+            except Exception:  # noqa: BLE001 - closing a dead connection is best effort
+                pass
+        _clients.clear()
+
+
+class VectorStore:
+    def __init__(self, uri: str, collection: str, dim: int):
+        self.uri = normalise_uri(str(uri))
+        self.collection = collection
+        self.dim = int(dim)
+        self.client = _client(self.uri)
+        self._ensure()
+
+    def _ensure(self) -> None:
+        if self.client.has_collection(self.collection):
+            return
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=True)
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID_LEN)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
+        index = self.client.prepare_index_params()
+        index.add_index(field_name="vector", index_type="AUTOINDEX", metric_type="COSINE")
+        self.client.create_collection(self.collection, schema=schema, index_params=index,
+                                      consistency_level="Strong")
+
+    def upsert(self, ids: list[str], vectors: list[list[float]], payloads: list[dict] | None = None) -> int:
+        payloads = payloads if payloads is not None else [{} for _ in ids]
+        if not (len(ids) == len(vectors) == len(payloads)):
+            raise ValueError(f"upsert: {len(ids)} ids, {len(vectors)} vectors, {len(payloads)} payloads")
+        if not ids:
+            return 0
+        rows = []
+        for id_, vec, payload in zip(ids, vectors, payloads):
+            if len(vec) != self.dim:
+                raise ValueError(f"vector of id {id_!r} has dimension {len(vec)}, collection expects {self.dim}")
+            bad = [k for k in payload if k in RESERVED]
+            if bad:
+                raise ValueError(f"payload keys {bad} are reserved")
+            rows.append({**payload, "id": str(id_), "vector": [float(x) for x in vec]})
+        self.client.upsert(self.collection, rows)
+        return len(rows)
+
+    def search(self, vector: list[float], k: int = 5, filter: str | None = None) -> list[Hit]:
+        if k <= 0:
+            return []
+        res = self.client.search(self.collection, data=[[float(x) for x in vector]], limit=k,
+                                 filter=filter or "", output_fields=["*"],
+                                 search_params={"metric_type": "COSINE"})
+        hits = []
+        for row in res[0] if res else []:
+            entity = dict(row.get("entity") or {})
+            entity.pop("vector", None)
+            hit_id = str(row.get("id", entity.pop("id", "")))
+            entity.pop("id", None)
+            hits.append(Hit(id=hit_id, score=float(row["distance"]), payload=entity))
+        return hits
+
+    def get(self, ids: list[str]) -> list[dict]:
+        """The payloads of the given ids (missing ids are left out), each with its `id`."""
+        if not ids:
+            return []
+        rows = self.client.get(self.collection, ids=[str(i) for i in ids], output_fields=["*"])
+        return [{k: v for k, v in row.items() if k != "vector"} for row in rows]
+
+    def delete(self, ids: list[str]) -> None:
+        if ids:
+            self.client.delete(self.collection, ids=[str(i) for i in ids])
+
+    def count(self) -> int:
+        if not self.client.has_collection(self.collection):
+            return 0
+        res = self.client.query(self.collection, filter="", output_fields=["count(*)"])
+        return int(res[0]["count(*)"]) if res else 0
+
+    def drop(self) -> None:
+        if self.client.has_collection(self.collection):
+            self.client.drop_collection(self.collection)

@@ -1,0 +1,80 @@
+import math
+
+import pytest
+import torch
+
+from services.engineer.profiles import PROFILES, get_profile
+from services.engineer.runner import build_model, make_batch_fn
+from services.engineer.train import CHECKPOINT_NAME, lr_at, train
+from tests.engineer.helpers import layer_class
+
+
+def test_wsd_schedule_values():
+    kw = dict(total_steps=100, lr=1.0, warmup_frac=0.1, decay_frac=0.2, min_lr_frac=0.1)
+    assert lr_at(0, **kw) == pytest.approx(0.1)
+    assert lr_at(9, **kw) == pytest.approx(1.0)  # end of warmup
+    assert lr_at(10, **kw) == lr_at(50, **kw) == lr_at(79, **kw) == 1.0  # stable
+    assert lr_at(80, **kw) == pytest.approx(1 - 0.9 / 20)  # decay starts
+    assert lr_at(99, **kw) == pytest.approx(0.1)  # reaches min at the last step
+    values = [lr_at(s, **kw) for s in range(80, 100)]
+    assert all(a > b for a, b in zip(values, values[1:]))
+
+
+def test_profiles_are_data_and_errors_name_the_valid_ones():
+    assert {"cpu-micro", "cpu-tiny", "explore-20m", "verify-340m"} <= set(PROFILES)
+    tiny = get_profile("cpu-tiny")
+    assert (tiny.seq_len, tiny.mqar_num_kv, tiny.vocab_size, tiny.hidden_size, tiny.num_layers, tiny.num_heads,
+            tiny.lr, tiny.batch_size, tiny.steps) == (128, 32, 256, 64, 2, 1, 3e-3, 64, 1000)
+    explore = get_profile("explore-20m")
+    assert (explore.num_layers, explore.hidden_size, explore.num_heads, explore.steps, explore.batch_size,
+            explore.seq_len, explore.lr) == (8, 256, 8, 2000, 256, 2048, 3e-4)
+    assert get_profile("verify-340m").num_layers == 24 and get_profile("verify-340m").hidden_size == 1024
+    assert get_profile("cpu-tiny", steps=5).steps == 5 and get_profile("cpu-tiny").steps == 1000
+    with pytest.raises(KeyError, match="cpu-micro.*cpu-tiny"):
+        get_profile("gpu-huge")
+
+
+def _setup(steps=20):
+    profile = get_profile("cpu-micro", steps=steps, checkpoint_every=10, log_every=5)
+    torch.manual_seed(0)
+    return profile, build_model(layer_class("deltanet"), profile), make_batch_fn(profile, seed=1)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_from_checkpoint_ends_with_the_same_loss(tmp_path):
+    profile, model, batches = _setup()
+    full = train(model, profile, batches, seed=1, device="cpu")
+
+    profile, model, batches = _setup()
+    seen = []
+
+    def crash_at_10(step, **kw):
+        seen.append((step, kw["loss"], kw["tokens_per_s"]))
+        if step == 10:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(model, profile, batches, seed=1, device="cpu", checkpoint_dir=tmp_path, on_progress=crash_at_10)
+    assert [s for s, _, _ in seen] == [5, 10] and all(t > 0 for _, _, t in seen)
+    assert (tmp_path / CHECKPOINT_NAME).exists() and not list(tmp_path.glob("*.tmp"))
+    ckpt = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=False)
+    assert {"model", "optimizer", "step", "rng_cpu", "loss_curve"} <= set(ckpt) and ckpt["step"] == 10
+
+    profile, model, batches = _setup()  # a fresh process would rebuild the model like this
+    resumed = train(model, profile, batches, seed=1, device="cpu", checkpoint_dir=tmp_path, resume=True)
+    assert resumed.resumed_from_step == 10 and full.resumed_from_step is None
+    assert [s for s, _ in resumed.loss_curve] == [5, 10, 15, 20]
+    assert resumed.final_loss == pytest.approx(full.final_loss, rel=1e-6, abs=1e-7)
+    for (s1, l1), (s2, l2) in zip(full.loss_curve, resumed.loss_curve):
+        assert s1 == s2 and l1 == pytest.approx(l2, rel=1e-6)
+    assert resumed.tokens == full.tokens == 20 * profile.tokens_per_step
+
+
+def test_training_reduces_loss_and_reports_throughput():
+    profile, model, batches = _setup(steps=40)
+    out = train(model, profile, batches, seed=0, device="cpu")
+    assert out.loss_curve[-1][1] < out.loss_curve[0][1] - 0.3
+    assert math.isfinite(out.final_loss) and out.tokens_per_s > 0 and out.peak_mem_mb > 10
