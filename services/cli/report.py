@@ -143,9 +143,10 @@ class Campaign:
 
     @property
     def scored(self) -> list[Experiment]:
-        """Experiments with a fitness, in order of scoring."""
+        """Experiments with a fitness, in order of their results."""
         xs = [x for x in self.experiments.values() if x.fitness is not None]
-        return sorted(xs, key=lambda x: x.score.occurred_at)
+        # results time, not score time: a late rescore must not move an experiment along the x axis
+        return sorted(xs, key=lambda x: x.results_at or x.score.occurred_at)
 
     @property
     def best(self) -> Experiment | None:
@@ -265,14 +266,14 @@ CSS = """
 * { box-sizing: border-box; }
 body { margin:0; background:var(--bg); color:var(--fg);
        font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif; }
-main { max-width:1120px; margin:0 auto; padding:24px 20px 60px; }
+main { max-width:1200px; margin:0 auto; padding:24px 20px 60px; }
 header h1 { margin:0 0 4px; font-size:24px; }
 header .sub { color:var(--muted); }
 section { background:var(--card); border:1px solid var(--line); border-radius:10px; padding:16px 20px;
           margin:18px 0; overflow-x:auto; }
 section h2 { margin:0 0 10px; font-size:17px; }
 section p.note { color:var(--muted); margin:4px 0 10px; font-size:13px; }
-.cards { display:grid; grid-template-columns:repeat(auto-fit,minmax(150px,1fr)); gap:10px; margin:16px 0; }
+.cards { display:grid; grid-template-columns:repeat(4,1fr); gap:10px; margin:16px 0; }
 .card { background:var(--card); border:1px solid var(--line); border-radius:10px; padding:10px 14px; }
 .card .k { color:var(--muted); font-size:12px; text-transform:uppercase; letter-spacing:.04em; }
 .card .v { font-size:22px; font-weight:600; margin-top:2px; }
@@ -305,6 +306,7 @@ pre.excerpt { margin:0; white-space:pre-wrap; word-break:break-word; max-width:5
 .bar.kind { background:#f28e2b; } .bar.abandon { background:#8c564b; }
 svg.plot { display:block; max-width:100%; height:auto; }
 svg .tick { font-size:11px; fill:#5d6776; } svg .axis-label { font-size:12px; fill:#333; }
+svg .node-label, svg .node-fit { paint-order:stroke; stroke:#fff; stroke-width:4px; stroke-linejoin:round; }
 svg .node-label { font-size:12px; fill:#1d2330; } svg .node-fit { font-size:10px; fill:#5d6776; }
 svg .legend-text { font-size:12px; fill:#1d2330; } svg .empty { font-size:13px; fill:#5d6776; }
 svg g.node:hover text.node-label { font-weight:600; }
@@ -417,7 +419,7 @@ def _parameters(c: Campaign) -> str:
 
 def _fitness_section(c: Campaign) -> str:
     pts = [FitnessPoint(x.experiment_id, x.name, x.fitness, baseline=x.kind == "baseline") for x in c.scored]
-    note = (f"{len(pts)} scored experiments in order of scoring (scheme <code>{esc(c.scheme)}</code>, the latest "
+    note = (f"{len(pts)} scored experiments in the order their results came in (scheme <code>{esc(c.scheme)}</code>, the latest "
             f"score of each experiment; {c.ignored_scores} other or superseded scores not shown).")
     legend = ("<div class='legend'><span><svg width='14' height='14'><circle cx='7' cy='7' r='5' fill='#21918c' "
               "stroke='#222'/></svg> candidate (colour = fitness)</span>"

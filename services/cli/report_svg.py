@@ -131,7 +131,7 @@ def fitness_svg(points: list[FitnessPoint], width: int = 1040, height: int = 340
     xt = nice_ticks(1, len(points), min(10, len(points)))
     xt = [t for t in xt if float(t).is_integer() and 1 <= t <= len(points)]
     parts = [svg_open("fitness-plot", width, height, "fitness over experiments"),
-             fr.axes("experiment (in order of scoring)", "fitness", xt, nice_ticks(lo - pad, hi + pad, 5))]
+             fr.axes("experiment (in order of results)", "fitness", xt, nice_ticks(lo - pad, hi + pad, 5))]
     for p in points:
         if p.baseline:
             y = fr.y(p.fitness)

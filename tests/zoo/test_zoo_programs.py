@@ -4,6 +4,7 @@ steps, and what a program may import."""
 from __future__ import annotations
 
 import ast
+import math
 
 import pytest
 import torch
@@ -134,5 +135,5 @@ def test_trains_a_few_steps(exec_program, name):
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert all(map(lambda v: v == v and abs(v) < 1e6, losses))
+    assert all(math.isfinite(v) for v in losses)
     assert losses[-1] < losses[0] - 0.1, losses

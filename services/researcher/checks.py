@@ -1,0 +1,157 @@
+"""Sanity checks of a proposed layer before it may train. Each failure carries actionable feedback.
+
+Static (here, no code runs): it parses ("syntax"), and imports only allowed modules and calls no
+dangerous builtin ("forbidden_import"). Dynamic (in the sandbox child, checks_child.py): build,
+param_budget, shape, causality, complexity. One sandbox run covers every dynamic check of a program.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from services.researcher import _sandbox
+
+ALLOWED_MODULES = ("torch", "einops", "math", "typing", "functools", "dataclasses", "fla", "__future__",
+                   "transformers.processing_utils", "collections", "itertools", "numbers", "enum", "abc", "warnings")
+FORBIDDEN_CALLS = {"open", "exec", "eval", "__import__", "compile", "breakpoint", "input", "globals", "vars",
+                   "setattr", "delattr"}
+FORBIDDEN_ATTRS = {"__subclasses__", "__globals__", "__builtins__", "__code__", "__bases__", "__mro__",
+                   "system", "popen", "load_library", "hub"}
+
+
+@dataclass
+class CheckOutcome:
+    ok: bool
+    reason: str | None = None          # a schemas.events.RejectReason when not ok
+    feedback: str = ""
+    evidence: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _allowed(module: str) -> bool:
+    return any(module == m or module.startswith(m + ".") for m in ALLOWED_MODULES)
+
+
+def static_check(code: str) -> CheckOutcome:
+    """Parse and vet imports and builtins without running anything."""
+    t = time.perf_counter()
+    try:
+        tree = ast.parse(code)
+    except SyntaxError as e:
+        return CheckOutcome(False, "syntax", f"the program does not parse: {e.msg} at line {e.lineno}: "
+                            f"{(e.text or '').strip()!r}", {"line": e.lineno, "msg": e.msg})
+    for node in ast.walk(tree):
+        modules = []
+        if isinstance(node, ast.Import):
+            modules = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            modules = ["." * node.level + (node.module or "")]
+        for m in modules:
+            if not _allowed(m):
+                return CheckOutcome(False, "forbidden_import", f"import of `{m}` (line {node.lineno}) is not allowed: "
+                                    f"a layer may import only {', '.join(ALLOWED_MODULES)}",
+                                    {"module": m, "line": node.lineno})
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FORBIDDEN_CALLS:
+            return CheckOutcome(False, "forbidden_import", f"call of builtin `{node.func.id}` (line {node.lineno}) is "
+                                "not allowed in a layer program", {"builtin": node.func.id, "line": node.lineno})
+        if isinstance(node, ast.Attribute) and node.attr in FORBIDDEN_ATTRS:
+            return CheckOutcome(False, "forbidden_import", f"access to `.{node.attr}` (line {node.lineno}) is not "
+                                "allowed in a layer program", {"attribute": node.attr, "line": node.lineno})
+    if not any(isinstance(n, ast.ClassDef) and n.name == "DeltaNet" for n in tree.body):
+        return CheckOutcome(False, "build", "the program defines no top-level `class DeltaNet(nn.Module)`: the layer "
+                            "contract requires it", {})
+    return CheckOutcome(True, timings={"static": time.perf_counter() - t})
+
+
+def normalized_code_hash(code: str) -> str:
+    """Hash of the program with comments, docstrings, formatting and local names removed.
+
+    Two programs that differ only in naming or comments hash alike (a paraphrase is no new idea).
+    Falls back to a whitespace-stripped hash when the code does not parse.
+    """
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return hashlib.sha256("".join(code.split()).encode()).hexdigest()
+    names: dict[str, str] = {}
+
+    def canon(name: str) -> str:
+        return names.setdefault(name, f"n{len(names)}")
+
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str):
+            body[0] = ast.Pass() if len(body) == 1 else None
+            node.body = [b for b in body if b is not None]
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            imported |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id not in imported and node.id not in dir(__builtins__):
+            node.id = canon(node.id)
+        elif isinstance(node, ast.arg):
+            node.arg = canon(node.arg)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("__"):
+            node.name = canon(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in ("self", names.get("self")):
+            node.attr = canon("self." + node.attr)
+    return hashlib.sha256(ast.unparse(tree).encode()).hexdigest()
+
+
+def profile_dims(profile: str) -> dict[str, Any]:
+    """The model shape the checks build the layer at: the profile's."""
+    from services.engineer.profiles import get_profile
+    p = get_profile(profile)
+    return {"hidden_size": p.hidden_size, "num_heads": p.num_heads, "num_layers": p.num_layers,
+            "vocab_size": p.vocab_size, "layer_kwargs": dict(p.layer_kwargs), "max_params": p.max_params}
+
+
+class SanityChecker:
+    """Runs the static checks here and the dynamic ones in one sandboxed child per call."""
+
+    def __init__(self, *, lengths: tuple[int, int] = (256, 1024), repeats: int = 3, wall_s: float = 180.0,
+                 mem_mb: int = 4096, scratch_root: Path | None = None):
+        self.lengths, self.repeats, self.wall_s, self.mem_mb = lengths, repeats, wall_s, mem_mb
+        self.scratch_root = scratch_root
+
+    def check(self, code: str, profile: str = "cpu-tiny") -> CheckOutcome:
+        return self.check_many([code], profile)[0]
+
+    def check_many(self, codes: list[str], profile: str = "cpu-tiny") -> list[CheckOutcome]:
+        """Every program through the static checks, then the survivors through ONE sandbox child."""
+        outcomes: list[CheckOutcome | None] = []
+        pending = []
+        for i, code in enumerate(codes):
+            s = static_check(code)
+            outcomes.append(None if s.ok else s)
+            if s.ok:
+                pending.append({"id": str(i), "code": code})
+        if not pending:
+            return outcomes
+        with tempfile.TemporaryDirectory(prefix="archlab-checks-", dir=self.scratch_root) as tmp:
+            scratch = Path(tmp)
+            spec = scratch / "spec.json"
+            spec.write_text(json.dumps({"programs": pending, "dims": profile_dims(profile),
+                                        "lengths": list(self.lengths), "repeats": self.repeats}))
+            wall = self.wall_s * max(1, len(pending)) ** 0.5 if len(pending) > 1 else self.wall_s
+            res = _sandbox.run_python_module("services.researcher.checks_child", [str(spec)], scratch=scratch,
+                                             wall_s=max(wall, self.wall_s), mem_mb=self.mem_mb)
+        by_id = {r["id"]: r for r in ((res.result or {}).get("results") or [])}
+        for p in pending:
+            i = int(p["id"])
+            r = by_id.get(p["id"])
+            if r is None:  # the child died before reporting this program
+                outcomes[i] = CheckOutcome(False, "sandbox", f"the sandbox ended with {res.kind} before this program "
+                                           f"was checked: {(res.traceback or res.stdout_tail or '')[-800:]}",
+                                           {"kind": res.kind, "returncode": res.returncode, "wall_s": res.wall_s})
+            else:
+                outcomes[i] = CheckOutcome(r["ok"], r["reason"], r["feedback"], r["evidence"], r["timings"])
+        return outcomes
