@@ -9,10 +9,12 @@ and a Content-Security-Policy forbids loading anything. Every string that comes 
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Optional
 
 from schemas import events as ev
 from services.cli.report_svg import (
@@ -86,7 +88,8 @@ class Experiment:
 
     @property
     def fitness(self) -> float | None:
-        return self.score.fitness if self.score is not None else None
+        f = self.score.fitness if self.score is not None else None
+        return f if f is not None and math.isfinite(f) else None  # a NaN score is no score
 
     @property
     def status(self) -> str:
@@ -272,6 +275,7 @@ header .sub { color:var(--muted); }
 section { background:var(--card); border:1px solid var(--line); border-radius:10px; padding:16px 20px;
           margin:18px 0; overflow-x:auto; }
 section h2 { margin:0 0 10px; font-size:17px; }
+section h3 { margin:12px 0 6px; font-size:14px; }
 section p.note { color:var(--muted); margin:4px 0 10px; font-size:13px; }
 .cards { display:grid; grid-template-columns:repeat(4,1fr); gap:10px; margin:16px 0; }
 .card { background:var(--card); border:1px solid var(--line); border-radius:10px; padding:10px 14px; }
@@ -279,7 +283,7 @@ section p.note { color:var(--muted); margin:4px 0 10px; font-size:13px; }
 .card .v { font-size:22px; font-weight:600; margin-top:2px; }
 .card .d { color:var(--muted); font-size:12px; overflow:hidden; text-overflow:ellipsis; white-space:nowrap; }
 table { border-collapse:collapse; width:100%; font-size:13px; }
-th, td { padding:5px 8px; border-bottom:1px solid var(--line); text-align:left; vertical-align:top; }
+th, td { padding:4px 6px; border-bottom:1px solid var(--line); text-align:left; vertical-align:top; }
 th { background:#f0f2f5; font-weight:600; position:sticky; top:0; }
 td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; }
 tbody tr:nth-child(even) { background:#fafbfc; }
@@ -368,7 +372,7 @@ def _summary(c: Campaign) -> str:
 
     cards = [
         card("candidates done", f"{n['done']}" + (f" / {budget}" if budget is not None else ""),
-             f"{n['in_flight']} in flight, {n['scored']} scored", "done"),
+             f"{n['in_flight']} in flight, {sum(1 for x in c.candidates if x.fitness is not None)} scored"),
         card("failed runs", str(n["failed_runs"]), f"{n['failed_experiments']} experiments, {n['recovered']} recovered"),
         card("abandoned", str(n["abandoned"]), "retries or revisions exhausted"),
         card("rejected proposals", str(n["rejections"]), "novelty and sanity checks"),
@@ -581,3 +585,51 @@ def build_report(events: list[ev.Event], out: Path, title: str | None = None, *,
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_html(campaign, title), encoding="utf-8")
     return out
+
+
+# ---------------------------------------------------------------- from the log, and `archlab report`
+REPORT_EVENT_TYPES = [t for t in ev.EVENT_TYPES if t != "CognitionIngested"]  # cognitions are global, not a campaign's
+
+
+async def read_campaign_events(bootstrap: str, campaign_id: str | None = None) -> tuple[list[ev.Event], int]:
+    """Every campaign event in the log (outside any consumer group), decoded; and how many records
+    could not be decoded (they are skipped: the dead-letter topic already holds their story)."""
+    from schemas import codec
+    from schemas.topics import topic_for
+    from services.common.log_reader import read_log
+
+    events, bad = [], 0
+    async for record in read_log(bootstrap, [topic_for(t) for t in REPORT_EVENT_TYPES]):
+        try:
+            event = codec.decode(record.value)
+        except codec.EventDecodeError:
+            bad += 1
+            continue
+        if campaign_id is None or event.campaign_id == campaign_id or isinstance(event, ev.ExperimentImported):
+            events.append(event)
+    return events, bad
+
+
+def register(app) -> None:
+    """`archlab report`: write a campaign's report from the event log."""
+    import asyncio
+
+    import typer
+
+    @app.command("report")
+    def report(out: Path = typer.Option(Path("report.html"), help="output file, or a directory"),
+               campaign: Optional[str] = typer.Option(None, help="campaign id (default: the latest started)"),
+               scheme: str = typer.Option("paper", help="fitness scheme to show (the latest score of it)"),
+               title: Optional[str] = typer.Option(None, help="page title"),
+               data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="state directory")):
+        """Write a campaign's self-contained HTML report (fitness, lineage, curves, failures, cost)."""
+        from services.common import endpoints
+        from services.common.settings import Settings
+
+        settings = Settings() if data_dir is None else Settings(data_dir=data_dir)
+        events, bad = asyncio.run(read_campaign_events(endpoints.kafka_bootstrap(settings), campaign))
+        if not events:
+            typer.echo("no campaign events in the log", err=True)
+            raise typer.Exit(1)
+        path = build_report(events, out, title, scheme=scheme, campaign_id=campaign)
+        typer.echo(f"wrote {path} ({len(events)} events" + (f", {bad} undecodable skipped)" if bad else ")"))

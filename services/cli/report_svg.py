@@ -327,7 +327,7 @@ def loss_svg(curves: list[Curve], width: int = 1040, height: int = 360) -> str:
         last = c.points[-1][1]
         parts.append(f"<g class='legend-item'><line x1='{lx}' x2='{lx + 26}' y1='{y + 5}' y2='{y + 5}' "
                      f"stroke='{colors[c.experiment_id]}' stroke-width='2.2' {dash}/>"
-                     f"<text x='{lx + 32}' y='{y + 9}' class='legend-text'>{esc(short(c.name, 22))}"
+                     f"<text x='{lx + 32}' y='{y + 9}' class='legend-text'>{esc(short(c.name, 18))}"
                      f"{' (baseline)' if c.baseline else ''} · {last:.3f}</text>"
                      f"<title>{esc(c.name)} ({esc(c.experiment_id)})</title></g>")
     parts.append("</svg>")

@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     llm_timeout_s: float = 120.0
     llm_max_retries: int = 4
 
+    # --- judge / analyst / cognition
+    # seed noise per profile, in metric units: {"cpu-tiny": {"loss": 0.02, "benchmark": 0.01}} (JSON in env)
+    judge_seed_noise: dict[str, dict[str, float]] = Field(default_factory=dict)
+    cognition_collection: str = "cognitions"
+    cognition_min_score: float = 0.25     # cosine similarity below which a cognition is not "relevant"
+
     # --- engineer
     engineer_id: str | None = None       # unset: hostname-pid
     device: str = "auto"                 # auto | cpu | cuda

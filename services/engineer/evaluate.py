@@ -229,11 +229,10 @@ def evaluate(model: torch.nn.Module, profile: Profile, scratch_dir: str | Path, 
     t0 = time.perf_counter()
     local = write_local_tasks(profile, Path(scratch_dir) / "lmeval_tasks")
     standard = [t for t in profile.eval_tasks if t not in LOCAL_TASKS]
-    manager = TaskManager(include_path=str(Path(scratch_dir) / "lmeval_tasks"), include_defaults=bool(standard),
-                          verbosity="ERROR")
+    manager = TaskManager(include_path=str(Path(scratch_dir) / "lmeval_tasks"), include_defaults=bool(standard))
+    was_training = model.training
     lm = ArchlabLM(model, tokenizer_for(profile), max_len=profile.seq_len, batch_size=profile.eval_batch_size,
                    device=device)
-    was_training = model.training
     try:
         out = simple_evaluate(model=lm, tasks=local + standard, task_manager=manager, num_fewshot=0,
                               bootstrap_iters=0, log_samples=False, limit=profile.eval_limit if standard else None,

@@ -58,16 +58,15 @@ class CausalLM(nn.Module):
         self.norm = nn.RMSNorm(hidden_size)
         self.head = nn.Linear(hidden_size, vocab_size, bias=False)
         self.head.weight = self.embed.weight  # tied
-        # GPT-2 style init for what the model owns; a layer keeps its own initialisation
-        nn.init.normal_(self.embed.weight, std=0.02)
-        for block in self.blocks:
-            for lin in (block.mlp.up, block.mlp.down):
-                nn.init.normal_(lin.weight, std=0.02)
-                nn.init.zeros_(lin.bias)
+        # Tied scales as in Vaswani et al.: entries N(0, 1/d), multiplied by sqrt(d) on input, so
+        # tokens enter the residual stream at unit scale and initial logits are O(1). (Small
+        # GPT-2-style embeddings drown token identity and MQAR does not learn: measured.)
+        nn.init.normal_(self.embed.weight, std=hidden_size ** -0.5)
+        self.embed_scale = hidden_size ** 0.5
 
     def hidden(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """input ids [B, T] -> (final-normed hidden states [B, T, D], sum of the layers' aux losses)."""
-        x = self.embed(input_ids)
+        x = self.embed(input_ids) * self.embed_scale
         aux_total = x.new_zeros((), dtype=torch.float32)
         for block in self.blocks:
             x, aux = block(x)

@@ -41,6 +41,7 @@ class TrainJob:
     resume: bool = False
     reference_step_s: float | None = None  # the baseline's median step time on this profile and machine
     layer_class_name: str = "DeltaNet"
+    profile_overrides: dict = dataclasses.field(default_factory=dict)  # e.g. {"task": "hf", "hf_dataset": ...}
 
 
 @dataclass
@@ -79,6 +80,11 @@ def load_layer_class(code: str, class_name: str = "DeltaNet") -> type[torch.nn.M
 
 
 def _exec_layer_class(code: str, class_name: str) -> type[torch.nn.Module]:
+    try:  # real fla (CUDA) or a shim already on the path
+        import fla.modules  # noqa: F401
+    except Exception:
+        from services.common.fla_shim import SHIM_DIR
+        sys.path.insert(0, str(SHIM_DIR))
     namespace: dict = {"__name__": "archlab_program"}
     exec(compile(code, "<program>", "exec"), namespace)
     if class_name not in namespace:
@@ -107,7 +113,7 @@ def seed_everything(seed: int) -> None:
 
 
 def run_job(job: TrainJob, on_progress: Callable[..., None] | None = None) -> TrainResult:
-    profile = get_profile(job.profile)
+    profile = get_profile(job.profile, **job.profile_overrides)
     device = default_device()
     layer_cls = load_layer_class(job.code, job.layer_class_name)
     seed_everything(job.seed)

@@ -7,6 +7,7 @@ param_budget, shape, causality, complexity. One sandbox run covers every dynamic
 from __future__ import annotations
 
 import ast
+import builtins
 import hashlib
 import json
 import tempfile
@@ -84,18 +85,17 @@ def normalized_code_hash(code: str) -> str:
     def canon(name: str) -> str:
         return names.setdefault(name, f"n{len(names)}")
 
-    for node in ast.walk(tree):
+    for node in ast.walk(tree):  # drop docstrings
         body = getattr(node, "body", None)
         if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
-                and isinstance(getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str):
-            body[0] = ast.Pass() if len(body) == 1 else None
-            node.body = [b for b in body if b is not None]
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
     imported = set()
     for node in ast.walk(tree):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             imported |= {(a.asname or a.name).split(".")[0] for a in node.names}
     for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and node.id not in imported and node.id not in dir(__builtins__):
+        if isinstance(node, ast.Name) and node.id not in imported and node.id not in _BUILTINS:
             node.id = canon(node.id)
         elif isinstance(node, ast.arg):
             node.arg = canon(node.arg)
@@ -104,6 +104,9 @@ def normalized_code_hash(code: str) -> str:
         elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in ("self", names.get("self")):
             node.attr = canon("self." + node.attr)
     return hashlib.sha256(ast.unparse(tree).encode()).hexdigest()
+
+
+_BUILTINS = set(dir(builtins))
 
 
 def profile_dims(profile: str) -> dict[str, Any]:
@@ -122,7 +125,11 @@ class SanityChecker:
         self.lengths, self.repeats, self.wall_s, self.mem_mb = lengths, repeats, wall_s, mem_mb
         self.scratch_root = scratch_root
 
+    def static(self, code: str) -> CheckOutcome:
+        return static_check(code)
+
     def check(self, code: str, profile: str = "cpu-tiny") -> CheckOutcome:
+        """Static, then dynamic checks of one program."""
         return self.check_many([code], profile)[0]
 
     def check_many(self, codes: list[str], profile: str = "cpu-tiny") -> list[CheckOutcome]:

@@ -98,9 +98,9 @@ EFFECTS: dict[str, dict[Any, str]] = {
 }
 
 _PHRASINGS = [
-    "{change}: {effect}.",
-    "This child changes {change_lower}, because {effect}.",
-    "Proposed edit -- {change_lower}. Rationale: {effect}.",
+    "{change}. Expected effect: {effect}.",
+    "This child changes {change_lower}, expecting that {effect}.",
+    "Proposed edit -- {change_lower}. Rationale and expected effect: {effect}.",
 ]
 
 
@@ -162,11 +162,12 @@ def _crossover(rng: random.Random, design: dict[str, Any], references: list[dict
 
 
 def mutate(parent_design: dict[str, Any] | None, references: list[dict[str, Any] | None], rng_seed: int,
-           feedback: list[str] = ()) -> tuple[dict[str, Any], str, str]:
+           feedback: list[str] = (), *, phrasing_seed: int | None = None) -> tuple[dict[str, Any], str, str]:
     """A child of `parent_design`: (design, name, motivation). Deterministic in its arguments.
 
     Edits 1-2 genes (sometimes one borrowed from a reference), and avoids every design whose name
-    appears in `feedback` (earlier attempts rejected, e.g. as duplicates).
+    appears in `feedback` (earlier attempts rejected, e.g. as duplicates). `phrasing_seed` rewords the
+    motivation of the same design (used to calibrate the novelty threshold on paraphrases).
     """
     rng = random.Random(rng_seed)
     preface = []
@@ -195,7 +196,8 @@ def mutate(parent_design: dict[str, Any] | None, references: list[dict[str, Any]
                 and design_key(child) not in rejected:
             break
     name = design_name(child, [c[:3] for c in changes])
-    return child, name, _motivation(rng, parent, child, changes, preface)
+    phrasing = rng if phrasing_seed is None else random.Random(phrasing_seed)
+    return child, name, _motivation(phrasing, parent, child, changes, preface)
 
 
 def _motivation(rng, parent, child, changes, preface) -> str:

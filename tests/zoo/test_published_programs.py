@@ -78,6 +78,7 @@ def _is_dtype_mix(err: Exception) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::SyntaxWarning")  # the programs' own
 def test_all_published_programs_train_on_cpu_with_the_shim(exec_program, record_property):
     if not PROGRAMS_JSON.is_file():
         pytest.skip(f"reference programs not found at {PROGRAMS_JSON} (set ARCHLAB_SHARED_DIR)")

@@ -8,8 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from services.engineer.zoo import ZOO, zoo_source
-from services.engineer.zoo import naive
+from services.engineer.zoo import ZOO, naive, zoo_source
 
 D64 = torch.float64
 B, H, K, V = 2, 2, 8, 6
@@ -65,7 +64,7 @@ def test_chunked_op_matches_recurrence_forward_and_backward(exec_program, name, 
     torch.testing.assert_close(o1, o2, rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(s1, s2, rtol=1e-9, atol=1e-9)
     for n, a, b in zip(names, g1, g2):  # retnet's log_decay is a buffer in the layer; checked all the same
-        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-8, msg=lambda m: f"grad of {n}: {m}")
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-8, msg=f"gradient of {n} differs")
 
 
 def test_gla_sub_chunks_between_blocks(exec_program):

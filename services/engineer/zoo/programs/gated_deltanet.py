@@ -32,7 +32,7 @@ if torch.cuda.is_available():  # fla's Triton kernels exist only with CUDA; neve
 
 
 def chunk_gated_delta_rule(q, k, v, g, beta, chunk_size: int = 64, scale: Optional[float] = None,
-                             initial_state: Optional[torch.Tensor] = None, output_final_state: bool = False):
+                           initial_state: Optional[torch.Tensor] = None, output_final_state: bool = False):
     """The gated delta rule, chunked. q, k: [B, T, H, K]; v: [B, T, H, V]; g (log decay <= 0), beta:
     [B, T, H]; initial_state: [B, H, K, V] -> (o [B, T, H, V], final state [B, H, K, V] or None).
 

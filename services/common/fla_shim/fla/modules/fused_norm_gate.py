@@ -22,7 +22,8 @@ class FusedRMSNormGated(nn.Module):
         super().__init__()
         if activation not in ("swish", "silu", "sigmoid"):
             raise ValueError(f"Unsupported activation: {activation}")
-        self.hidden_size, self.elementwise_affine, self.eps, self.activation = hidden_size, elementwise_affine, eps, activation
+        self.hidden_size, self.elementwise_affine = hidden_size, elementwise_affine
+        self.eps, self.activation = eps, activation
         self.register_parameter("weight", None)
         self.register_parameter("bias", None)
         if elementwise_affine:
@@ -32,7 +33,8 @@ class FusedRMSNormGated(nn.Module):
         return f"{self.hidden_size}, eps={self.eps}, activation={self.activation}"
 
     def forward(self, x, g, residual=None, prenorm=False, residual_in_fp32=False):
-        return rms_norm_gated(x, g, self.weight, self.bias, self.activation, residual, prenorm, residual_in_fp32, self.eps)
+        return rms_norm_gated(x, g, self.weight, self.bias, self.activation, residual, prenorm, residual_in_fp32,
+                              self.eps)
 
 
 class FusedRMSNormSwishGate(FusedRMSNormGated):  # fla's older name for the same module

@@ -1,0 +1,38 @@
+"""The archive's one handler: project the event, then let the scheduler decide what comes next.
+
+The scheduler's decisions are applied to the store *before* they are returned for publication
+(in the same transaction as the input), so the next input already sees them and a slot is never
+sampled twice. Until the log returns them they are "pending"; they are published again at
+startup and when an input is redelivered (a publish that failed after the commit is repaired;
+the ids are deterministic, so a second copy is dropped downstream).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from schemas import codec
+from schemas import events as ev
+from services.archive import scheduler
+from services.archive.projection import apply
+from services.archive.storage.base import Store
+
+GLOBAL_CAMPAIGN = "global"   # CognitionIngested: no campaign to schedule
+
+
+def pending_events(store: Store) -> list[ev.Event]:
+    return [codec.decode(payload) for payload in store.pending_local()]
+
+
+async def on_event(event: ev.Event, *, store: Store,
+                   zoo_source: Callable[[str], str] | None = None) -> list[ev.Event]:
+    """Any event of any topic -> the archive's new decisions (ParentSampled, CampaignCompleted)."""
+    kwargs = {"zoo_source": zoo_source} if zoo_source else {}
+    with store.transaction():
+        fresh = apply(store, event)
+        republish = [] if fresh else pending_events(store)
+        decided: list[ev.Event] = []
+        if event.campaign_id != GLOBAL_CAMPAIGN:
+            decided = scheduler.schedule(store, event.campaign_id, **kwargs)
+            for e in decided:
+                apply(store, e, local=True)
+    return republish + decided

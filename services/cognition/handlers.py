@@ -1,0 +1,13 @@
+"""The cognition service's handler: CognitionIngested -> upsert into the Milvus collection.
+
+Every write to the base is an event, so dropping the collection and replaying the topic rebuilds it.
+"""
+from __future__ import annotations
+
+from schemas import events as ev
+from services.cognition.model import from_event
+from services.cognition.retrieval import CognitionBase
+
+
+async def on_cognition_ingested(event: ev.CognitionIngested, *, base: CognitionBase) -> None:
+    base.upsert([from_event(event)])

@@ -1,0 +1,47 @@
+"""The judge's event handlers: plain async functions that return the events to publish.
+
+ResultsReady -> ScoreAssigned (always exactly one, an error score when no fitness is defined).
+ProposalCreated, CampaignStarted -> remembered (code for the LLM judge; the campaign's preferred baseline).
+"""
+from __future__ import annotations
+
+import structlog
+
+from schemas import events as ev
+from services.common.llm import LLMError
+from services.judge import fitness as F
+from services.judge.qualitative import judge_qualitative
+from services.judge.score import score_fields
+from services.judge.state import JudgeState
+
+log = structlog.get_logger("judge")
+
+
+async def on_results_ready(event: ev.ResultsReady, *, state: JudgeState, llm=None,
+                           seed_noise: dict[str, dict[str, float]] | None = None) -> list[ev.Event]:
+    state.add_result(event)
+    baseline = state.baseline(event.campaign_id, event.profile)
+    noise = F.SeedNoise.from_dict((seed_noise or {}).get(event.profile))
+
+    qualitative, note = None, ""
+    quantitative = score_fields(event, baseline, noise=noise)
+    if llm is not None and quantitative["fitness"] is not None:
+        try:
+            qualitative = await judge_qualitative(llm, event, baseline, state.proposal(event.experiment_id, event.revision),
+                                                  state.proposal(baseline.experiment_id))
+        except LLMError as e:  # unavailable, invalid output, request failed
+            note = f"LLM judge failed ({type(e).__name__}: {e}); qualitative not judged"
+            log.warning("judge.llm_failed", error=str(e))
+    fields = score_fields(event, baseline, qualitative=qualitative, noise=noise, note=note) if llm is not None \
+        else quantitative
+    score = event.caused(ev.ScoreAssigned, producer="judge", **fields)
+    log.info("judge.scored", fitness=score.fitness, error=score.error, role=event.role)
+    return [score]
+
+
+async def on_proposal_created(event: ev.ProposalCreated, *, state: JudgeState) -> None:
+    state.add_proposal(event)
+
+
+async def on_campaign_started(event: ev.CampaignStarted, *, state: JudgeState) -> None:
+    state.add_campaign(event)

@@ -1,0 +1,57 @@
+"""One ScoreAssigned from one ResultsReady, its baseline and (optionally) the LLM's qualitative judgement.
+
+Shared by the live judge (handlers.py) and re-scoring (rescore.py), so both follow one formula.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas import events as ev
+from services.judge import fitness as F
+
+
+@dataclass
+class Qualitative:
+    """The LLM judge's verdict: `score` in [0, 1], criteria and rationale in `detail`."""
+    score: float
+    detail: dict[str, Any] = field(default_factory=dict)
+    usage: ev.Usage | None = None
+
+
+def score_fields(result: ev.ResultsReady, baseline: ev.ResultsReady | None, *,
+                 qualitative: Qualitative | None = None, weights: dict[str, float] | None = None,
+                 noise: F.SeedNoise | None = None, scheme: str = "paper", note: str = "") -> dict[str, Any]:
+    """The fields of a ScoreAssigned (without envelope). Errors give fitness=None and `error`, never a score."""
+    weights = dict(weights or F.PAPER_WEIGHTS)
+    out: dict[str, Any] = {"fitness": None, "scheme": scheme, "weights": weights, "note": note}
+    if baseline is None:
+        out["error"] = (f"no measured baseline for campaign {result.campaign_id!r}, profile {result.profile!r} yet "
+                        f"(the archive runs baselines before candidates)")
+        return out
+    out.update(baseline_experiment_id=baseline.experiment_id, baseline_loss=baseline.final_loss,
+               baseline_benchmark=baseline.benchmark)
+    try:
+        ls = F.loss_score(result.final_loss, baseline.final_loss)
+        bs = F.benchmark_score(result.benchmark, baseline.benchmark)
+    except F.FitnessError as e:
+        out["error"] = str(e)
+        return out
+    out.update(loss_score=ls, benchmark_score=bs)
+    components = {"loss": ls, "benchmark": bs, "qualitative": None}
+    notes = [note] if note else []
+    if qualitative is not None:
+        components["qualitative"] = qualitative.score
+        out.update(qualitative=qualitative.score, qualitative_judged=True, qualitative_detail=qualitative.detail,
+                   usage=qualitative.usage)
+    elif weights.get("qualitative"):
+        notes.append("qualitative not judged (no LLM): fitness is the mean of the loss and benchmark components")
+    try:
+        fit, used = F.combine(components, weights)
+    except F.FitnessError as e:
+        out["error"] = str(e)
+        return out
+    out.update(fitness=fit, weights=used, note="; ".join(notes))
+    out["significant"] = F.significant(baseline.final_loss - result.final_loss, result.benchmark - baseline.benchmark,
+                                       noise)
+    return out

@@ -1,0 +1,52 @@
+"""Wiring of the researcher: ParentSampled -> ProposalRejected* -> ProposalCreated | ExperimentAbandoned.
+
+    python -m services.researcher.main
+
+Several researcher processes share ParentSampled in the group "researcher". Every ProposalCreated (from
+any researcher, the baselines, the debugger) is also read in the group "researcher-novelty" and upserted
+into the shared novelty memory (the vector store at settings.milvus_uri, one record per experiment).
+"""
+from __future__ import annotations
+
+import functools
+
+from schemas import events as ev
+from services.common import endpoints
+from services.common.bus import Service
+from services.common.settings import Settings
+from services.researcher import handlers
+from services.researcher.checks import SanityChecker
+from services.researcher.context import ContextBuilder
+from services.researcher.novelty import NoveltyChecker
+from services.researcher.planner import LLMPlanner, OfflineProposer
+
+NOVELTY_COLLECTION = "researcher_motivations"
+
+
+def build_deps(settings: Settings, *, milvus_uri: str | None = None) -> dict:
+    """The handler's dependencies: proposers, checker and novelty (used by main and by tests)."""
+    from services.common.embeddings import Embedder
+    from services.common.vectors import VectorStore
+
+    embedder = Embedder.from_settings(settings)
+    store = VectorStore(milvus_uri or endpoints.milvus_uri(settings), NOVELTY_COLLECTION, embedder.dim)
+    llm = None
+    proposers = {"offline": OfflineProposer()}
+    if settings.llm_configured:
+        from services.common.llm import LLMClient
+        llm = LLMClient(settings)
+        proposers["llm"] = LLMPlanner(llm, ContextBuilder(settings.data_dir / "researcher" / "summaries.sqlite"))
+    return {"proposer": proposers, "checker": SanityChecker(), "novelty": NoveltyChecker(embedder, store, llm=llm)}
+
+
+def build(settings: Settings | None = None, *, milvus_uri: str | None = None) -> Service:
+    svc = Service("researcher", settings)
+    deps = build_deps(svc.settings, milvus_uri=milvus_uri)
+    svc.on(ev.ParentSampled, functools.partial(handlers.on_parent_sampled, **deps))
+    svc.on(ev.ProposalCreated, functools.partial(handlers.on_proposal_created, novelty=deps["novelty"]),
+           group="researcher-novelty")
+    return svc
+
+
+if __name__ == "__main__":
+    build().run()

@@ -1,0 +1,161 @@
+"""infra/docker-compose.yml and infra/Dockerfile: valid for docker-compose, and consistent with the code
+(env vars are Settings fields, every role has a service with a healthcheck, engineers get a GPU and scale)."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from schemas.topics import all_topics
+from services.common.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "infra" / "docker-compose.yml"
+DOCKERFILE = ROOT / "infra" / "Dockerfile"
+ROLES = {
+    "researcher": "services.researcher.main",
+    "engineer": "services.engineer.main",
+    "debugger": "services.engineer.main",
+    "analyst": "services.analyst.main",
+    "judge": "services.judge.main",
+    "cognition": "services.cognition.main",
+    "archive": "services.archive.main",
+}
+SETTINGS_ENV = {"ARCHLAB_" + name.upper() for name in Settings.model_fields}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def env_of(service: dict) -> dict:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, None) for item in env)
+    return env
+
+
+def test_docker_compose_config_validates(tmp_path):
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.skip("docker-compose is not installed (apt-get install -y docker-compose)")
+    # an empty env file: the check must not depend on the caller's ARCHLAB_* variables
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHLAB_")}
+    out = subprocess.run([binary, "-f", str(COMPOSE), "config"], capture_output=True, text=True, env=env,
+                         timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    resolved = yaml.safe_load(out.stdout)
+    assert set(ROLES) <= set(resolved["services"])
+    # anchors and merges resolved as intended
+    engineer = resolved["services"]["engineer"]
+    assert env_of(engineer)["ARCHLAB_DEVICE"] == "cuda"
+    assert env_of(engineer)["ARCHLAB_KAFKA_BOOTSTRAP"] == "kafka:9092"
+    assert resolved["services"]["archive"]["depends_on"]["cassandra-init"]["condition"] == \
+        "service_completed_successfully"
+
+
+def test_every_archlab_env_var_is_a_settings_field(compose):
+    used = set()
+    for name, service in compose["services"].items():
+        used |= {k for k in env_of(service) if k.startswith("ARCHLAB_")}
+    text = COMPOSE.read_text() + DOCKERFILE.read_text()
+    used |= set(re.findall(r"\bARCHLAB_[A-Z0-9_]+", text)) - {"ARCHLAB_IMAGE_TAG"}  # image tag: compose-only
+    assert used, "no ARCHLAB_ variable found"
+    unknown = used - SETTINGS_ENV
+    assert not unknown, f"not fields of Settings: {sorted(unknown)}"
+    # the essentials of a real deployment are set for every role
+    for role in ROLES:
+        env = env_of(compose["services"][role])
+        assert env["ARCHLAB_KAFKA_BOOTSTRAP"] == "kafka:9092"
+        assert env["ARCHLAB_STORAGE"] == "cassandra" and env["ARCHLAB_CASSANDRA_HOSTS"] == "cassandra"
+        assert env["ARCHLAB_MILVUS_URI"].startswith("http://milvus:")
+        assert env["ARCHLAB_DATA_DIR"] == "/data"
+        assert "ARCHLAB_LLM_API_KEY" in env and env["ARCHLAB_LLM_API_KEY"] is None  # from the host, never written
+        settings = Settings(**{k[len("ARCHLAB_"):].lower(): v for k, v in env.items() if v is not None})
+        assert settings.storage == "cassandra" and not settings.embedded_broker
+
+
+def test_roles_commands_healthchecks_and_dependencies(compose):
+    services = compose["services"]
+    for role, module in ROLES.items():
+        s = services[role]
+        assert s["command"][:3] == ["python", "-m", module], role
+        assert "test" in s["healthcheck"], role
+        assert s["depends_on"]["kafka"]["condition"] == "service_healthy"
+        assert s["depends_on"]["topics-init"]["condition"] == "service_completed_successfully"
+        assert "archlab-data:/data" in s["volumes"]
+    assert services["debugger"]["command"][-1] == "--debugger"
+    assert "--debugger" not in services["engineer"]["command"]
+    assert services["topics-init"]["command"] == ["archlab", "topics", "create"]
+    assert "/infra/cassandra/schema.cql" in services["cassandra-init"]["command"]
+    assert any(v.startswith("./cassandra:/infra/cassandra") for v in services["cassandra-init"]["volumes"])
+    for infra in ("kafka", "cassandra", "milvus", "etcd", "minio"):
+        assert "healthcheck" in services[infra], infra
+    assert services["kafka"]["image"].startswith("apache/kafka:")
+    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
+    assert "zookeeper" not in services
+
+
+def test_engineer_requests_a_gpu_and_scales(compose):
+    engineer = compose["services"]["engineer"]
+    devices = engineer["deploy"]["resources"]["reservations"]["devices"]
+    assert any(d["driver"] == "nvidia" and "gpu" in d["capabilities"] for d in devices)
+    for role in ROLES:  # scalable: nothing that two replicas would fight over
+        s = compose["services"][role]
+        assert "container_name" not in s and "ports" not in s, role
+
+
+def test_topic_names_come_from_the_registry(compose):
+    known = set(all_topics())
+    named = set(re.findall(r"archlab\.[a-z][a-z0-9.-]*[a-z0-9]", COMPOSE.read_text()))
+    assert named <= known, sorted(named - known)
+
+
+def test_dockerfile_builds_the_services_image():
+    text = DOCKERFILE.read_text()
+    assert re.search(r"^FROM python:3\.11-slim", text, re.M)
+    assert "ARG TORCH_INDEX_URL" in text and "--index-url" in text
+    assert "EXTRAS=gpu" in text and '".[${EXTRAS}]"' in text
+    assert text.index("TORCH_INDEX_URL}") < text.index('".[${EXTRAS}]"')  # torch before the project
+    for path in ("schemas", "services", "pyproject.toml"):
+        assert path in text
+
+
+def _healthcheck_code(compose) -> str:
+    test = compose["services"]["judge"]["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"]
+    return test[3]
+
+
+def test_service_healthcheck_runs(compose, tmp_path):
+    """The healthcheck passes with a `python -m services.x` process and a listening broker port,
+    and fails when the port is closed."""
+    code = _healthcheck_code(compose)
+    pkg = tmp_path / "services"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sleeper.py").write_text("import time\ntime.sleep(60)\n")
+    sleeper = subprocess.Popen([sys.executable, "-m", "services.sleeper"], cwd=tmp_path)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    try:
+        env = dict(os.environ, ARCHLAB_KAFKA_BOOTSTRAP=f"127.0.0.1:{port}")
+        ok = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30)
+        assert ok.returncode == 0, ok.stderr
+        listener.close()
+        down = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30)
+        assert down.returncode != 0 and "ConnectionRefused" in down.stderr
+    finally:
+        listener.close()
+        sleeper.kill()
+        sleeper.wait()

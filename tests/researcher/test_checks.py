@@ -1,0 +1,60 @@
+"""Sanity checks: static vetting and the sandboxed dynamic checks, each with its reason and feedback."""
+import pytest
+
+from services.researcher.checks import SanityChecker, normalized_code_hash, static_check
+from services.researcher.codegen import render
+from services.researcher.genome import ZOO_DESIGNS
+from tests.researcher import bad_programs as bad
+
+
+@pytest.mark.parametrize("code, reason", [
+    (bad.IMPORTS_OS, "forbidden_import"), (bad.IMPORTS_SOCKET, "forbidden_import"),
+    (bad.CALLS_EVAL, "forbidden_import"), (bad.CALLS_DUNDER_IMPORT, "forbidden_import"),
+    (bad.SYNTAX_ERROR, "syntax"), (bad.NO_CLASS, "build"),
+])
+def test_static_check_rejects(code, reason):
+    out = static_check(code)
+    assert not out.ok and out.reason == reason and out.feedback
+
+
+def test_static_check_accepts_rendered_programs():
+    for name, design in ZOO_DESIGNS.items():
+        assert static_check(render(design, name)).ok, name
+
+
+def test_dynamic_checks_reject_each_bad_layer_with_its_reason():
+    programs = {"causality": bad.FUTURE_LEAK, "complexity": bad.QUADRATIC, "shape": bad.SHAPE_DEPENDENT,
+                "shape-batch": bad.BATCH_MIXING, "shape-out": bad.WRONG_OUTPUT_SHAPE, "build": bad.BUILD_ERROR,
+                "ok": render(ZOO_DESIGNS["gated_deltanet"], "gdn")}
+    outcomes = dict(zip(programs, SanityChecker(repeats=1).check_many(list(programs.values()))))
+    assert outcomes["ok"].ok, outcomes["ok"].feedback
+    for key, outcome in outcomes.items():
+        if key == "ok":
+            continue
+        assert not outcome.ok and outcome.reason == key.split("-")[0], (key, outcome.reason, outcome.feedback)
+    assert "future" in outcomes["causality"].feedback and outcomes["causality"].evidence["max_abs_diff"] > 1e-3
+    exps = outcomes["complexity"].evidence["exponents"]
+    assert exps["max_numel"] > 1.8 and exps["flops"] > 1.5  # counted, so robust to a noisy machine
+    assert "length 67" in outcomes["shape"].feedback
+    assert "batch" in outcomes["shape-batch"].feedback
+    ok_exps = outcomes["ok"].evidence["complexity"]["exponents"]
+    assert ok_exps["flops"] < 1.1 and ok_exps["max_numel"] < 1.1
+    assert set(outcomes["ok"].timings) == {"build", "param_budget", "shape", "causality", "complexity"}
+
+
+def test_param_budget_is_enforced():
+    code = render({**ZOO_DESIGNS["deltanet"], "expand_v": 2}, "big")
+    out = SanityChecker(repeats=1).check(code, profile="cpu-micro")
+    assert out.ok and out.evidence["params"] < 200_000
+    huge = code.replace("self.head_k_dim * 2", "self.head_k_dim * 64")
+    out = SanityChecker(repeats=1).check(huge, profile="cpu-micro")
+    assert not out.ok and out.reason == "param_budget" and out.evidence["params"] > 200_000
+
+
+def test_normalized_hash_ignores_comments_docstrings_and_names():
+    a = render(ZOO_DESIGNS["deltanet"], "first-name", "one motivation")
+    b = render(ZOO_DESIGNS["deltanet"], "other-name", "a different motivation") \
+        .replace("q_proj", "query_projection").replace("# feature map", "# features!")
+    assert normalized_code_hash(a) == normalized_code_hash(b)
+    c = render({**ZOO_DESIGNS["deltanet"], "head_mix": True}, "first-name", "one motivation")
+    assert normalized_code_hash(a) != normalized_code_hash(c)
