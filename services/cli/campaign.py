@@ -35,20 +35,6 @@ def campaign_file(settings: Settings) -> Path:
     return Path(settings.data_dir) / "campaign.json"
 
 
-async def campaign_events(bootstrap: str, campaign_id: str) -> list[ev.Event]:
-    """Every event of one campaign, from offset 0 of every topic, ordered by time."""
-    out = []
-    async for rec in read_log(bootstrap, [topic_for(t) for t in EVENT_TYPES]):
-        try:
-            event = codec.decode(rec.value)
-        except codec.EventDecodeError:
-            continue
-        if event.campaign_id == campaign_id:
-            out.append(event)
-    out.sort(key=lambda e: (e.occurred_at, e.event_id))
-    return out
-
-
 def progress_table(view: CampaignView, started_at: float) -> Group:
     c = view.counts()
     budget = view.started.budget if view.started else "?"
@@ -180,9 +166,9 @@ async def _publish(settings: Settings, *events: ev.Event) -> None:
 
 def finish(settings: Settings, bootstrap: str, campaign_id: str) -> Path:
     """Print the leaderboard and write the report; returns the report path."""
-    from services.cli.report import build_report
+    from services.cli.report import build_report, read_campaign_events
 
-    events = asyncio.run(campaign_events(bootstrap, campaign_id))
+    events, _ = asyncio.run(read_campaign_events(bootstrap, campaign_id))
     view = CampaignView(campaign_id)
     for e in events:
         view.apply(e)
