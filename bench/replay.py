@@ -24,7 +24,7 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=100_000, help="approximate number of events")
     ap.add_argument("--shuffle-seed", type=int, default=1)
     ap.add_argument("--code-size", type=int, default=1500, help="bytes of program text per proposal")
-    ap.add_argument("--batch", type=int, default=5000, help="events per commit")
+    ap.add_argument("--batch", type=int, default=100_000, help="events per commit")
     args = ap.parse_args()
 
     t = time.perf_counter()

@@ -55,14 +55,15 @@ def _body(event: ev.Event, *drop: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- versioned merge helpers
-def _version(event: ev.Event, prio: int, a: int = 0, b: int = 0) -> list:
-    return [prio, a, b, ts(event), event.event_id]
+def _version(event: ev.Event, prio: int, a: int = 0, b: int = 0) -> str:
+    """A sortable text version: priority of the source, two ranks (revision, attempt or step), time, id."""
+    return f"{prio}|{a:010d}|{b:010d}|{ts(event)}|{event.event_id}"
 
 
-def _set(doc: Record, field: str, value: Any, version: list) -> bool:
+def _set(doc: Record, field: str, value: Any, version: str) -> bool:
     """Set doc[field] when `version` beats the stored one; True when it did."""
     current = doc["_v"].get(field)
-    if current is not None and list(current) >= version:
+    if current is not None and current >= version:
         return False
     doc[field] = value
     doc["_v"][field] = version
@@ -268,7 +269,7 @@ def on_score_assigned(store: Store, e: ev.ScoreAssigned) -> None:
     key = f"{e.campaign_id}/{e.scheme}"
     current = doc["_v"].get("scores/" + key)
     version = _version(e, 1)
-    if current is None or list(current) < version:
+    if current is None or current < version:
         doc["scores"][key] = {k: rec[k] for k in ("event_id", "scheme", "fitness", "loss_score", "benchmark_score",
                                                   "qualitative", "qualitative_judged", "significant", "error",
                                                   "rescore_of", "occurred_at")}

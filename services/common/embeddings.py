@@ -42,7 +42,9 @@ def _load_local_model():
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
 
+            hf_logging.disable_progress_bar()  # no "Loading weights" bar in service logs
             _local_model = SentenceTransformer(local_model_path(), device="cpu")
     return _local_model
 

@@ -78,14 +78,31 @@ class VectorStore:
 
     def _ensure(self) -> None:
         if self.client.has_collection(self.collection):
+            self._check_dim()
             return
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=True)
         schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID_LEN)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
+        try:
+            self.client.create_collection(self.collection, schema=schema, consistency_level="Strong")
+        except Exception:  # noqa: BLE001 - another process created it first: use theirs
+            if not self.client.has_collection(self.collection):
+                raise
+            self._check_dim()
+            return
         index = self.client.prepare_index_params()
         index.add_index(field_name="vector", index_type="AUTOINDEX", metric_type="COSINE")
-        self.client.create_collection(self.collection, schema=schema, index_params=index,
-                                      consistency_level="Strong")
+        # sync=False: waiting for the index asks the server for AllocTimestamp, which milvus-lite lacks
+        # (a logged traceback and ~1 s of retries); the index on an empty collection is ready at once.
+        self.client.create_index(self.collection, index, sync=False)
+        self.client.load_collection(self.collection)
+
+    def _check_dim(self) -> None:
+        fields = self.client.describe_collection(self.collection).get("fields", [])
+        dims = [int(f.get("params", {}).get("dim", 0)) for f in fields if f.get("name") == "vector"]
+        if dims and dims[0] != self.dim:
+            raise ValueError(f"collection {self.collection!r} at {self.uri} holds {dims[0]}-d vectors, not {self.dim}-d "
+                             f"(another embedding model?): use another collection name or drop it")
 
     def upsert(self, ids: list[str], vectors: list[list[float]], payloads: list[dict] | None = None) -> int:
         payloads = payloads if payloads is not None else [{} for _ in ids]

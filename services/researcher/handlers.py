@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import structlog
 
 from schemas import events as ev
-from services.common.llm import LLMInvalidOutput, LLMUnavailable
+from services.common.llm import LLMInvalidOutput, LLMUnavailable, merge_usage
 from services.researcher.checks import CheckOutcome, normalized_code_hash
 from services.researcher.planner import Proposal, known_design
 
@@ -56,7 +56,7 @@ async def on_parent_sampled(event: ev.ParentSampled, *, proposer, checker, novel
             ev.ProposalRejected, producer=producer, discriminator=attempt, attempt=attempt, reason=reason,
             feedback=text, name=proposal.name if proposal else "", motivation=proposal.motivation if proposal else "",
             code=code, code_hash=normalized_code_hash(code) if code else "",
-            usage=proposal.usage if proposal else fields.pop("usage", None), **fields))
+            usage=merge_usage(proposal.usage if proposal else None, fields.pop("usage", None)), **fields))
         feedback.append(f"[{reason}] {proposal.name + ': ' if proposal else ''}{text}")
         history.append({"attempt": attempt, "reason": reason, "name": proposal.name if proposal else "",
                         "feedback": text[:500]})
@@ -80,7 +80,7 @@ async def on_parent_sampled(event: ev.ParentSampled, *, proposer, checker, novel
                                       name=proposal.name, motivation=proposal.motivation, code=proposal.code)
         if verdict.duplicate:
             reject(attempt, "duplicate", verdict.feedback, proposal, similar=verdict.similar,
-                   evidence=verdict.evidence)
+                   evidence=verdict.evidence, usage=verdict.usage)
             continue
         outcome = await _sanity(checker, proposal.code, event.profile)
         if not outcome.ok:
@@ -96,7 +96,7 @@ async def on_parent_sampled(event: ev.ParentSampled, *, proposer, checker, novel
             checks={**_checks_record(outcome), "novelty": {"similar_top": verdict.evidence.get("top_similarity"),
                                                             "judge": verdict.evidence.get("judge")},
                     "rejected_attempts": len(history)},
-            usage=proposal.usage))
+            usage=merge_usage(proposal.usage, verdict.usage)))
         log.info("proposal_created", attempt=attempt, name=proposal.name)
         return out
     out.append(event.caused(ev.ExperimentAbandoned, producer=producer, reason="attempts_exhausted",

@@ -68,3 +68,6 @@ def test_vector_store_on_milvus_lite_server(milvus_server):
 
 def test_vector_store_on_local_db_file(tmp_path):
     _exercise(VectorStore(str(tmp_path / "v.db"), "t_file", dim=4))
+    VectorStore(str(tmp_path / "v.db"), "t_dim", dim=4)
+    with pytest.raises(ValueError, match="holds 4-d vectors, not 8-d"):
+        VectorStore(str(tmp_path / "v.db"), "t_dim", dim=8)

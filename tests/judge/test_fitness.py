@@ -9,6 +9,7 @@ from services.judge import fitness as F
 from services.judge.handlers import on_campaign_started, on_proposal_created, on_results_ready
 from services.judge.qualitative import QualitativeJudgement
 from services.judge.state import JudgeState
+from tests.support.scripted_llm import scripted_llm  # noqa: F401  (fixture)
 
 CAMPAIGN = "c1"
 
@@ -143,3 +144,18 @@ async def test_llm_failure_degrades_to_quantitative_with_a_note(monkeypatch):
     [s] = await on_results_ready(result("cand", 1.9, 0.52), state=state, llm=FakeLLM(fail=True))
     assert s.fitness == pytest.approx((0.9525741 + 0.9168273) / 2, abs=1e-6)
     assert not s.qualitative_judged and "LLM judge failed" in s.note
+
+
+async def test_llm_judge_over_http_with_the_scripted_server(scripted_llm, tmp_path):  # noqa: F811
+    from services.common.llm import LLMClient
+
+    scripted_llm.reply_text("not json")                                   # invalid first answer: asked again
+    scripted_llm.reply_json({"performance": 10, "innovation": 1, "complexity": 1, "rationale": "r"})
+    llm = LLMClient(scripted_llm.settings(tmp_path), cache=False)
+    state = JudgeState()
+    await on_results_ready(result("base", 2.0, 0.5, role="baseline"), state=state)
+    [s] = await on_results_ready(result("cand", 2.0, 0.5), state=state, llm=llm)
+    # 0.5*10 + 0.3*1 + 0.2*1 = 5.5 -> (5.5-1)/9 = 0.5; loss and benchmark at the baseline: 0.5 each
+    assert s.qualitative == pytest.approx(0.5) and s.fitness == pytest.approx(0.5)
+    assert s.qualitative_judged and s.usage.calls == 2 and scripted_llm.request_count == 2
+    assert "Candidate metrics" in scripted_llm.prompt(0)

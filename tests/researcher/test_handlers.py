@@ -1,4 +1,6 @@
 """The attempts loop of on_parent_sampled, offline and with a scripted OpenAI-compatible planner."""
+import pytest
+
 from schemas import events as ev
 from services.common.llm import LLMClient
 from services.researcher import handlers
@@ -33,6 +35,7 @@ def deps(**kw):
     return d
 
 
+@pytest.mark.slow  # three sandbox runs
 async def test_offline_proposal_then_identical_draw_is_rejected_as_duplicate_and_retried():
     d = deps()
     first = await handlers.on_parent_sampled(parent_sampled("exp-1"), **d)

@@ -67,11 +67,13 @@ def test_chunked_op_matches_recurrence_forward_and_backward(exec_program, name, 
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-8, msg=f"gradient of {n} differs")
 
 
-def test_gla_sub_chunks_between_blocks(exec_program):
-    """chunk 16 cut into sub-chunks of 4 exercises the between-sub-chunk path of chunk_gla."""
+@pytest.mark.parametrize("sub_chunk_size", [4, 8, 16])
+def test_gla_two_level_scores(exec_program, sub_chunk_size):
+    """max_log_decay=0 forces the bounded two-level intra-chunk scores (used once gates close)."""
     (o1, s1, g1), (o2, s2, g2), _ = _run_both(_op(exec_program, "gla"), naive.naive_gla, ("g_vector",), "state",
-                                              37, 16, sub_chunk_size=4)
+                                              37, 16, sub_chunk_size=sub_chunk_size, max_log_decay=0.0)
     torch.testing.assert_close(o1, o2, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(s1, s2, rtol=1e-9, atol=1e-9)
     for a, b in zip(g1, g2):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-8)
 

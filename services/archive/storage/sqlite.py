@@ -54,6 +54,7 @@ class SQLiteStore(Store):
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA cache_size=-131072")  # 128 MiB of pages: replays insert in random key order
             self._db.executescript(SCHEMA)
             self._db.commit()
         self._docs: dict[str, Record] = {}      # experiment documents read or written (write-back cache)
@@ -106,18 +107,27 @@ class SQLiteStore(Store):
             self._db.executemany("INSERT OR IGNORE INTO processed VALUES (?,?,?)", self._processed.values())
             self._processed.clear()
 
-    def _docs_where(self, sql: str, args: tuple) -> list[Record]:
-        self._flush()
-        return [json.loads(r[0]) for r in self._db.execute(sql, args)]
+    def _docs_where(self, column: str, value: str | None, order: tuple[str, ...]) -> list[Record]:
+        """Rows matching column=value, with unflushed documents overlaid (a read never forces a flush:
+        in a shuffled replay that would re-encode every document many times)."""
+        if value is None:
+            rows = self._db.execute("SELECT experiment_id, doc FROM experiments")
+        else:
+            rows = self._db.execute(f"SELECT experiment_id, doc FROM experiments WHERE {column}=?", (value,))
+        found = {exp_id: self._docs.get(exp_id) or json.loads(doc) for exp_id, doc in rows}
+        for exp_id in self._dirty:
+            doc = self._docs[exp_id]
+            if value is None or doc.get(column) == value:
+                found[exp_id] = doc
+            else:
+                found.pop(exp_id, None)
+        return sorted(found.values(), key=lambda d: tuple(d.get(k) or "" for k in order))
 
     def experiments(self, campaign_id: str | None = None) -> list[Record]:
-        if campaign_id is None:
-            return self._docs_where("SELECT doc FROM experiments ORDER BY created_at, experiment_id", ())
-        return self._docs_where("SELECT doc FROM experiments WHERE campaign_id=? ORDER BY created_at, experiment_id",
-                                (campaign_id,))
+        return self._docs_where("campaign_id", campaign_id, ("created_at", "experiment_id"))
 
     def children(self, parent_id: str) -> list[Record]:
-        return self._docs_where("SELECT doc FROM experiments WHERE parent_id=? ORDER BY experiment_id", (parent_id,))
+        return self._docs_where("parent_id", parent_id, ("experiment_id",))
 
     # ---------------------------------------------------------------- attempts and scores
     def put_attempt(self, rec: Record) -> None:

@@ -29,17 +29,37 @@ if torch.cuda.is_available():  # fla's Triton kernels exist only with CUDA; neve
         _HAS_FLA_OPS = False
 
 
+def _two_level_scores(q, k, b, c: int):
+    """Intra-chunk scores A_ij = sum_d q_id k_jd exp(b_id - b_jd) (j <= i, else 0) from bounded factors only.
+    q, k, b: [..., C, K]; the chunk is cut into sub-chunks of c. Between sub-chunks I > J the split
+    exp(b_i - r) exp(r - b_j) is taken around r = b at the end of J (both factors <= 1); inside a
+    sub-chunk the pairwise exponent is formed directly."""
+    C = q.shape[-2]
+    qs, ks, bs = (rearrange(x, "... (m c) d -> ... m c d", c=c) for x in (q, k, b))
+    r = bs[..., -1, :]  # [..., M, K]
+    q_ref = qs[..., :, None, :, :] * (bs[..., :, None, :, :] - r[..., None, :, None, :]).clamp(max=0).exp()
+    k_ref = ks * (r[..., None, :] - bs).exp()
+    A_between = torch.einsum("...IJik,...Jjk->...IJij", q_ref, k_ref)  # [..., M, M, c, c]
+    sub_causal = torch.ones(c, c, dtype=torch.bool, device=q.device).tril()
+    pair = (bs[..., :, None, :] - bs[..., None, :, :]).masked_fill(~sub_causal[..., None], float("-inf")).exp()
+    A_within = (qs[..., :, None, :] * ks[..., None, :, :] * pair).sum(-1)  # [..., M, c, c]
+    block = torch.arange(C // c, device=q.device)
+    A = torch.where((block[:, None] == block[None, :])[:, :, None, None], A_within[..., :, None, :, :],
+                    torch.where((block[:, None] > block[None, :])[:, :, None, None], A_between, 0.0))
+    return rearrange(A, "... I J i j -> ... (I i) (J j)")
+
+
 def chunk_gla(q, k, v, g, chunk_size: int = 64, scale: Optional[float] = None,
               initial_state: Optional[torch.Tensor] = None, output_final_state: bool = False,
-              sub_chunk_size: int = 16):
-    """Gated linear attention, chunked in two levels. q, k, g (log gate <= 0): [B, T, H, K];
-    v: [B, T, H, V]; initial_state: [B, H, K, V] -> (o [B, T, H, V], final state [B, H, K, V] or None).
+              sub_chunk_size: int = 8, max_log_decay: float = 30.0):
+    """Gated linear attention, chunked. q, k, g (log gate <= 0): [B, T, H, K]; v: [B, T, H, V];
+    initial_state: [B, H, K, V] -> (o [B, T, H, V], final state [B, H, K, V] or None).
 
     With b_i = g_1 + ... + g_i (per key dim) inside a chunk, the intra-chunk scores are
-    A_ij = sum_d q_id k_jd exp(b_id - b_jd) for j <= i. Splitting exp(b_i - b_j) into exp(b_i) exp(-b_j)
-    overflows once the gates close, so the chunk is cut into sub-chunks: between sub-chunks I > J the
-    split is taken around r = b at the end of J (both factors <= 1), and inside a sub-chunk the pairwise
-    exponent is formed directly. Across chunks the state carries everything, with factors <= 1 only.
+    A_ij = sum_d q_id k_jd exp(b_id - b_jd) for j <= i. While every chunk decays by less than
+    exp(-max_log_decay), the split (q exp(b)) (k exp(-b))^T is exact and cheap; once gates close it would
+    overflow, and the scores come from bounded factors in sub-chunks instead (_two_level_scores, as in
+    the paper's secondary chunking). Across chunks the state carries everything, with factors <= 1 only.
     """
     B, T, H, K = q.shape
     scale = K ** -0.5 if scale is None else scale
@@ -47,27 +67,18 @@ def chunk_gla(q, k, v, g, chunk_size: int = 64, scale: Optional[float] = None,
     dtype = q.dtype if q.dtype in (torch.float32, torch.float64) else torch.float32
     q, k, v, g = (rearrange(x, "b t h d -> b h t d").to(dtype) for x in (q, k, v, g))
     C = chunk_size
-    c = math.gcd(C, sub_chunk_size)
     pad = (-T) % C
     if pad:  # padded steps have k = 0 and no decay: they leave the state unchanged
         q, k, v, g = (F.pad(x, (0, 0, 0, pad)) for x in (q, k, v, g))
     q, k, v, g = (rearrange(x, "b h (n c) d -> b h n c d", c=C) for x in (q * scale, k, v, g))
     b = g.cumsum(-2)  # [B, H, N, C, K]
 
-    # intra-chunk scores, all chunks at once, in sub-chunks of c: [..., I, c, K] / [..., I, J, i, j]
-    qs, ks, bs = (rearrange(x, "... (m c) d -> ... m c d", c=c) for x in (q, k, b))
-    r = bs[..., -1, :]  # [..., M, K] reference: the end of each sub-chunk
-    q_ref = qs[..., :, None, :, :] * (bs[..., :, None, :, :] - r[..., None, :, None, :]).clamp(max=0).exp()
-    k_ref = ks * (r[..., None, :] - bs).exp()
-    A_between = torch.einsum("...IJik,...Jjk->...IJij", q_ref, k_ref)
-    sub_causal = torch.ones(c, c, dtype=torch.bool, device=q.device).tril()
-    pair = (bs[..., :, None, :] - bs[..., None, :, :]).masked_fill(~sub_causal[..., None], float("-inf")).exp()
-    A_within = torch.einsum("...ik,...jk,...ijk->...ij", qs, ks, pair)  # [..., M, c, c]
-    M = C // c
-    block = torch.arange(M, device=q.device)
-    A = torch.where((block[:, None] == block[None, :])[:, :, None, None], A_within[..., :, None, :, :],
-                    torch.where((block[:, None] > block[None, :])[:, :, None, None], A_between, 0.0))
-    o_intra = rearrange(A, "... I J i j -> ... (I i) (J j)") @ v
+    causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
+    if (-b[..., -1, :]).max() <= max_log_decay:  # exp(-b) <= exp(max_log_decay): no overflow
+        A = ((q * b.exp()) @ (k * (-b).exp()).transpose(-1, -2)).masked_fill(~causal, 0)
+    else:
+        A = _two_level_scores(q, k, b, math.gcd(C, sub_chunk_size))
+    o_intra = A @ v  # all chunks at once
 
     S = q.new_zeros(B, H, K, v.shape[-1]) if initial_state is None else initial_state.to(dtype)
     o = []

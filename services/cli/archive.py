@@ -1,0 +1,236 @@
+"""Audit commands over the archive's read model: leaderboard, show, lineage, export, replay,
+import-asi-arch. They read the database under the data directory, opened read-only (the archive
+service is its only writer); replay and import talk to Kafka.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+from rich.markup import escape
+
+console = Console()
+DataDir = typer.Option(None, "--data-dir", help="State directory (default: $ARCHLAB_DATA_DIR or ./.archlab)")
+
+
+def _settings(data_dir: Optional[Path]):
+    from services.common.settings import Settings
+
+    settings = Settings()
+    return settings.model_copy(update={"data_dir": data_dir}) if data_dir is not None else settings
+
+
+def _open(data_dir: Optional[Path]):
+    from services.archive.storage import open_store
+
+    try:
+        return open_store(_settings(data_dir), read_only=True)
+    except FileNotFoundError as e:
+        console.print(f"[red]{e}[/] (start the stack with `archlab up`, or pass --data-dir)")
+        raise typer.Exit(1)
+
+
+def _num(x, digits: int = 4) -> str:
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def leaderboard(campaign: Optional[str] = typer.Option(None, help="only this campaign (default: all)"),
+                limit: int = typer.Option(50, help="rows"), data_dir: Optional[Path] = DataDir):
+    """Experiments ranked by fitness, with its components, loss, benchmark and parent."""
+    from services.archive import queries
+
+    with _open(data_dir) as store:
+        rows = queries.leaderboard(store, campaign, limit)
+    table = Table(title=f"leaderboard{' of ' + escape(campaign) if campaign else ''}")
+    for col, justify in (("rank", "right"), ("experiment", "left"), ("name", "left"), ("fitness", "right"),
+                         ("loss score", "right"), ("bench score", "right"), ("qualitative", "right"),
+                         ("loss", "right"), ("benchmark", "right"), ("parent", "left")):
+        table.add_column(col, justify=justify)
+    for r in rows:
+        table.add_row(str(r["rank"]), escape(r["experiment_id"]), escape(r["name"] or ""), _num(r["fitness"]),
+                      _num(r["loss_score"]), _num(r["benchmark_score"]), _num(r["qualitative"]),
+                      _num(r["final_loss"]), _num(r["benchmark"]), escape(r["parent_name"] or r["parent_id"] or ""))
+    console.print(table if rows else "no scored experiments yet")
+
+
+def show(experiment: str = typer.Argument(..., help="experiment id"),
+         as_json: bool = typer.Option(False, "--json", help="print the full record as JSON"),
+         data_dir: Optional[Path] = DataDir):
+    """Everything about one experiment: state, results, score, insights, every attempt and rejection."""
+    from services.archive import queries
+
+    with _open(data_dir) as store:
+        rec = queries.show(store, experiment)
+    if rec is None:
+        console.print(f"[red]no experiment {escape(experiment)!s}[/]")
+        raise typer.Exit(1)
+    if as_json:
+        print(json.dumps(rec, indent=2, ensure_ascii=False, sort_keys=True))
+        return
+    d = rec["experiment"]
+    results, score, insights = d.get("results") or {}, d.get("score") or {}, d.get("insights") or {}
+    console.print(f"[bold]{escape(d['experiment_id'])}[/] {escape(d.get('name') or '')}  "
+                  f"status [bold]{d.get('status')}[/]  role {d.get('role')}  campaign {escape(d.get('campaign_id') or '')}")
+    console.print(f"parent {escape(d.get('parent_id') or d.get('zoo') or '—')}  references "
+                  f"{escape(', '.join(d.get('reference_ids') or []) or '—')}  children {len(rec['children'])}")
+    console.print(f"fitness {_num(d.get('fitness'))} (loss {_num(score.get('loss_score'))}, benchmark "
+                  f"{_num(score.get('benchmark_score'))}, qualitative {_num(score.get('qualitative'))}, "
+                  f"scheme {score.get('scheme') or '—'})  final loss {_num(results.get('final_loss'))}  "
+                  f"benchmark {_num(results.get('benchmark'))}")
+    if d.get("motivation"):
+        console.print(f"[bold]motivation[/] {escape(d['motivation'])}")
+    if d.get("abandoned"):
+        console.print(f"[red]abandoned[/]: {escape(str(d['abandoned'].get('reason')))}")
+    if insights:
+        console.print(f"[bold]insights[/] {escape(insights.get('synthesis') or insights.get('experience') or '')}")
+    attempts = Table(title="attempts")
+    for col in ("time", "kind", "attempt", "revision", "detail"):
+        attempts.add_column(col)
+    for a in rec["attempts"]:
+        detail = {"proposal": lambda: f"{a.get('name')} ({a.get('origin')})",
+                  "rejected": lambda: f"{a.get('reason')}: {a.get('feedback')}",
+                  "failure": lambda: f"{a.get('failure_kind')}: {a.get('error')}"}[a["kind"]]()
+        attempts.add_row(a["occurred_at"], a["kind"], str(a.get("attempt", "")), str(a.get("revision", "")),
+                         escape(detail[:160]))
+    console.print(attempts)
+    scores = Table(title="scores")
+    for col in ("time", "scheme", "fitness", "loss", "benchmark", "qualitative", "note"):
+        scores.add_column(col)
+    for s in rec["scores"]:
+        scores.add_row(s["occurred_at"], escape(s.get("scheme") or ""), _num(s.get("fitness")),
+                       _num(s.get("loss_score")), _num(s.get("benchmark_score")), _num(s.get("qualitative")),
+                       escape((s.get("error") or s.get("note") or "")[:80]))
+    console.print(scores)
+
+
+def lineage(experiment: str = typer.Argument(..., help="experiment id"),
+            depth: int = typer.Option(2, help="generations of descendants to show"),
+            data_dir: Optional[Path] = DataDir):
+    """Ancestry of an experiment (and its descendants) as a tree."""
+    from services.archive import queries
+
+    def label(node: dict) -> str:
+        if node.get("missing"):
+            return f"[dim]{escape(node['experiment_id'])} (not in the archive)[/]"
+        name = node.get("name") or node.get("zoo") or ""
+        return f"{escape(node['experiment_id'])} {escape(name)} fitness {_num(node.get('fitness'))} [{node.get('status')}]"
+
+    with _open(data_dir) as store:
+        chain = queries.ancestry(store, experiment)
+        if not chain or chain[-1].get("missing"):
+            console.print(f"[red]no experiment {escape(experiment)}[/]")
+            raise typer.Exit(1)
+        below = queries.descendants(store, experiment, depth)
+    tree = Tree(label(chain[0]))
+    node = tree
+    for anc in chain[1:]:
+        node = node.add(label(anc))
+    node.label = f"[bold]{node.label}[/]"
+
+    def add(parent: Tree, kids: list[dict]) -> None:
+        for k in kids:
+            add(parent.add(label(k)), k["children"])
+
+    add(node, below)
+    console.print(tree)
+
+
+def export(fmt: str = typer.Option("jsonl", "--format", help="jsonl | csv"),
+           out: Path = typer.Option(..., "--out", help="output file"),
+           campaign: Optional[str] = typer.Option(None, help="only this campaign"),
+           data_dir: Optional[Path] = DataDir):
+    """Export every experiment (jsonl: full records with attempts and scores; csv: one row each)."""
+    from services.archive import queries
+
+    if fmt not in ("jsonl", "csv"):
+        console.print("[red]--format must be jsonl or csv[/]")
+        raise typer.Exit(2)
+    with _open(data_dir) as store:
+        n = queries.export(store, out, fmt, campaign)
+    console.print(f"wrote {n} experiments to {out}")
+
+
+def replay(shuffle_seed: Optional[int] = typer.Option(None, help="replay in a shuffled cross-topic order"),
+           out: Optional[Path] = typer.Option(None, help="the fresh database (default: DATA_DIR/replays/<time>.sqlite)"),
+           data_dir: Optional[Path] = DataDir):
+    """Rebuild the read model from offset 0 of every topic into a fresh SQLite file and compare digests.
+
+    Publishes nothing and calls no LLM or GPU."""
+    from services.archive.projection import digest
+    from services.archive.replay import interleave, read_log_events, replay_events
+    from services.archive.storage import SQLiteStore, open_store
+    from services.common import endpoints
+
+    settings = _settings(data_dir)
+    bootstrap = endpoints.kafka_bootstrap(settings)
+    t = time.perf_counter()
+    events, bad = asyncio.run(read_log_events(bootstrap))
+    read_s = time.perf_counter() - t
+    if shuffle_seed is not None:
+        events = interleave(events, shuffle_seed)
+    out = out or Path(settings.data_dir) / "replays" / f"replay-{time.strftime('%Y%m%d-%H%M%S')}.sqlite"
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(out) + suffix).unlink(missing_ok=True)
+    with SQLiteStore(out) as fresh:
+        stats = replay_events(events, fresh)
+        replayed = digest(fresh)
+    console.print(f"read {len(events):,} events in {read_s:.1f}s ({bad} undecodable); applied {stats.applied:,}, "
+                  f"duplicates {stats.duplicates:,}; {stats.events_per_s:,.0f} events/s into {out}")
+    console.print(f"replay digest {replayed}")
+    try:
+        with open_store(settings, read_only=True) as live_store:
+            live = digest(live_store)
+    except FileNotFoundError:
+        console.print("no live database to compare with")
+        return
+    console.print(f"live   digest {live}")
+    if live == replayed:
+        console.print("[green]digests equal[/]: the database is exactly the projection of the log")
+    else:
+        console.print("[red]digests differ[/] (is the archive still catching up? compare `archlab status` lag)")
+        raise typer.Exit(1)
+
+
+def import_asi_arch(file: Path = typer.Argument(..., exists=True, dir_okay=False, help="106.json"),
+                    campaign: str = typer.Option("asi-arch", help="campaign id of the imported experiments"),
+                    dry_run: bool = typer.Option(False, help="print what would be published"),
+                    data_dir: Optional[Path] = DataDir):
+    """Publish the published ASI-Arch programs as ExperimentImported events (with their lineage)."""
+    from services.archive.importer import imported_events, load_records
+    from services.common import endpoints
+    from services.common.bus import ensure_topics, make_broker, publish_events
+
+    events = imported_events(load_records(file), campaign)
+    with_parent = sum(1 for e in events if e.parent_id in {x.experiment_id for x in events})
+    if dry_run:
+        console.print(f"{len(events)} experiments, {with_parent} with their parent among them")
+        return
+    settings = _settings(data_dir)
+
+    async def publish() -> None:
+        await ensure_topics(endpoints.kafka_bootstrap(settings), settings.partitions, settings.replication_factor)
+        broker = make_broker(settings, client_id="archlab-import")
+        await broker.start()
+        try:
+            await publish_events(broker, events)
+        finally:
+            await broker.stop()
+
+    asyncio.run(publish())
+    console.print(f"published {len(events)} ExperimentImported events ({with_parent} with their parent among them)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(leaderboard)
+    app.command()(show)
+    app.command()(lineage)
+    app.command()(export)
+    app.command()(replay)
+    app.command("import-asi-arch")(import_asi_arch)

@@ -1,0 +1,59 @@
+"""`archlab propose` and `archlab check`: the offline proposer and the sanity checks, from the shell."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+console = Console()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("propose")
+    def propose(parent: str = typer.Option("deltanet", help="zoo genome to start from: " + ", ".join(
+                    ["deltanet", "gated_deltanet", "linear", "retnet", "gla", "mamba2"])),
+                seed: int = typer.Option(0, help="mutator seed"),
+                out: Optional[Path] = typer.Option(None, help="write the program here (default: print it)"),
+                check: bool = typer.Option(False, help="also run the sanity checks in the sandbox"),
+                profile: str = typer.Option("cpu-tiny")):
+        """One offline proposal: a child of a zoo genome, with its name and motivation."""
+        from services.researcher.codegen import render
+        from services.researcher.genome import ZOO_DESIGNS
+        from services.researcher.mutator import mutate
+
+        if parent not in ZOO_DESIGNS:
+            raise typer.BadParameter(f"unknown parent {parent!r}; choose from {', '.join(ZOO_DESIGNS)}")
+        design, name, motivation = mutate(ZOO_DESIGNS[parent], [], seed, [])
+        code = render(design, name, motivation)
+        console.print(f"[bold]{name}[/bold]\n{motivation}")
+        if out:
+            out.write_text(code)
+            console.print(f"written to {out}")
+        else:
+            print(code)
+        if check:
+            _print_outcome(_checker().check(code, profile))
+
+    @app.command("check")
+    def check_file(path: Path, profile: str = typer.Option("cpu-tiny")):
+        """Run the researcher's sanity checks (static + sandboxed) on a layer program file."""
+        outcome = _checker().check(path.read_text(), profile)
+        _print_outcome(outcome)
+        raise typer.Exit(0 if outcome.ok else 1)
+
+
+def _checker():
+    from services.researcher.checks import SanityChecker
+    return SanityChecker()
+
+
+def _print_outcome(outcome) -> None:
+    if outcome.ok:
+        console.print("[green]passed[/green] " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in outcome.timings.items()))
+        exps = outcome.evidence.get("complexity", {}).get("exponents")
+        if exps:
+            console.print(f"growth exponents L->4L: {exps}")
+    else:
+        console.print(f"[red]rejected: {outcome.reason}[/red]\n{outcome.feedback}")
