@@ -323,7 +323,9 @@ class InsightsStored(Event):
     offline: bool = True
     ablation: dict[str, Any] = Field(default_factory=dict)  # mechanisms changed vs parent, metric deltas
     cognition_ids: list[str] = Field(default_factory=list)
+    cognition_summaries: list[str] = Field(default_factory=list)  # short text of each retrieved cognition
     experience: str = ""
+    note: str = ""
     usage: Usage | None = None
 
 

@@ -14,7 +14,6 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from schemas import events as ev
 from services.analyst import compare as C
 from services.analyst.state import AnalystState, Record
 

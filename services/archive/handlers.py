@@ -29,10 +29,22 @@ async def on_event(event: ev.Event, *, store: Store,
     kwargs = {"zoo_source": zoo_source} if zoo_source else {}
     with store.transaction():
         fresh = apply(store, event)
-        republish = [] if fresh else pending_events(store)
+        # A redelivered input may mean our last publish failed after the commit: publish pending
+        # decisions again. Our own decisions coming back are confirmations, not redeliveries.
+        redelivered = not fresh and event.producer != scheduler.PRODUCER
+        republish = pending_events(store) if redelivered else []
         decided: list[ev.Event] = []
-        if event.campaign_id != GLOBAL_CAMPAIGN:
-            decided = scheduler.schedule(store, event.campaign_id, **kwargs)
-            for e in decided:
+        for campaign_id in _campaigns_concerned(store, event):
+            for e in scheduler.schedule(store, campaign_id, **kwargs):
                 apply(store, e, local=True)
+                decided.append(e)
     return republish + decided
+
+
+def _campaigns_concerned(store: Store, event: ev.Event) -> list[str]:
+    """The event's own campaign, and for an imported experiment the campaigns waiting for it as a root."""
+    concerned = [] if event.campaign_id == GLOBAL_CAMPAIGN else [event.campaign_id]
+    if isinstance(event, ev.ExperimentImported):
+        concerned += [c["campaign_id"] for c in store.campaigns() if c["campaign_id"] != event.campaign_id
+                      and event.experiment_id in ((c.get("params") or {}).get("roots") or [])]
+    return concerned

@@ -111,7 +111,8 @@ def schedule(store: Store, campaign_id: str, *, zoo_source: Callable[[str], str]
     while sampled < budget and in_flight < concurrency:
         draw = sample_parent(store, campaign, sampled)
         if draw is None:
-            if in_flight == 0:
+            roots_missing = any(store.get_experiment(r) is None for r in p.get("roots") or [])
+            if in_flight == 0 and not roots_missing:   # imported roots may still be on their way
                 return [_completed(campaign, sampled + len(p.get("baselines") or []),
                                    "no parent to sample: every baseline failed and there are no roots")]
             break

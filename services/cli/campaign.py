@@ -26,7 +26,8 @@ from schemas.topics import topic_for
 from services.cli.progress import CampaignView
 from services.common import endpoints
 from services.common.log_reader import read_log
-from services.common.settings import Settings
+from services.common.bus import publish_once
+from services.common.settings import Settings, load_settings
 
 console = Console()
 
@@ -107,7 +108,6 @@ def register(app: typer.Typer) -> None:
             data_dir: Optional[Path] = typer.Option(None, "--data-dir")):
         """Run a discovery campaign end to end on the embedded stack (offline unless an LLM is configured)."""
         from services.cli import stack
-        from services.cli.main import load_settings
         from services.engineer.profiles import get_profile
 
         settings = stack.absolute(load_settings(data_dir))
@@ -136,7 +136,7 @@ def register(app: typer.Typer) -> None:
                     profile=profile, budget=budget, concurrency=concurrency, seed=seed, policy=policy,
                     cold_start=cold_start, baselines=[s.strip() for s in start_from.split(",") if s.strip()],
                     proposer="llm" if settings.llm_configured else "offline")
-                asyncio.run(_publish(settings, started))
+                asyncio.run(publish_once(settings, started))
                 cfile.write_text(json.dumps({"campaign_id": campaign_id, "started_at": time.time()}))
                 console.print(f"started campaign [bold]{campaign_id}[/]: {budget} candidates, concurrency "
                               f"{concurrency}, profile {profile}, proposer {started.proposer}")
@@ -151,17 +151,6 @@ def register(app: typer.Typer) -> None:
             if started_here and not keep_up:
                 console.print("stopping the embedded stack...")
                 stack.down(settings, progress=lambda m: None)
-
-
-async def _publish(settings: Settings, *events: ev.Event) -> None:
-    from services.common.bus import make_broker, publish_events
-
-    broker = make_broker(settings, client_id="archlab-cli")
-    await broker.start()
-    try:
-        await publish_events(broker, events)
-    finally:
-        await broker.stop()
 
 
 def finish(settings: Settings, bootstrap: str, campaign_id: str) -> Path:

@@ -14,29 +14,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.common.settings import Settings
+from services.common.bus import publish_once
+from services.common.settings import Settings, load_settings
 
 console = Console()
 cognition_app = typer.Typer(help="The cognition base: papers' design knowledge, searched by shortcomings.",
                             no_args_is_help=True)
 DataDir = typer.Option(None, "--data-dir", help="State directory (default: $ARCHLAB_DATA_DIR or ./.archlab)")
 Direct = typer.Option(False, "--direct", help="upsert into the vector store here instead of publishing events")
-
-
-def _settings(data_dir: Optional[Path]) -> Settings:
-    settings = Settings()
-    return settings.model_copy(update={"data_dir": data_dir}) if data_dir is not None else settings
-
-
-async def _publish(settings: Settings, events) -> None:
-    from services.common.bus import make_broker, publish_events
-
-    broker = make_broker(settings, client_id="archlab-cli")
-    await broker.start()
-    try:
-        await publish_events(broker, events)
-    finally:
-        await broker.stop()
 
 
 def ingest(settings: Settings, entries, *, direct: bool, usage=None) -> None:
@@ -53,7 +38,7 @@ def ingest(settings: Settings, entries, *, direct: bool, usage=None) -> None:
         console.print(f"upserted {len(entries)} cognition(s); the base holds {base.count()}")
     else:
         events = [to_event(e, producer="cli", usage=usage) for e in entries]
-        asyncio.run(_publish(settings, events))
+        asyncio.run(publish_once(settings, *events))
         console.print(f"published {len(events)} CognitionIngested event(s)")
 
 
@@ -72,7 +57,7 @@ def import_corpus(directory: Path = typer.Argument(..., help="a directory in the
         console.print(f"[yellow]skipped[/] {err}")
     files = len({e.cognition_id.split('#')[0] for e in entries})
     console.print(f"{len(entries)} cognition(s) from {files} file(s); {len(errors)} file(s) skipped")
-    ingest(_settings(data_dir), entries, direct=direct)
+    ingest(load_settings(data_dir), entries, direct=direct)
 
 
 @cognition_app.command("add")
@@ -82,7 +67,7 @@ def add_paper(paper: Path = typer.Argument(..., help="a paper as .txt/.md (or .p
     from services.cognition.paper import PaperError, cognitions_from_paper
     from services.common.llm import LLMClient, LLMError
 
-    settings = _settings(data_dir)
+    settings = load_settings(data_dir)
     if not settings.llm_configured:
         console.print("[red]no LLM configured[/]: set ARCHLAB_LLM_BASE_URL / ARCHLAB_LLM_API_KEY to extract cognitions")
         raise typer.Exit(2)
@@ -101,7 +86,7 @@ def seed(direct: bool = Direct, data_dir: Optional[Path] = DataDir):
     """Publish (or upsert) archlab's own seed cognitions."""
     from services.cognition.seed import load_seed
 
-    ingest(_settings(data_dir), load_seed(), direct=direct)
+    ingest(load_settings(data_dir), load_seed(), direct=direct)
 
 
 @cognition_app.command("search")
@@ -111,7 +96,7 @@ def search(query: str = typer.Argument(..., help="a shortcoming, e.g. 'fails ass
     """The k cognitions whose trigger patterns match the query best."""
     from services.cognition.retrieval import CognitionBase
 
-    hits = CognitionBase.from_settings(_settings(data_dir)).search(query, k=k, min_score=min_score)
+    hits = CognitionBase.from_settings(load_settings(data_dir)).search(query, k=k, min_score=min_score)
     table = Table(title=f"cognitions for: {query}")
     for col in ("score", "id", "paper", "design insight"):
         table.add_column(col)
@@ -125,7 +110,7 @@ def count(data_dir: Optional[Path] = DataDir):
     """How many cognitions the base holds."""
     from services.cognition.retrieval import CognitionBase
 
-    console.print(CognitionBase.from_settings(_settings(data_dir)).count())
+    console.print(CognitionBase.from_settings(load_settings(data_dir)).count())
 
 
 def register(app: typer.Typer) -> None:

@@ -53,7 +53,7 @@ def rescore_cmd(scheme: str = typer.Option(..., help="name of the new weighting,
                 dry_run: bool = typer.Option(False, "--dry-run", help="print the new ranking, publish nothing"),
                 data_dir: Optional[Path] = typer.Option(None, "--data-dir")):
     """Publish new ScoreAssigned events (scheme=NAME, rescore_of=old id) for every stored result."""
-    from services.cli.cognition import _publish
+    from services.common.bus import publish_once
     from services.common import endpoints
     from services.judge.rescore import rescore
 
@@ -83,7 +83,7 @@ def rescore_cmd(scheme: str = typer.Option(..., help="name of the new weighting,
                       s.error or "")
     console.print(table)
     if not dry_run:
-        asyncio.run(_publish(settings, new))
+        asyncio.run(publish_once(settings, *new))
         console.print(f"published {len(new)} ScoreAssigned event(s) with scheme {scheme!r}")
 
 

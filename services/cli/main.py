@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.common.settings import Settings
+from services.common.settings import load_settings
 
 app = typer.Typer(help="archlab: an autonomous research lab for linear-attention architectures.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
@@ -26,13 +26,6 @@ app.add_typer(topics_app, name="topics")
 console = Console()
 
 DataDir = typer.Option(None, "--data-dir", help="State directory (default: $ARCHLAB_DATA_DIR or ./.archlab)")
-
-
-def load_settings(data_dir: Optional[Path] = None, **overrides) -> Settings:
-    settings = Settings()
-    if data_dir is not None:
-        overrides["data_dir"] = data_dir
-    return settings.model_copy(update=overrides) if overrides else settings
 
 
 @app.command()

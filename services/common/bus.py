@@ -63,6 +63,16 @@ async def publish_events(broker: KafkaBroker, events: Iterable[Event]) -> None:
                              headers={"content-type": "application/json", "event-type": event.type})
 
 
+async def publish_once(settings: Settings, *events: Event, client_id: str = "archlab-cli") -> None:
+    """Publish events from a short-lived process (the CLI): connect, publish, disconnect."""
+    broker = make_broker(settings, client_id=client_id)
+    await broker.start()
+    try:
+        await publish_events(broker, events)
+    finally:
+        await broker.stop()
+
+
 @dataclass
 class _Route:
     event_cls: type[Event]

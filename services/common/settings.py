@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     # --- engineer
     engineer_id: str | None = None       # unset: hostname-pid
     device: str = "auto"                 # auto | cpu | cuda
+    engineer_lease_s: float = 60.0       # no heartbeat for this long: another engineer may take the run over
+    engineer_heartbeat_s: float = 5.0    # TrainingProgress period (renews the lease)
+    engineer_threads: int = 1            # CPU threads of a training child
+    debugger_max_revisions: int = 3      # when the campaign's ParentSampled.max_revisions is not known
 
     @property
     def llm_configured(self) -> bool:
@@ -67,6 +71,14 @@ class Settings(BaseSettings):
     @property
     def embedded_broker(self) -> bool:
         return not self.kafka_bootstrap
+
+
+def load_settings(data_dir: Path | None = None, **overrides) -> Settings:
+    """Settings from the environment, with command-line overrides (None means: keep the env value)."""
+    settings = Settings()
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    return settings.model_copy(update=overrides) if overrides else settings
 
 
 @lru_cache(maxsize=1)

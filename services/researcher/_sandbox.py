@@ -35,7 +35,10 @@ def run_python_module(module: str, args: list[str], *, scratch: Path, wall_s: fl
         from services.common.sandbox import Limits, run_python_module as shared_run
     except ImportError:
         return _fallback(module, args, scratch=scratch, wall_s=wall_s, mem_mb=mem_mb, threads=threads)
-    return shared_run(module, args, scratch=scratch, limits=Limits(wall_s=wall_s, mem_mb=mem_mb, threads=threads))
+    # torch._dynamo is imported by the checks' dispatch mode: import it (trusted) before the hook is armed
+    limits = Limits(wall_s=wall_s, mem_mb=mem_mb, threads=threads,
+                    preimport=("torch", "torch._dynamo", "einops", "services.researcher.checks_child"))
+    return shared_run(module, args, scratch=scratch, limits=limits)
 
 
 def _fallback(module, args, *, scratch: Path, wall_s: float, mem_mb: int, threads: int) -> FallbackResult:

@@ -152,13 +152,40 @@ class SanityChecker:
             res = _sandbox.run_python_module("services.researcher.checks_child", [str(spec)], scratch=scratch,
                                              wall_s=max(wall, self.wall_s), mem_mb=self.mem_mb)
         by_id = {r["id"]: r for r in ((res.result or {}).get("results") or [])}
+        if not by_id and res.result is None:  # results are written at the end: read the per-program lines
+            by_id = _results_from_lines(getattr(res, "stdout_tail", "") or "")
+        culprit_found = False
+        rerun = []
         for p in pending:
             i = int(p["id"])
             r = by_id.get(p["id"])
-            if r is None:  # the child died before reporting this program
-                outcomes[i] = CheckOutcome(False, "sandbox", f"the sandbox ended with {res.kind} before this program "
-                                           f"was checked: {(res.traceback or res.stdout_tail or '')[-800:]}",
-                                           {"kind": res.kind, "returncode": res.returncode, "wall_s": res.wall_s})
-            else:
+            if r is not None and "feedback" in r:
                 outcomes[i] = CheckOutcome(r["ok"], r["reason"], r["feedback"], r["evidence"], r["timings"])
+            elif r is not None:  # reported on stdout only (the child died later): passed or failed, no detail
+                outcomes[i] = None
+                rerun.append(p)
+            elif not culprit_found:  # the first program without a result is the one that ended the child
+                culprit_found = True
+                what = getattr(res, "error", "") or (res.traceback or res.stdout_tail or "")[-800:]
+                reason = "forbidden_import" if res.kind == "forbidden" else "sandbox"
+                outcomes[i] = CheckOutcome(False, reason, f"the sandbox ended with '{res.kind}' while checking this "
+                                           f"program: {what}", {"kind": res.kind, "returncode": res.returncode,
+                                                               "wall_s": res.wall_s})
+            else:
+                rerun.append(p)
+        if rerun:  # programs that shared a child with the culprit get a child of their own
+            for p, o in zip(rerun, self.check_many([p["code"] for p in rerun], profile)):
+                outcomes[int(p["id"])] = o
         return outcomes
+
+
+def _results_from_lines(stdout: str) -> dict[str, dict]:
+    out = {}
+    for line in stdout.splitlines():
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(r, dict) and "id" in r:
+            out[str(r["id"])] = r
+    return out

@@ -1,5 +1,4 @@
 """`archlab cognition import/add/search --direct` through the real CLI (typer), on a milvus-lite file."""
-import json
 
 import pytest
 from typer.testing import CliRunner

@@ -71,3 +71,58 @@ def test_vector_store_on_local_db_file(tmp_path):
     VectorStore(str(tmp_path / "v.db"), "t_dim", dim=4)
     with pytest.raises(ValueError, match="holds 4-d vectors, not 8-d"):
         VectorStore(str(tmp_path / "v.db"), "t_dim", dim=8)
+
+
+def test_local_embedder_is_normalised_384d_and_cached():
+    from services.common import embeddings
+    from services.common.embeddings import Embedder
+
+    e = Embedder.from_settings(None)
+    a, b, c = e.embed(["fails associative recall", "cannot retrieve stored key-value pairs", "the cat sat"])
+    assert e.dim == 384 and len(a) == 384
+    assert sum(x * x for x in a) == pytest.approx(1.0, abs=1e-5)
+    dot = lambda u, v: sum(x * y for x, y in zip(u, v))  # noqa: E731
+    assert dot(a, b) > dot(a, c) + 0.1                     # related sentences are closer
+    assert embeddings._local_model is not None and Embedder.from_settings(None).embed([]) == []
+
+
+def test_openai_compatible_embeddings_endpoint():
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from services.common.embeddings import Embedder
+    from services.common.settings import Settings
+
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append((self.path, body))
+            data = [{"object": "embedding", "index": i, "embedding": [3.0, 4.0, float(i)]}
+                    for i, _ in enumerate(body["input"])]
+            payload = json.dumps({"object": "list", "data": data, "model": body["model"],
+                                  "usage": {"prompt_tokens": 1, "total_tokens": 1}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = Settings(embeddings_base_url=f"http://127.0.0.1:{server.server_address[1]}/v1",
+                            embeddings_model="text-embedding-test", llm_api_key="k")
+        e = Embedder.from_settings(settings)
+        vecs = e.embed(["a", "b"])
+        assert vecs[0] == pytest.approx([0.6, 0.8, 0.0]) and e.dim == 3
+        assert seen[0][0] == "/v1/embeddings" and seen[0][1]["model"] == "text-embedding-test"
+        assert seen[0][1]["input"] == ["a", "b"]
+    finally:
+        server.shutdown()
+        server.server_close()

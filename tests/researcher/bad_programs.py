@@ -56,3 +56,6 @@ SYNTAX_ERROR = _HEAD + "\n        return self.o(v, None, past_key_values\n"
 NO_CLASS = "import torch\n\ndef layer(x):\n    return x\n"
 BUILD_ERROR = _HEAD.replace("super().__init__()", "super().__init__()\n        self.bad = nn.Linear(hidden_size, missing_name)") + \
     "\n        return self.o(v), None, past_key_values\n"
+
+# passes the static vetting, then writes a file outside its scratch dir at run time
+WRITES_FILE = QUADRATIC.replace("T = q.shape[1]", "torch.serialization._open_file('/tmp/archlab-stolen.pt', 'wb'); T = q.shape[1]")

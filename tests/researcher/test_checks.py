@@ -58,3 +58,10 @@ def test_normalized_hash_ignores_comments_docstrings_and_names():
     assert normalized_code_hash(a) == normalized_code_hash(b)
     c = render({**ZOO_DESIGNS["deltanet"], "head_mix": True}, "first-name", "one motivation")
     assert normalized_code_hash(a) != normalized_code_hash(c)
+
+
+def test_a_runtime_violation_is_blamed_on_its_program_only():
+    good = render(ZOO_DESIGNS["retnet"], "retnet")
+    outcomes = SanityChecker(repeats=1).check_many([good, bad.WRITES_FILE, good], profile="cpu-micro")
+    assert [o.ok for o in outcomes] == [True, False, True]
+    assert outcomes[1].reason == "forbidden_import" and "outside the scratch" in outcomes[1].feedback

@@ -32,6 +32,52 @@ def schema_statements(keyspace: str, path: Path = SCHEMA_FILE) -> list[str]:
     return [s.strip() for s in text.split(";") if s.strip()]
 
 
+# Every statement the backend runs, prepared once per session (tests check them against schema.cql).
+STATEMENTS: dict[str, str] = {
+    "is_processed": "SELECT event_id FROM processed_events WHERE event_id=?",
+    "mark": "INSERT INTO processed_events (event_id, event_type, occurred_at) VALUES (?,?,?)",
+    "pending_put": "INSERT INTO pending_local (event_id, payload) VALUES (?,?)",
+    "pending_all": "SELECT event_id, payload FROM pending_local",
+    "pending_del": "DELETE FROM pending_local WHERE event_id=?",
+    "exp_get": "SELECT doc FROM experiments WHERE experiment_id=?",
+    "exp_keys": "SELECT campaign_id, created_at, parent_id FROM experiments WHERE experiment_id=?",
+    "exp_put": "INSERT INTO experiments (experiment_id, campaign_id, parent_id, created_at, name, role, "
+        "status, fitness, doc) VALUES (?,?,?,?,?,?,?,?,?)",
+    "exp_all": "SELECT doc FROM experiments",
+    "byc_put": "INSERT INTO experiments_by_campaign (campaign_id, created_at, experiment_id) VALUES (?,?,?)",
+    "byc_del": "DELETE FROM experiments_by_campaign WHERE campaign_id=? AND created_at=? AND experiment_id=?",
+    "byc_get": "SELECT experiment_id FROM experiments_by_campaign WHERE campaign_id=?",
+    "child_put": "INSERT INTO children_by_parent (parent_id, experiment_id) VALUES (?,?)",
+    "child_del": "DELETE FROM children_by_parent WHERE parent_id=? AND experiment_id=?",
+    "child_get": "SELECT experiment_id FROM children_by_parent WHERE parent_id=?",
+    "att_put": "INSERT INTO attempts_by_experiment (experiment_id, occurred_at, event_id, kind, doc) "
+        "VALUES (?,?,?,?,?)",
+    "att_get": "SELECT doc FROM attempts_by_experiment WHERE experiment_id=?",
+    "att_all": "SELECT doc FROM attempts_by_experiment",
+    "score_put": "INSERT INTO scores_by_experiment (experiment_id, occurred_at, event_id, campaign_id, "
+        "scheme, fitness, doc) VALUES (?,?,?,?,?,?,?)",
+    "score_get": "SELECT doc FROM scores_by_experiment WHERE experiment_id=?",
+    "score_all": "SELECT doc FROM scores_by_experiment",
+    "camp_get": "SELECT doc FROM campaigns WHERE campaign_id=?",
+    "camp_put": "INSERT INTO campaigns (campaign_id, doc) VALUES (?,?)",
+    "camp_all": "SELECT doc FROM campaigns",
+    "cog_get": "SELECT doc FROM cognitions WHERE cognition_id=?",
+    "cog_put": "INSERT INTO cognitions (cognition_id, title, doc) VALUES (?,?,?)",
+    "cog_all": "SELECT doc FROM cognitions",
+    "member_get": "SELECT fitness FROM pool_membership WHERE campaign_id=? AND scheme=? AND experiment_id=?",
+    "member_put": "INSERT INTO pool_membership (campaign_id, scheme, experiment_id, fitness) VALUES (?,?,?,?)",
+    "member_del": "DELETE FROM pool_membership WHERE campaign_id=? AND scheme=? AND experiment_id=?",
+    "member_all": "SELECT campaign_id, scheme, experiment_id, fitness FROM pool_membership",
+    "pool_put": "INSERT INTO elite_pool_by_campaign (campaign_id, scheme, fitness, experiment_id) "
+        "VALUES (?,?,?,?)",
+    "pool_del": "DELETE FROM elite_pool_by_campaign WHERE campaign_id=? AND scheme=? AND fitness=? "
+        "AND experiment_id=?",
+    "pool_top": "SELECT experiment_id, fitness FROM elite_pool_by_campaign WHERE campaign_id=? AND scheme=? "
+        "LIMIT ?",
+    "processed_all": "SELECT event_id, event_type, occurred_at FROM processed_events",
+}
+
+
 class CassandraStore(Store):
     def __init__(self, hosts: list[str], keyspace: str = "archlab", consistency: str = "LOCAL_QUORUM", *,
                  port: int = 9042, create_schema: bool = True, read_only: bool = False):
@@ -49,50 +95,7 @@ class CassandraStore(Store):
             for stmt in schema_statements(keyspace):
                 self._session.execute(stmt)
         self._session.set_keyspace(keyspace)
-        p = self._session.prepare
-        self._q = {
-            "is_processed": p("SELECT event_id FROM processed_events WHERE event_id=?"),
-            "mark": p("INSERT INTO processed_events (event_id, event_type, occurred_at) VALUES (?,?,?)"),
-            "pending_put": p("INSERT INTO pending_local (event_id, payload) VALUES (?,?)"),
-            "pending_all": p("SELECT event_id, payload FROM pending_local"),
-            "pending_del": p("DELETE FROM pending_local WHERE event_id=?"),
-            "exp_get": p("SELECT doc FROM experiments WHERE experiment_id=?"),
-            "exp_keys": p("SELECT campaign_id, created_at, parent_id FROM experiments WHERE experiment_id=?"),
-            "exp_put": p("INSERT INTO experiments (experiment_id, campaign_id, parent_id, created_at, name, role, "
-                         "status, fitness, doc) VALUES (?,?,?,?,?,?,?,?,?)"),
-            "exp_all": p("SELECT doc FROM experiments"),
-            "byc_put": p("INSERT INTO experiments_by_campaign (campaign_id, created_at, experiment_id) VALUES (?,?,?)"),
-            "byc_del": p("DELETE FROM experiments_by_campaign WHERE campaign_id=? AND created_at=? AND experiment_id=?"),
-            "byc_get": p("SELECT experiment_id FROM experiments_by_campaign WHERE campaign_id=?"),
-            "child_put": p("INSERT INTO children_by_parent (parent_id, experiment_id) VALUES (?,?)"),
-            "child_del": p("DELETE FROM children_by_parent WHERE parent_id=? AND experiment_id=?"),
-            "child_get": p("SELECT experiment_id FROM children_by_parent WHERE parent_id=?"),
-            "att_put": p("INSERT INTO attempts_by_experiment (experiment_id, occurred_at, event_id, kind, doc) "
-                         "VALUES (?,?,?,?,?)"),
-            "att_get": p("SELECT doc FROM attempts_by_experiment WHERE experiment_id=?"),
-            "att_all": p("SELECT doc FROM attempts_by_experiment"),
-            "score_put": p("INSERT INTO scores_by_experiment (experiment_id, occurred_at, event_id, campaign_id, "
-                           "scheme, fitness, doc) VALUES (?,?,?,?,?,?,?)"),
-            "score_get": p("SELECT doc FROM scores_by_experiment WHERE experiment_id=?"),
-            "score_all": p("SELECT doc FROM scores_by_experiment"),
-            "camp_get": p("SELECT doc FROM campaigns WHERE campaign_id=?"),
-            "camp_put": p("INSERT INTO campaigns (campaign_id, doc) VALUES (?,?)"),
-            "camp_all": p("SELECT doc FROM campaigns"),
-            "cog_get": p("SELECT doc FROM cognitions WHERE cognition_id=?"),
-            "cog_put": p("INSERT INTO cognitions (cognition_id, title, doc) VALUES (?,?,?)"),
-            "cog_all": p("SELECT doc FROM cognitions"),
-            "member_get": p("SELECT fitness FROM pool_membership WHERE campaign_id=? AND scheme=? AND experiment_id=?"),
-            "member_put": p("INSERT INTO pool_membership (campaign_id, scheme, experiment_id, fitness) VALUES (?,?,?,?)"),
-            "member_del": p("DELETE FROM pool_membership WHERE campaign_id=? AND scheme=? AND experiment_id=?"),
-            "member_all": p("SELECT campaign_id, scheme, experiment_id, fitness FROM pool_membership"),
-            "pool_put": p("INSERT INTO elite_pool_by_campaign (campaign_id, scheme, fitness, experiment_id) "
-                          "VALUES (?,?,?,?)"),
-            "pool_del": p("DELETE FROM elite_pool_by_campaign WHERE campaign_id=? AND scheme=? AND fitness=? "
-                          "AND experiment_id=?"),
-            "pool_top": p("SELECT experiment_id, fitness FROM elite_pool_by_campaign WHERE campaign_id=? AND scheme=? "
-                          "LIMIT ?"),
-            "processed_all": p("SELECT event_id, event_type, occurred_at FROM processed_events"),
-        }
+        self._q = {name: self._session.prepare(cql) for name, cql in STATEMENTS.items()}
 
     def _x(self, name: str, *args):
         return self._session.execute(self._q[name], args)

@@ -1,0 +1,160 @@
+"""The engineer's work table: which proposals wait, who trains what, and whose lease expired.
+
+Every engineer reads every ProposalCreated, TrainingStarted, TrainingProgress, ResultsReady and
+TrainingFailed (all partitions, no consumer-group ownership) and folds them into this table. No
+Kafka here: `apply(event)` is called in log order per partition, and the same log gives every
+engineer the same answer to "who owns run (experiment, revision)?".
+
+The log-based lock. A claim is a TrainingStarted keyed by experiment_id, so every claim of one
+experiment lands in one partition, totally ordered. Walking the claims of a run in log order:
+  owner = None
+  for claim in claims:              # a compare-and-swap on the log
+      if claim.takeover_of == owner: owner = claim   # the first claim, or a takeover of the owner
+      else: the claim lost                           # someone else got there first
+An engineer claims when the run has no owner, or when the owner's lease expired (no claim or
+heartbeat of the owner for lease_s); it then reads the log back past its own claim and trains only
+if its claim is the owner. A stale takeover (takeover_of names an engineer that is no longer the
+owner) loses, so two engineers racing to take over the same dead engineer cannot both win.
+
+Lease clock: an event counts as seen at min(local receipt time, its occurred_at), so an engineer
+that starts and replays old history sees old heartbeats as old (clock skew between hosts must stay
+well below lease_s, which NTP gives).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from schemas import events as ev
+
+RunKey = tuple[str, int]  # (experiment_id, revision)
+
+
+@dataclass
+class Claim:
+    event_id: str
+    engineer_id: str
+    takeover_of: str | None
+    lease_s: float
+    seen_at: float
+    won: bool
+
+
+@dataclass
+class Run:
+    """One revision of one experiment, as the log tells it."""
+    experiment_id: str
+    revision: int
+    proposal: ev.ProposalCreated | None = None
+    arrival: int = 0                           # order in which the proposal was seen (FIFO scheduling)
+    claims: list[Claim] = field(default_factory=list)
+    owner: Claim | None = None
+    last_beat: float = 0.0                     # when the owner was last heard of (claim or heartbeat)
+    step: int = 0
+    checkpoint_step: int | None = None
+    outcome: str | None = None                 # "results" | "failed": the run is over
+
+    @property
+    def owner_id(self) -> str | None:
+        return self.owner.engineer_id if self.owner else None
+
+    def lease_expired(self, now: float) -> bool:
+        return self.owner is not None and now - self.last_beat > self.owner.lease_s
+
+
+class WorkTable:
+    def __init__(self, engineer_id: str, *, clock: Callable[[], float] = time.time):
+        self.engineer_id = engineer_id
+        self.clock = clock
+        self.runs: dict[RunKey, Run] = {}
+        self.latest_revision: dict[str, int] = {}        # experiment -> newest revision proposed
+        self.with_results: set[str] = set()              # experiments that have a ResultsReady
+        self.baseline_step_s: dict[tuple[str, str, str], float] = {}  # (campaign, profile, device) -> s/step
+        self._seen: set[str] = set()
+        self._arrivals = 0
+
+    # ---------------------------------------------------------------- folding the log
+    def run(self, experiment_id: str, revision: int) -> Run:
+        key = (experiment_id, revision)
+        if key not in self.runs:
+            self.runs[key] = Run(experiment_id, revision)
+        return self.runs[key]
+
+    def _seen_at(self, event: ev.Event) -> float:
+        return min(self.clock(), event.occurred_at.timestamp())
+
+    def apply(self, event: ev.Event) -> bool:
+        """Fold one event in (idempotent by event_id). Returns False for a duplicate."""
+        if event.event_id in self._seen:
+            return False
+        self._seen.add(event.event_id)
+        if isinstance(event, ev.ProposalCreated):
+            run = self.run(event.experiment_id, event.revision)
+            if run.proposal is None:
+                run.proposal, run.arrival = event, self._arrivals
+                self._arrivals += 1
+            self.latest_revision[event.experiment_id] = max(event.revision,
+                                                            self.latest_revision.get(event.experiment_id, 0))
+        elif isinstance(event, ev.TrainingStarted):
+            self._apply_claim(event)
+        elif isinstance(event, ev.TrainingProgress):
+            run = self.run(event.experiment_id, event.revision)
+            if run.owner is not None and event.engineer_id == run.owner.engineer_id:
+                run.last_beat = max(run.last_beat, self._seen_at(event))
+                run.step = max(run.step, event.step)
+                if event.checkpoint_step is not None:
+                    run.checkpoint_step = max(run.checkpoint_step or 0, event.checkpoint_step)
+        elif isinstance(event, ev.ResultsReady):
+            self.run(event.experiment_id, event.revision).outcome = "results"
+            self.with_results.add(event.experiment_id)
+            if event.role == "baseline" and event.step_time_s:
+                self.baseline_step_s.setdefault((event.campaign_id, event.profile, event.device), event.step_time_s)
+        elif isinstance(event, ev.TrainingFailed):
+            run = self.run(event.experiment_id, event.revision)
+            run.outcome = run.outcome or "failed"
+        return True
+
+    def _apply_claim(self, event: ev.TrainingStarted) -> None:
+        run = self.run(event.experiment_id, event.revision)
+        won = event.takeover_of == run.owner_id  # the compare-and-swap (see the module docstring)
+        claim = Claim(event.event_id, event.engineer_id, event.takeover_of, event.lease_s, self._seen_at(event), won)
+        run.claims.append(claim)
+        if won:
+            run.owner = claim
+            run.last_beat = claim.seen_at
+
+    # ---------------------------------------------------------------- questions the worker asks
+    def is_over(self, run: Run) -> bool:
+        return (run.outcome is not None or run.experiment_id in self.with_results
+                or run.revision < self.latest_revision.get(run.experiment_id, 0))
+
+    def claimable(self, now: float | None = None) -> list[Run]:
+        """Runs an idle engineer may claim now: baselines first (candidates need their step time), then FIFO."""
+        now = self.clock() if now is None else now
+        ready = [r for r in self.runs.values()
+                 if r.proposal is not None and not self.is_over(r) and (r.owner is None or r.lease_expired(now))]
+        return sorted(ready, key=lambda r: (r.proposal.role != "baseline", r.arrival))
+
+    def next_claimable(self, now: float | None = None) -> Run | None:
+        ready = self.claimable(now)
+        return ready[0] if ready else None
+
+    def claim_seen(self, experiment_id: str, revision: int, claim_id: str) -> bool:
+        return any(c.event_id == claim_id for c in self.run(experiment_id, revision).claims)
+
+    def holds(self, experiment_id: str, revision: int, claim_id: str) -> bool:
+        """True while `claim_id` is the run's owning claim (the lock is still ours)."""
+        owner = self.run(experiment_id, revision).owner
+        return owner is not None and owner.event_id == claim_id
+
+    def reference_step_s(self, proposal: ev.ProposalCreated, device: str) -> float | None:
+        """The monitor's reference: the campaign's baseline step time on this profile and device."""
+        if proposal.role == "baseline":
+            return None
+        return self.baseline_step_s.get((proposal.campaign_id, proposal.profile, device))
+
+    def mark_over(self, experiment_id: str, revision: int, outcome: str) -> None:
+        """Our own result, before it comes back from the log: never claim this run again."""
+        run = self.run(experiment_id, revision)
+        run.outcome = run.outcome or outcome

@@ -1,0 +1,357 @@
+"""One engineer: claims proposals through the log, trains them in the sandbox, publishes the outcome.
+
+Why not a consumer group: a group hands each partition to one member, so a proposal waits behind
+a busy engineer's hour-long run while another engineer idles, and a run longer than the poll
+interval triggers a rebalance. Instead every engineer reads every work topic (all partitions,
+manual assignment, no group), folds them into its WorkTable (claims.py) and, when idle, claims the
+next waiting run with a TrainingStarted; the first claim in the log wins (see claims.py). Nothing
+is committed: on start an engineer replays the work topics to rebuild the table.
+
+While training, the asyncio loop stays free: the sandbox child runs in a thread, stdout progress
+lines come back through `on_line`, and a TrainingProgress heartbeat goes out every heartbeat_s
+(the lease). If the table shows that another engineer took the run over, the child is stopped.
+Before publishing ResultsReady/TrainingFailed the engineer reads the claim partition up to its
+end and publishes only if its claim still owns the run (fencing); the outcome's event_id is
+derived from experiment+revision, so even a race at the very end yields one fact.
+Checkpoints live in a shared directory keyed by experiment and revision, so a takeover resumes
+from the last checkpoint.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from schemas import codec
+from schemas import events as ev
+from schemas.events import DeadLetter
+from schemas.topics import DEAD_LETTER_TOPIC, topic_for
+from services.common import endpoints
+from services.common.bus import Service, ensure_topics
+from services.common.sandbox import RESULT_NAME, Limits, SandboxResult, run_python_module
+from services.common.settings import Settings, get_settings
+from services.engineer import handlers
+from services.engineer.claims import Run, WorkTable
+from services.engineer.profiles import get_profile
+
+WORK_EVENTS = (ev.ProposalCreated, ev.TrainingStarted, ev.TrainingProgress, ev.ResultsReady, ev.TrainingFailed)
+# trusted modules imported by the training child before the sandbox's audit hook is armed (they
+# probe the network, ctypes and subprocesses at import time)
+RUNNER_PREIMPORT = ("torch", "services.engineer.evaluate", "services.engineer.train", "lm_eval", "lm_eval.tasks",
+                    "lm_eval.evaluator", "datasets")
+GPU_TOOLS = ("gcc", "cc", "clang", "ld", "ldconfig", "ptxas", "nvcc", "cuobjdump", "nvdisasm")  # triton's compiles
+
+
+def default_engineer_id(settings: Settings) -> str:
+    return settings.engineer_id or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def detect_device(settings: Settings) -> str:
+    if settings.device != "auto":
+        return settings.device
+    return "cuda" if Path("/dev/nvidia0").exists() and os.environ.get("CUDA_VISIBLE_DEVICES", "x") != "" else "cpu"
+
+
+@dataclass
+class WorkerConfig:
+    engineer_id: str
+    lease_s: float = 60.0
+    heartbeat_s: float = 5.0
+    threads: int = 1
+    device: str = "cpu"
+    runner_module: str = "services.engineer.runner"
+    profile_overrides: dict = field(default_factory=dict)  # e.g. {"steps": 30} in tests
+    claim_timeout_s: float = 30.0
+    preimport: tuple[str, ...] = RUNNER_PREIMPORT
+    keep_scratch: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides) -> "WorkerConfig":
+        base = dict(engineer_id=default_engineer_id(settings), lease_s=settings.engineer_lease_s,
+                    heartbeat_s=settings.engineer_heartbeat_s, threads=settings.engineer_threads,
+                    device=detect_device(settings))
+        return cls(**{**base, **overrides})
+
+
+class Worker:
+    def __init__(self, settings: Settings | None = None, config: WorkerConfig | None = None):
+        self.settings = settings or get_settings()
+        self.config = config or WorkerConfig.from_settings(self.settings)
+        self.id = self.config.engineer_id
+        self.svc = Service("engineer", self.settings)  # broker (publishing), structlog, DLQ format
+        self.log = self.svc.log.bind(engineer_id=self.id)
+        self.table = WorkTable(self.id)
+        self.consumer: AIOKafkaConsumer | None = None
+        self.positions: dict[TopicPartition, int] = {}
+        self._start_offsets: dict[TopicPartition, int] = {}
+        self._caught_up_to: dict[TopicPartition, int] = {}
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self.current: tuple[str, int] | None = None     # the run being trained
+        self.completed: list[tuple[str, int, str]] = []   # (experiment, revision, outcome) published by us
+
+    # ---------------------------------------------------------------- paths
+    def checkpoint_dir(self, experiment_id: str, revision: int) -> Path:
+        return (Path(self.settings.data_dir) / "checkpoints" / experiment_id / f"rev{revision}").resolve()
+
+    def scratch_root(self) -> Path:
+        root = (Path(self.settings.data_dir) / "scratch" / self.id).resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+
+    # ---------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        bootstrap = endpoints.kafka_bootstrap(self.settings)
+        await ensure_topics(bootstrap, self.settings.partitions, self.settings.replication_factor)
+        await self.svc.broker.start()
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                         auto_offset_reset="earliest", client_id=f"engineer-{self.id}")
+        await self.consumer.start()
+        tps = []
+        for cls in WORK_EVENTS:
+            topic = topic_for(cls)
+            parts = self.consumer.partitions_for_topic(topic)
+            for _ in range(50):
+                if parts:
+                    break
+                await self.consumer.topics()  # refreshes metadata
+                await asyncio.sleep(0.1)
+                parts = self.consumer.partitions_for_topic(topic)
+            tps += [TopicPartition(topic, p) for p in sorted(parts or [])]
+        self.consumer.assign(tps)
+        await self.consumer.seek_to_beginning(*tps)
+        self._start_offsets = await self.consumer.beginning_offsets(tps)
+        self._caught_up_to = await self.consumer.end_offsets(tps)
+        self._tasks = [asyncio.create_task(self._consume(), name="engineer-consume"),
+                       asyncio.create_task(self._schedule(), name="engineer-schedule")]
+        self.log.info("engineer started", device=self.config.device, lease_s=self.config.lease_s,
+                      partitions=len(tps))
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        for task in self._tasks:
+            try:
+                await asyncio.wait_for(task, timeout=self.config.heartbeat_s + 30)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                task.cancel()
+            except Exception as e:  # noqa: BLE001
+                self.log.warning("task ended with an error", error=repr(e))
+        if self.consumer is not None:
+            await self.consumer.stop()
+        await self.svc.stop()
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stopping.set)
+        await self.start()
+        try:
+            await self._stopping.wait()
+        finally:
+            await self.stop()
+
+    def run(self) -> None:
+        asyncio.run(self.serve())
+
+    # ---------------------------------------------------------------- reading the log
+    def position(self, tp: TopicPartition) -> int:
+        return self.positions.get(tp, self._start_offsets.get(tp, 0))
+
+    @property
+    def caught_up(self) -> bool:
+        """The history that existed at start is folded in (no claim is made before)."""
+        return all(self.position(tp) >= end for tp, end in self._caught_up_to.items())
+
+    async def _consume(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                batches = await self.consumer.getmany(timeout_ms=300, max_records=1000)
+            except Exception as e:  # noqa: BLE001 - a broker hiccup: retry
+                self.log.warning("fetch failed", error=repr(e))
+                await asyncio.sleep(1.0)
+                continue
+            for tp, messages in batches.items():
+                for msg in messages:
+                    await self._fold(tp, msg)
+                    self.positions[tp] = msg.offset + 1
+            if batches:
+                self._wake.set()
+
+    async def _fold(self, tp: TopicPartition, msg) -> None:
+        try:
+            event = codec.decode(msg.value)
+        except codec.EventDecodeError as e:
+            self.log.error("undecodable event", error_kind=e.kind, error=str(e), topic=tp.topic,
+                           partition=tp.partition, offset=msg.offset)
+            await self._dead_letter(tp, msg, e.kind, str(e))
+            return
+        self.table.apply(event)
+
+    async def _dead_letter(self, tp: TopicPartition, msg, kind: str, error: str) -> None:
+        raw = msg.value or b""
+        letter = DeadLetter(service="engineer", group=f"engineer-{self.id}", topic=tp.topic, partition=tp.partition,
+                            offset=msg.offset, key=msg.key.decode(errors="replace") if msg.key else None,
+                            error_kind=kind, error=error, payload_text=raw.decode(errors="replace"))
+        try:
+            await self.svc.broker.publish(letter.model_dump_json().encode(), topic=DEAD_LETTER_TOPIC, key=msg.key)
+        except Exception as e:  # noqa: BLE001
+            self.log.warning("dead-letter publish failed", error=repr(e))
+
+    async def _until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline or self._stopping.is_set():
+                return predicate()
+            await asyncio.sleep(0.05)
+        return True
+
+    async def _read_up_to_end(self, tp: TopicPartition, timeout: float = 30.0) -> bool:
+        """Fold partition `tp` up to its current end (e.g. every claim made so far)."""
+        end = (await self.consumer.end_offsets([tp]))[tp]
+        return await self._until(lambda: self.position(tp) >= end, timeout)
+
+    async def publish(self, event: ev.Event):
+        return await self.svc.broker.publish(codec.encode(event), topic=topic_for(event), key=event.key,
+                                             headers={"content-type": "application/json", "event-type": event.type})
+
+    # ---------------------------------------------------------------- claiming
+    async def _schedule(self) -> None:
+        while not self._stopping.is_set():
+            run = self.table.next_claimable() if self.caught_up else None
+            if run is None:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            await asyncio.sleep(random.uniform(0.0, 0.2))  # spread simultaneous claims of idle engineers
+            if not any(r is run for r in self.table.claimable()):
+                continue
+            try:
+                await self.claim_and_train(run)
+            except Exception as e:  # noqa: BLE001 - an engineer must survive any single run
+                self.log.exception("run failed in the engineer", experiment_id=run.experiment_id, error=repr(e))
+                await asyncio.sleep(1.0)
+
+    async def claim_and_train(self, run: Run) -> None:
+        proposal = run.proposal
+        exp, rev = run.experiment_id, run.revision
+        takeover_of = run.owner_id  # set only when the owner's lease expired
+        claim = handlers.claim_event(proposal, engineer_id=self.id, lease_s=self.config.lease_s,
+                                     device=self.config.device, takeover_of=takeover_of,
+                                     resumed_from_step=run.checkpoint_step or 0)
+        meta = await self.publish(claim)
+        claim_tp = TopicPartition(meta.topic, meta.partition)
+        seen = await self._until(lambda: self.table.claim_seen(exp, rev, claim.event_id), self.config.claim_timeout_s)
+        if not seen or not self.table.holds(exp, rev, claim.event_id):
+            self.log.info("claim lost", experiment_id=exp, revision=rev, owner=self.table.run(exp, rev).owner_id)
+            return
+        self.log.info("claim won", experiment_id=exp, revision=rev, takeover_of=takeover_of,
+                      offset=meta.offset, checkpoint_step=run.checkpoint_step)
+        self.current = (exp, rev)
+        try:
+            await self.train(proposal, claim, claim_tp)
+        finally:
+            self.current = None
+
+    # ---------------------------------------------------------------- training
+    def limits_for(self, profile, checkpoint_dir: Path) -> Limits:
+        cuda = self.config.device.startswith("cuda")
+        return Limits(wall_s=profile.train_time_limit_s + profile.eval_time_limit_s + 120,
+                      mem_mb=profile.memory_limit_mb, threads=self.config.threads, writable=(str(checkpoint_dir),),
+                      preimport=self.config.preimport, strict=False, cuda=cuda, compile=cuda,
+                      allow_exec=GPU_TOOLS if cuda else ())
+
+    async def train(self, proposal: ev.ProposalCreated, claim: ev.TrainingStarted, claim_tp: TopicPartition) -> None:
+        exp, rev = proposal.experiment_id, proposal.revision
+        profile = get_profile(proposal.profile, **self.config.profile_overrides)
+        ckpt = self.checkpoint_dir(exp, rev)
+        ckpt.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f"{exp[:16]}-r{rev}-", dir=self.scratch_root()))
+        reference = self.table.reference_step_s(proposal, self.config.device)
+        job = {"code": proposal.code, "profile": proposal.profile, "seed": proposal.seed,
+               "workdir": str(scratch / "work"), "checkpoint_dir": str(ckpt), "resume": True,
+               "reference_step_s": reference, "profile_overrides": self.config.profile_overrides}
+        (scratch / "job.json").write_text(json.dumps(job))
+
+        loop = asyncio.get_running_loop()
+        progress: dict = {}
+        stop = threading.Event()
+
+        def on_line(line: str) -> None:  # in the sandbox thread
+            if line.startswith('{"progress"'):
+                try:
+                    update = json.loads(line)["progress"]
+                except (ValueError, KeyError, TypeError):
+                    return
+                loop.call_soon_threadsafe(progress.update, update)
+
+        t0 = time.monotonic()
+        child = asyncio.ensure_future(asyncio.to_thread(
+            run_python_module, self.config.runner_module, [str(scratch / "job.json"), str(scratch / RESULT_NAME)],
+            scratch=scratch, limits=self.limits_for(profile, ckpt), on_line=on_line, stop=stop))
+        lost = False
+        try:
+            while True:
+                done, _ = await asyncio.wait({child}, timeout=self.config.heartbeat_s)
+                if done:
+                    break
+                if self._stopping.is_set() or not self.table.holds(exp, rev, claim.event_id):
+                    lost = lost or not self.table.holds(exp, rev, claim.event_id)
+                    stop.set()  # the child is killed; the run is someone else's (or resumes elsewhere)
+                    continue
+                try:
+                    await self.publish(handlers.heartbeat_event(claim, progress, total_steps=profile.steps,
+                                                                checkpoint_every=profile.checkpoint_every,
+                                                                elapsed_s=time.monotonic() - t0))
+                except Exception as e:  # noqa: BLE001 - the lease may lapse; the fencing check decides
+                    self.log.warning("heartbeat failed", error=repr(e))
+            res: SandboxResult = child.result()
+        finally:
+            stop.set()
+            if not self.config.keep_scratch:
+                shutil.rmtree(scratch, ignore_errors=True)
+        if lost or res.kind == "cancelled":
+            self.log.warning("run stopped", experiment_id=exp, revision=rev, lease_lost=lost,
+                             owner=self.table.run(exp, rev).owner_id)
+            return
+        await self.finish(proposal, claim, claim_tp, res, last_step=int(progress.get("step") or 0),
+                          total_steps=profile.steps)
+
+    async def finish(self, proposal: ev.ProposalCreated, claim: ev.TrainingStarted, claim_tp: TopicPartition,
+                     res: SandboxResult, *, last_step: int, total_steps: int) -> None:
+        exp, rev = proposal.experiment_id, proposal.revision
+        # fencing: every claim made so far is folded in, and ours still owns the run
+        if not await self._read_up_to_end(claim_tp) or not self.table.holds(exp, rev, claim.event_id):
+            self.log.warning("lease lost before publishing: outcome dropped", experiment_id=exp, revision=rev,
+                             owner=self.table.run(exp, rev).owner_id)
+            return
+        result = res.result or {}
+        if res.ok and "final_loss" in result:
+            event: ev.Event = handlers.results_event(proposal, result, engineer_id=self.id,
+                                                     causation_id=claim.event_id)
+        else:
+            event = handlers.failure_event(proposal, res, engineer_id=self.id, causation_id=claim.event_id,
+                                           last_step=last_step, total_steps=total_steps)
+        await self.publish(event)
+        outcome = "results" if isinstance(event, ev.ResultsReady) else "failed"
+        self.table.mark_over(exp, rev, outcome)
+        self.completed.append((exp, rev, outcome))
+        self.log.info("run finished", experiment_id=exp, revision=rev, outcome=outcome,
+                      kind=getattr(event, "kind", None), final_loss=getattr(event, "final_loss", None),
+                      wall_s=res.wall_s)
