@@ -2,7 +2,7 @@
 
     python bench/replay.py [--events 100000] [--shuffle-seed 1] [--code-size 1500]
 
-Builds the DB "live" (publication order), then replays the same log in a shuffled cross-topic
+Builds the DB in publication order, then replays the same log in a shuffled cross-topic
 order (per-experiment-per-topic order kept) into a fresh file, prints events/s of both and checks
 that the two digests are equal. Target: >= 10,000 events/s on SQLite.
 """
@@ -35,17 +35,23 @@ def main() -> None:
     print(f"generated {len(events):,} events in {gen_s:.1f}s")
 
     with tempfile.TemporaryDirectory() as tmp:
-        live = SQLiteStore(Path(tmp) / "live.sqlite")
+        # wall time is what counts; CPU time is printed too because the dev box's cores are shared
+        live = SQLiteStore(Path(tmp) / "published-order.sqlite", bulk=True)
+        cpu = time.process_time()
         s1 = replay_events(events, live, batch=args.batch)
-        print(f"live build (publication order): {s1.events:,} events in {s1.seconds:.2f}s = "
-              f"{s1.events_per_s:,.0f} events/s")
-        replayed = SQLiteStore(Path(tmp) / "replay.sqlite")
+        cpu1 = time.process_time() - cpu
+        print(f"build in publication order: {s1.events:,} events in {s1.seconds:.2f}s = "
+              f"{s1.events_per_s:,.0f} events/s (cpu {cpu1:.2f}s = {s1.events / cpu1:,.0f} events/cpu-s)")
+        replayed = SQLiteStore(Path(tmp) / "replay.sqlite", bulk=True)
+        cpu = time.process_time()
         s2 = replay_events(shuffled, replayed, batch=args.batch)
-        print(f"replay (shuffled, seed {args.shuffle_seed}): {s2.events:,} events in {s2.seconds:.2f}s = "
-              f"{s2.events_per_s:,.0f} events/s")
+        cpu2 = time.process_time() - cpu
+        print(f"replay in shuffled order (seed {args.shuffle_seed}): {s2.events:,} events in {s2.seconds:.2f}s = "
+              f"{s2.events_per_s:,.0f} events/s (cpu {cpu2:.2f}s = {s2.events / cpu2:,.0f} events/cpu-s)")
         t = time.perf_counter()
         d1, d2 = digest(live), digest(replayed)
-        print(f"digest live   {d1}\ndigest replay {d2}  ({time.perf_counter() - t:.1f}s for both)")
+        print(f"digest publication order {d1}\ndigest shuffled order    {d2}  "
+              f"({time.perf_counter() - t:.1f}s for both)")
         print("digests EQUAL" if d1 == d2 else "digests DIFFER")
         live.close()
         replayed.close()

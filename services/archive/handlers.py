@@ -17,6 +17,8 @@ from services.archive.projection import apply
 from services.archive.storage.base import Store
 
 GLOBAL_CAMPAIGN = "global"   # CognitionIngested: no campaign to schedule
+# Only these facts can open a slot or end a phase (see scheduler.py); the rest just update the model.
+SCHEDULING_TRIGGERS = (ev.CampaignStarted, ev.InsightsStored, ev.ExperimentAbandoned, ev.ExperimentImported)
 
 
 def pending_events(store: Store) -> list[ev.Event]:
@@ -43,6 +45,8 @@ async def on_event(event: ev.Event, *, store: Store,
 
 def _campaigns_concerned(store: Store, event: ev.Event) -> list[str]:
     """The event's own campaign, and for an imported experiment the campaigns waiting for it as a root."""
+    if not isinstance(event, SCHEDULING_TRIGGERS):
+        return []
     concerned = [] if event.campaign_id == GLOBAL_CAMPAIGN else [event.campaign_id]
     if isinstance(event, ev.ExperimentImported):
         concerned += [c["campaign_id"] for c in store.campaigns() if c["campaign_id"] != event.campaign_id

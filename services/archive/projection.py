@@ -5,7 +5,7 @@ Two properties make the database a projection that a replay rebuilds exactly:
 - Idempotent: an event_id already applied is skipped (the `processed` table), and every write is
   an upsert keyed by an id, so a redelivery or a half-applied event changes nothing.
 - Order-independent across topics: a field is never "whatever arrived last". Each field carries
-  a version `[priority, rank, rank, occurred_at, event_id]` and a write wins only with a higher
+  a version `priority|rank|rank|occurred_at|event_id` (sortable text) and a write wins only with a higher
   version (a last-writer-wins register ordered by the facts, not by arrival); flags only turn on;
   first/last times are min/max; revision counters are max. Status and fitness are *derived* from
   those facts after every write (see `status_of`), so ScoreAssigned before ResultsReady, or
@@ -50,8 +50,7 @@ def _finite(x: float | None) -> float | None:
 
 def _body(event: ev.Event, *drop: str) -> dict[str, Any]:
     """The event's own fields as JSON-ready data (no envelope)."""
-    data = event.model_dump(mode="json", exclude=set(ENVELOPE) | set(drop))
-    return data
+    return event.model_dump(mode="json", exclude=set(ENVELOPE) | set(drop))
 
 
 # ---------------------------------------------------------------- versioned merge helpers

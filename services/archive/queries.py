@@ -55,7 +55,8 @@ def ancestry(store: Store, experiment_id: str, max_depth: int = 1000) -> list[di
             chain.append({"experiment_id": current, "missing": True})
             break
         chain.append({"experiment_id": current, "name": doc.get("name"), "fitness": doc.get("fitness"),
-                      "status": doc.get("status"), "role": doc.get("role"), "zoo": doc.get("zoo")})
+                      "status": doc.get("status"), "role": doc.get("role"), "zoo": doc.get("zoo"),
+                      "source_fitness": (doc.get("imported") or {}).get("fitness")})
         current = doc.get("parent_id")
     return chain[::-1]
 

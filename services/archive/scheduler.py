@@ -92,8 +92,8 @@ def schedule(store: Store, campaign_id: str, *, zoo_source: Callable[[str], str]
         doc = store.get_experiment(exp_id)
         if doc is None or not doc["facts"].get("sampled"):
             parent = ev.ProgramSnapshot(experiment_id=f"zoo:{name}", name=name, code=zoo_source(name))
-            out.append(_sampled(campaign, exp_id, mode="baseline", parent=parent, policy=p.get("policy", "topk-uniform"),
-                                draw={"phase": "baseline", "zoo": name}))
+            out.append(_sampled(campaign, exp_id, mode="baseline", parent=parent,
+                                policy=p.get("policy", "topk-uniform"), draw={"phase": "baseline", "zoo": name}))
         elif not ended(doc):
             baselines_running = True
     if out or baselines_running:

@@ -77,7 +77,8 @@ def show(experiment: str = typer.Argument(..., help="experiment id"),
     d = rec["experiment"]
     results, score, insights = d.get("results") or {}, d.get("score") or {}, d.get("insights") or {}
     console.print(f"[bold]{escape(d['experiment_id'])}[/] {escape(d.get('name') or '')}  "
-                  f"status [bold]{d.get('status')}[/]  role {d.get('role')}  campaign {escape(d.get('campaign_id') or '')}")
+                  f"status [bold]{d.get('status')}[/]  role {d.get('role')}  "
+                  f"campaign {escape(d.get('campaign_id') or '')}")
     console.print(f"parent {escape(d.get('parent_id') or d.get('zoo') or '—')}  references "
                   f"{escape(', '.join(d.get('reference_ids') or []) or '—')}  children {len(rec['children'])}")
     console.print(f"fitness {_num(d.get('fitness'))} (loss {_num(score.get('loss_score'))}, benchmark "
@@ -120,7 +121,9 @@ def lineage(experiment: str = typer.Argument(..., help="experiment id"),
         if node.get("missing"):
             return f"[dim]{escape(node['experiment_id'])} (not in the archive)[/]"
         name = node.get("name") or node.get("zoo") or ""
-        return f"{escape(node['experiment_id'])} {escape(name)} fitness {_num(node.get('fitness'))} [{node.get('status')}]"
+        score = (f"fitness {_num(node['fitness'])}" if node.get("fitness") is not None or node.get("source_fitness")
+                 is None else f"source score {_num(node['source_fitness'])}")
+        return f"{escape(node['experiment_id'])} {escape(name)} {score} ({node.get('status')})"
 
     with _open(data_dir) as store:
         chain = queries.ancestry(store, experiment)
@@ -158,7 +161,8 @@ def export(fmt: str = typer.Option("jsonl", "--format", help="jsonl | csv"),
 
 
 def replay(shuffle_seed: Optional[int] = typer.Option(None, help="replay in a shuffled cross-topic order"),
-           out: Optional[Path] = typer.Option(None, help="the fresh database (default: DATA_DIR/replays/<time>.sqlite)"),
+           out: Optional[Path] = typer.Option(None, help="the fresh database "
+                                              "(default: DATA_DIR/replays/<time>.sqlite)"),
            data_dir: Optional[Path] = DataDir):
     """Rebuild the read model from offset 0 of every topic into a fresh SQLite file and compare digests.
 
@@ -178,7 +182,7 @@ def replay(shuffle_seed: Optional[int] = typer.Option(None, help="replay in a sh
     out = out or Path(settings.data_dir) / "replays" / f"replay-{time.strftime('%Y%m%d-%H%M%S')}.sqlite"
     for suffix in ("", "-wal", "-shm"):
         Path(str(out) + suffix).unlink(missing_ok=True)
-    with SQLiteStore(out) as fresh:
+    with SQLiteStore(out, bulk=True) as fresh:
         stats = replay_events(events, fresh)
         replayed = digest(fresh)
     console.print(f"read {len(events):,} events in {read_s:.1f}s ({bad} undecodable); applied {stats.applied:,}, "

@@ -50,7 +50,7 @@ ENV_ALLOW = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "LD_LIBRARY_PATH", "CUD
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "RAYON_NUM_THREADS")
 MEMORY_MARKERS = ("MemoryError", "std::bad_alloc", "can't allocate memory", "CUDA out of memory",
-                  "OutOfMemoryError", "Cannot allocate memory")
+                  "OutOfMemoryError", "Cannot allocate memory", "failed to map segment")
 
 
 @dataclass
@@ -123,6 +123,7 @@ def child_env(scratch: Path, limits: Limits) -> dict[str, str]:
     env.update(
         HOME=str(scratch), TMPDIR=str(scratch / "tmp"), PYTHONPATH=str(REPO_ROOT), PYTHONDONTWRITEBYTECODE="1",
         PYTHONNOUSERSITE="1", PYTHONHASHSEED="0", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
+        MALLOC_ARENA_MAX="2",  # every thread's malloc arena would reserve 64 MB of the address-space limit
         TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", HF_HUB_DISABLE_TELEMETRY="1",
         ARCHLAB_SANDBOX="1", ARCHLAB_SANDBOX_SCRATCH=str(scratch), ARCHLAB_SANDBOX_RESULT=str(scratch / RESULT_NAME),
         ARCHLAB_SANDBOX_WRITABLE=os.pathsep.join(writable), ARCHLAB_SANDBOX_THREADS=threads,

@@ -26,6 +26,7 @@ never its own duplicate.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +62,17 @@ def _q(value: str) -> str:
 class NoveltyChecker:
     def __init__(self, embedder, store, *, threshold: float = SIMILARITY_THRESHOLD, llm=None, k: int = NEIGHBOURS):
         self.embedder, self.store, self.threshold, self.llm, self.k = embedder, store, threshold, llm, k
+        self._vectors: OrderedDict[str, list[float]] = OrderedDict()  # a cache: check() then remember() embed once
+
+    async def _embed(self, text: str) -> list[float]:
+        if text in self._vectors:
+            self._vectors.move_to_end(text)
+            return self._vectors[text]
+        vector = (await asyncio.to_thread(self.embedder.embed, [text]))[0]
+        self._vectors[text] = vector
+        if len(self._vectors) > 256:
+            self._vectors.popitem(last=False)
+        return vector
 
     def _filter(self, campaign_id: str, experiment_id: str, extra: str = "") -> str:
         f = f"campaign_id == {_q(campaign_id)} and experiment_id != {_q(experiment_id)}"
@@ -69,7 +81,7 @@ class NoveltyChecker:
     async def check(self, *, campaign_id: str, experiment_id: str, name: str, motivation: str,
                     code: str) -> NoveltyVerdict:
         code_hash = normalized_code_hash(code)
-        vector = (await asyncio.to_thread(self.embedder.embed, [motivation or name]))[0]
+        vector = await self._embed(motivation or name)
         same = self.store.search(vector, 1, self._filter(campaign_id, experiment_id, f"code_hash == {_q(code_hash)}"))
         hits = self.store.search(vector, self.k, self._filter(campaign_id, experiment_id))
         similar = [SimilarExperiment(experiment_id=h.payload.get("experiment_id", h.id), name=h.payload.get("name", ""),
@@ -103,7 +115,7 @@ class NoveltyChecker:
 
     async def remember(self, *, campaign_id: str, experiment_id: str, name: str, motivation: str, code: str,
                        origin: str = "") -> None:
-        vector = (await asyncio.to_thread(self.embedder.embed, [motivation or name]))[0]
+        vector = await self._embed(motivation or name)
         self.store.upsert([experiment_id], [vector], [{
             "campaign_id": campaign_id, "experiment_id": experiment_id, "name": name,
             "motivation": (motivation or "")[:2000], "code_hash": normalized_code_hash(code), "origin": origin}])

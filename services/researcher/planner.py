@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from schemas.events import ParentSampled, Usage, derived_id
 from services.researcher.codegen import render
 from services.researcher.context import ContextBuilder
+from services.researcher.genome import to_jsonable
 from services.researcher.mutator import ZOO_DESIGNS, mutate
 
 
@@ -49,7 +50,6 @@ class OfflineProposer:
     async def propose(self, event: ParentSampled, attempt: int, feedback: list[str]) -> Proposal:
         design, name, motivation = mutate(known_design(event.parent), [known_design(r) for r in event.references],
                                           proposal_seed(event, attempt), feedback)
-        from services.researcher.genome import to_jsonable
         return Proposal(name, motivation, render(design, name, motivation), "offline", to_jsonable(design))
 
 

@@ -69,7 +69,8 @@ def test_export_jsonl_and_csv(data_dir, tmp_path):
     assert r.exit_code == 0, r.output
     table = list(csv.DictReader((tmp_path / "x.csv").open()))
     assert len(table) == n and sum(int(t["rejections"]) for t in table) > 0
-    assert _run("export", "--format", "xml", "--out", str(tmp_path / "x.xml"), "--data-dir", str(data_dir)).exit_code == 2
+    r = _run("export", "--format", "xml", "--out", str(tmp_path / "x.xml"), "--data-dir", str(data_dir))
+    assert r.exit_code == 2
 
 
 def test_missing_database_is_a_clear_error(tmp_path):

@@ -44,11 +44,10 @@ def test_dynamic_checks_reject_each_bad_layer_with_its_reason():
 
 def test_param_budget_is_enforced():
     code = render({**ZOO_DESIGNS["deltanet"], "expand_v": 2}, "big")
-    out = SanityChecker(repeats=1).check(code, profile="cpu-micro")
-    assert out.ok and out.evidence["params"] < 200_000
     huge = code.replace("self.head_k_dim * 2", "self.head_k_dim * 64")
-    out = SanityChecker(repeats=1).check(huge, profile="cpu-micro")
-    assert not out.ok and out.reason == "param_budget" and out.evidence["params"] > 200_000
+    out, out_huge = SanityChecker(repeats=1).check_many([code, huge], profile="cpu-micro")
+    assert out.ok and out.evidence["params"] < 200_000
+    assert not out_huge.ok and out_huge.reason == "param_budget" and out_huge.evidence["params"] > 200_000
 
 
 def test_normalized_hash_ignores_comments_docstrings_and_names():

@@ -21,8 +21,14 @@ def open_store(settings: Settings, *, read_only: bool = False) -> Store:
 
         if not settings.cassandra_hosts:
             raise ValueError("ARCHLAB_STORAGE=cassandra needs ARCHLAB_CASSANDRA_HOSTS (comma-separated)")
-        return CassandraStore([h.strip() for h in settings.cassandra_hosts.split(",") if h.strip()],
-                              settings.cassandra_keyspace, settings.cassandra_consistency, read_only=read_only)
+        hosts, port = [], 9042
+        for entry in (h.strip() for h in settings.cassandra_hosts.split(",")):
+            if entry:
+                host, _, p = entry.partition(":")   # "host" or "host:port" (one port for the cluster)
+                hosts.append(host)
+                port = int(p) if p else port
+        return CassandraStore(hosts, settings.cassandra_keyspace, settings.cassandra_consistency, port=port,
+                              read_only=read_only)
     if settings.storage != "sqlite":
         raise ValueError(f"unknown storage {settings.storage!r} (sqlite | cassandra)")
     return SQLiteStore(sqlite_path(settings), read_only=read_only)

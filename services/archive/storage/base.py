@@ -59,7 +59,7 @@ class Store(ABC):
     def children(self, parent_id: str) -> list[Record]:
         """Experiments whose parent_id is `parent_id`, ordered by experiment_id."""
 
-    # ---------------------------------------------------------------- attempts and scores (append-only, keyed by event_id)
+    # ---------------------------------------------------------------- attempts and scores (keyed by event_id)
     @abstractmethod
     def put_attempt(self, rec: Record) -> None:
         """rec has event_id, experiment_id, occurred_at, kind (proposal | rejected | failure)."""

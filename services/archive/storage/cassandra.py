@@ -80,22 +80,27 @@ STATEMENTS: dict[str, str] = {
 
 class CassandraStore(Store):
     def __init__(self, hosts: list[str], keyspace: str = "archlab", consistency: str = "LOCAL_QUORUM", *,
-                 port: int = 9042, create_schema: bool = True, read_only: bool = False):
-        from cassandra import ConsistencyLevel
-        from cassandra.cluster import Cluster, ExecutionProfile, EXEC_PROFILE_DEFAULT
-
+                 port: int = 9042, create_schema: bool = True, read_only: bool = False, session=None):
+        """`session`: an already connected session (tests pass a CQL fake; `hosts` is then unused)."""
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,47}", keyspace):
             raise ValueError(f"invalid keyspace name {keyspace!r}")
         self.read_only = read_only
         self.keyspace = keyspace
-        profile = ExecutionProfile(consistency_level=ConsistencyLevel.name_to_value[consistency.upper()])
-        self._cluster = Cluster(hosts, port=port, execution_profiles={EXEC_PROFILE_DEFAULT: profile})
-        self._session = self._cluster.connect()
-        if create_schema and not read_only:
+        self._cluster = None
+        if session is None:
+            from cassandra import ConsistencyLevel
+            from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+
+            profile = ExecutionProfile(consistency_level=ConsistencyLevel.name_to_value[consistency.upper()])
+            self._cluster = Cluster(hosts, port=port, execution_profiles={EXEC_PROFILE_DEFAULT: profile})
+            session = self._cluster.connect()
+        self._session = session
+        if create_schema and not read_only and SCHEMA_FILE.exists():   # else applied by `cqlsh -f schema.cql`
             for stmt in schema_statements(keyspace):
                 self._session.execute(stmt)
         self._session.set_keyspace(keyspace)
         self._q = {name: self._session.prepare(cql) for name, cql in STATEMENTS.items()}
+        self._campaigns: dict[str, Record | None] = {}   # few, small, read on every write: cached (one writer)
 
     def _x(self, name: str, *args):
         return self._session.execute(self._q[name], args)
@@ -164,11 +169,14 @@ class CassandraStore(Store):
 
     # ---------------------------------------------------------------- campaigns and cognitions
     def get_campaign(self, campaign_id: str) -> Record | None:
-        row = self._x("camp_get", campaign_id).one()
-        return json.loads(row.doc) if row else None
+        if campaign_id not in self._campaigns or self.read_only:
+            row = self._x("camp_get", campaign_id).one()
+            self._campaigns[campaign_id] = json.loads(row.doc) if row else None
+        return self._campaigns[campaign_id]
 
     def put_campaign(self, doc: Record) -> None:
         self._x("camp_put", doc["campaign_id"], _dumps(doc))
+        self._campaigns[doc["campaign_id"]] = doc
 
     def campaigns(self) -> list[Record]:
         return sorted((json.loads(r.doc) for r in self._x("camp_all")), key=lambda d: d["campaign_id"])
@@ -215,8 +223,12 @@ class CassandraStore(Store):
     def commit(self) -> None:
         """Writes are already sent (Cassandra has no multi-partition transactions)."""
 
+    def rollback(self) -> None:
+        self._campaigns.clear()   # the cache may hold a document the failed event changed
+
     def close(self) -> None:
-        self._cluster.shutdown()
+        if self._cluster is not None:
+            self._cluster.shutdown()
 
     def drop_keyspace(self) -> None:
         """Tests only: remove everything this store wrote."""

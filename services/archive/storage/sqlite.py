@@ -42,7 +42,8 @@ def _dumps(doc: Record) -> str:
 
 
 class SQLiteStore(Store):
-    def __init__(self, path: Path | str, *, read_only: bool = False):
+    def __init__(self, path: Path | str, *, read_only: bool = False, bulk: bool = False):
+        """`bulk=True`: a file being rebuilt by a replay: no fsync (a crash just restarts the replay)."""
         self.path = Path(path)
         self.read_only = read_only
         if read_only:
@@ -53,7 +54,7 @@ class SQLiteStore(Store):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA synchronous=OFF" if bulk else "PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA cache_size=-131072")  # 128 MiB of pages: replays insert in random key order
             self._db.executescript(SCHEMA)
             self._db.commit()
@@ -175,7 +176,8 @@ class SQLiteStore(Store):
             self._db.execute("DELETE FROM pool WHERE campaign_id=? AND scheme=? AND experiment_id=?",
                              (campaign_id, scheme, experiment_id))
         else:
-            self._db.execute("INSERT OR REPLACE INTO pool VALUES (?,?,?,?)", (campaign_id, scheme, experiment_id, fitness))
+            self._db.execute("INSERT OR REPLACE INTO pool VALUES (?,?,?,?)",
+                             (campaign_id, scheme, experiment_id, fitness))
 
     def top_by_fitness(self, campaign_id: str, scheme: str, limit: int) -> list[tuple[str, float]]:
         return [(r[0], r[1]) for r in self._db.execute(
@@ -185,6 +187,15 @@ class SQLiteStore(Store):
     # ---------------------------------------------------------------- whole read model
     def dump(self) -> dict[str, list[Record]]:
         self._flush()
+        if self.read_only:   # one snapshot for every table while the archive keeps writing
+            self._db.execute("BEGIN")
+            try:
+                return self._dump()
+            finally:
+                self._db.rollback()
+        return self._dump()
+
+    def _dump(self) -> dict[str, list[Record]]:
         q = self._db.execute
         return {
             "experiments": [json.loads(r[0]) for r in q("SELECT doc FROM experiments ORDER BY experiment_id")],
