@@ -16,22 +16,18 @@ from rich.table import Table
 from rich.tree import Tree
 from rich.markup import escape
 
+from services.common.settings import load_settings
+
 console = Console()
+
 DataDir = typer.Option(None, "--data-dir", help="State directory (default: $ARCHLAB_DATA_DIR or ./.archlab)")
-
-
-def _settings(data_dir: Optional[Path]):
-    from services.common.settings import Settings
-
-    settings = Settings()
-    return settings.model_copy(update={"data_dir": data_dir}) if data_dir is not None else settings
 
 
 def _open(data_dir: Optional[Path]):
     from services.archive.storage import open_store
 
     try:
-        return open_store(_settings(data_dir), read_only=True)
+        return open_store(load_settings(data_dir), read_only=True)
     except FileNotFoundError as e:
         console.print(f"[red]{e}[/] (start the stack with `archlab up`, or pass --data-dir)")
         raise typer.Exit(1)
@@ -47,7 +43,14 @@ def leaderboard(campaign: Optional[str] = typer.Option(None, help="only this cam
     from services.archive import queries
 
     with _open(data_dir) as store:
-        rows = queries.leaderboard(store, campaign, limit)
+        print_leaderboard(store, campaign, limit)
+
+
+def print_leaderboard(store, campaign: Optional[str] = None, limit: int = 50) -> None:
+    """The leaderboard as a rich table (also printed at the end of `archlab run`)."""
+    from services.archive import queries
+
+    rows = queries.leaderboard(store, campaign, limit)
     table = Table(title=f"leaderboard{' of ' + escape(campaign) if campaign else ''}")
     for col, justify in (("rank", "right"), ("experiment", "left"), ("name", "left"), ("fitness", "right"),
                          ("loss score", "right"), ("bench score", "right"), ("qualitative", "right"),
@@ -172,7 +175,7 @@ def replay(shuffle_seed: Optional[int] = typer.Option(None, help="replay in a sh
     from services.archive.storage import SQLiteStore, open_store
     from services.common import endpoints
 
-    settings = _settings(data_dir)
+    settings = load_settings(data_dir)
     bootstrap = endpoints.kafka_bootstrap(settings)
     t = time.perf_counter()
     events, bad = asyncio.run(read_log_events(bootstrap))
@@ -209,23 +212,18 @@ def import_asi_arch(file: Path = typer.Argument(..., exists=True, dir_okay=False
     """Publish the published ASI-Arch programs as ExperimentImported events (with their lineage)."""
     from services.archive.importer import imported_events, load_records
     from services.common import endpoints
-    from services.common.bus import ensure_topics, make_broker, publish_events
+    from services.common.bus import ensure_topics, publish_once
 
     events = imported_events(load_records(file), campaign)
     with_parent = sum(1 for e in events if e.parent_id in {x.experiment_id for x in events})
     if dry_run:
         console.print(f"{len(events)} experiments, {with_parent} with their parent among them")
         return
-    settings = _settings(data_dir)
+    settings = load_settings(data_dir)
 
     async def publish() -> None:
         await ensure_topics(endpoints.kafka_bootstrap(settings), settings.partitions, settings.replication_factor)
-        broker = make_broker(settings, client_id="archlab-import")
-        await broker.start()
-        try:
-            await publish_events(broker, events)
-        finally:
-            await broker.stop()
+        await publish_once(settings, *events, client_id="archlab-import")
 
     asyncio.run(publish())
     console.print(f"published {len(events)} ExperimentImported events ({with_parent} with their parent among them)")

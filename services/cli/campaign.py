@@ -158,18 +158,11 @@ def finish(settings: Settings, bootstrap: str, campaign_id: str) -> Path:
     from services.cli.report import build_report, read_campaign_events
 
     events, _ = asyncio.run(read_campaign_events(bootstrap, campaign_id))
-    view = CampaignView(campaign_id)
-    for e in events:
-        view.apply(e)
-    table = Table(title=f"leaderboard of {campaign_id}")
-    for col in ("rank", "name", "role", "fitness", "loss", "benchmark"):
-        table.add_column(col)
-    ranked = sorted((x for x in view.experiments.values() if x.fitness is not None), key=lambda x: -x.fitness)
-    for i, x in enumerate(ranked, 1):
-        table.add_row(str(i), x.name, x.role, f"{x.fitness:.4f}",
-                      f"{x.final_loss:.4f}" if x.final_loss is not None else "-",
-                      f"{x.benchmark:.4f}" if x.benchmark is not None else "-")
-    console.print(table)
+    from services.archive.storage import open_store
+    from services.cli.archive import print_leaderboard
+
+    with open_store(settings, read_only=True) as store:
+        print_leaderboard(store, campaign_id)
     out = Path(settings.data_dir) / "reports" / f"{campaign_id}.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     build_report(events, out, title=f"archlab campaign {campaign_id}")
