@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import math
 import random
-import statistics
 import sys
 import time
 from collections import Counter, defaultdict

@@ -174,3 +174,7 @@ for _module in ("services.cli.campaign", "services.cli.report", "services.cli.ar
                 "services.cli.researcher", "services.cli.zoo"):
     if importlib.util.find_spec(_module) is not None:
         importlib.import_module(_module).register(app)
+
+
+if __name__ == "__main__":
+    app()

@@ -84,11 +84,14 @@ def running_state(settings: Settings) -> StackState | None:
     return state if alive else None
 
 
+READY_MARKERS = (b'"service started"', b'"engineer started"')
+
+
 def _wait_started(log_path: Path, proc: ChildProcess, timeout: float) -> None:
     """A service is up when it logs "service started" (after joining its consumer groups)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if log_path.exists() and b'"service started"' in log_path.read_bytes():
+        if log_path.exists() and any(m in log_path.read_bytes() for m in READY_MARKERS):
             return
         if proc.proc is not None and proc.proc.poll() is not None:
             tail = log_path.read_text(errors="replace")[-3000:] if log_path.exists() else ""

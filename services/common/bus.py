@@ -39,8 +39,10 @@ Handler = Callable[[Event], Awaitable[Iterable[Event] | None]]
 def make_broker(settings: Settings, client_id: str = "archlab") -> KafkaBroker:
     """The FastStream KafkaBroker for the configured (or embedded) Kafka."""
     # Per-message "Received/Processed" lines go to DEBUG: our own structured log says what happened.
+    quiet = logging.getLogger("archlab.faststream")
+    quiet.setLevel(logging.WARNING)
     return KafkaBroker(endpoints.kafka_bootstrap(settings), client_id=client_id,
-                       enable_idempotence=True, log_level=logging.DEBUG)
+                       enable_idempotence=True, log_level=logging.DEBUG, logger=quiet)
 
 
 async def ensure_topics(bootstrap: str, partitions: int, replication_factor: int = 1) -> list[str]:

@@ -58,7 +58,6 @@ class Limits:
     wall_s: float = 600.0
     mem_mb: int = 4096                # address space (torch alone maps ~650 MB); data segment on CUDA
     threads: int = 1
-    max_procs: int = 0                # child processes the program may start: 0 (the hook forbids them)
     file_mb: int = 4096               # largest file the child may write (checkpoints)
     writable: tuple[str, ...] = ()    # directories besides scratch the child may write (shared checkpoints)
     network: bool = False
@@ -133,6 +132,8 @@ def child_env(scratch: Path, limits: Limits) -> dict[str, str]:
     )
     if not limits.compile:
         env["TORCHDYNAMO_DISABLE"] = "1"
+    else:  # Inductor compiles in-process: its worker pool would be processes the hook refuses
+        env["TORCHINDUCTOR_COMPILE_THREADS"] = "1"
     env.update(limits.extra_env)
     return env
 

@@ -37,7 +37,7 @@ def run_python_module(module: str, args: list[str], *, scratch: Path, wall_s: fl
         return _fallback(module, args, scratch=scratch, wall_s=wall_s, mem_mb=mem_mb, threads=threads)
     # torch._dynamo is imported by the checks' dispatch mode: import it (trusted) before the hook is armed
     limits = Limits(wall_s=wall_s, mem_mb=mem_mb, threads=threads,
-                    preimport=("torch", "torch._dynamo", "einops", "services.researcher.checks_child"))
+                    preimport=("torch", "torch._dynamo", "einops"))
     return shared_run(module, args, scratch=scratch, limits=limits)
 
 
