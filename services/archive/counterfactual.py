@@ -1,23 +1,22 @@
 """Counterfactual replay: what would this campaign have decided under another fitness weighting
 or parent policy? Computed from the log alone: no training, no LLM, nothing published.
 
-The campaign's events are replayed in time order into a scratch store. Scores are recomputed
-with the judge's `rescore` (each new score enters the stream right where the original one did),
-and the campaign's scheme/policy are swapped. Before each recorded exploration ParentSampled,
-the archive's own `sample_parent` is asked what it would draw at that moment; the answer is
-compared with what was actually drawn. The leaderboard under the new scores is compared with
-the original one.
+Scores are recomputed from the stored results with the judge's `rescore` (same formula, new
+weights). Every exploration ParentSampled records the pool the archive saw (`draw["pool"]`, best
+first) and is seeded from the campaign seed and its ordinal; the counterfactual re-ranks exactly
+that pool under the new scores and asks the (possibly different) policy for its draw with the same
+random stream. With unchanged weights and policy this reproduces every recorded decision, which
+the tests check. Limits: the pool is the recorded top 50; experiments the archive had ranked below
+it are not reconsidered, and children sampled under the counterfactual are not invented (the
+replay compares decisions, it cannot train what was never trained).
 """
 from __future__ import annotations
 
-import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from schemas import events as ev
-from services.archive.pool import sample_parent
-from services.archive.projection import apply
-from services.archive.storage import SQLiteStore
+from services.archive.policies import POLICIES, Member, rng_for
 
 
 @dataclass
@@ -63,11 +62,6 @@ class Counterfactual:
         return concordant / (n * (n - 1) / 2)
 
 
-def _ranking(scores: dict[str, ev.ScoreAssigned]) -> list[tuple[str, float]]:
-    ranked = [(e, s.fitness) for e, s in scores.items() if s.fitness is not None]
-    return sorted(ranked, key=lambda t: (-t[1], t[0]))
-
-
 def _latest(scores: list[ev.ScoreAssigned]) -> dict[str, ev.ScoreAssigned]:
     out: dict[str, ev.ScoreAssigned] = {}
     for s in sorted(scores, key=lambda s: (s.occurred_at, s.event_id)):
@@ -75,47 +69,54 @@ def _latest(scores: list[ev.ScoreAssigned]) -> dict[str, ev.ScoreAssigned]:
     return out
 
 
+def _ranking(fitness: dict[str, float | None]) -> list[tuple[str, float]]:
+    return sorted(((e, f) for e, f in fitness.items() if f is not None), key=lambda t: (-t[1], t[0]))
+
+
+def _rerank(pool_ids: list[str], fitness: dict[str, float | None], children: Counter) -> list[Member]:
+    """The recorded pool under new scores: scored members best first, then unscored (roots) as recorded."""
+    scored = sorted((i for i in pool_ids if fitness.get(i) is not None), key=lambda i: (-fitness[i], i))
+    rest = [i for i in pool_ids if fitness.get(i) is None]
+    return [Member(i, rank, fitness.get(i), children[i]) for rank, i in enumerate(scored + rest, start=1)]
+
+
 def counterfactual(events: list[ev.Event], campaign_id: str, *, weights: dict[str, float] | None = None,
                    policy: str | None = None, policy_params: dict | None = None,
                    scheme: str = "counterfactual") -> Counterfactual:
     from services.judge.rescore import rescore
 
-    events = sorted(events, key=lambda e: (e.occurred_at, e.event_id))
-    started = next((e for e in events if isinstance(e, ev.CampaignStarted) and e.campaign_id == campaign_id), None)
+    mine = sorted((e for e in events if e.campaign_id == campaign_id), key=lambda e: (e.occurred_at, e.event_id))
+    started = next((e for e in mine if isinstance(e, ev.CampaignStarted)), None)
     if started is None:
         raise ValueError(f"campaign {campaign_id!r} has no CampaignStarted in the log")
+    policy = policy or started.policy
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r}; known: {', '.join(POLICIES)}")
+    params = started.policy_params if policy_params is None else policy_params
     original_scheme = (started.config or {}).get("scheme", "paper")
-    mine = [e for e in events if e.campaign_id == campaign_id]
-    results = [e for e in mine if isinstance(e, ev.ResultsReady)]
     scores = [e for e in mine if isinstance(e, ev.ScoreAssigned) and e.scheme == original_scheme]
+    before = {e: s.fitness for e, s in _latest(scores).items()}
     if weights is not None:
-        new_scores = rescore(results, scores, weights, scheme=scheme)
-        active_scheme = scheme
+        results = [e for e in mine if isinstance(e, ev.ResultsReady)]
+        after = {e: s.fitness for e, s in _latest(rescore(results, scores, weights, scheme=scheme)).items()}
     else:
-        new_scores, active_scheme = [], original_scheme
-    new_by_old = {s.rescore_of: s for s in new_scores if s.rescore_of}
-    cf_started = started.model_copy(update={
-        "policy": policy or started.policy,
-        "policy_params": policy_params if policy_params is not None else started.policy_params,
-        "config": {**(started.config or {}), "scheme": active_scheme},
-    })
-    result = Counterfactual(campaign_id, active_scheme, cf_started.policy, _ranking(_latest(scores)),
-                            _ranking(_latest(new_scores)) if weights is not None else _ranking(_latest(scores)))
-    with tempfile.TemporaryDirectory() as tmp, SQLiteStore(Path(tmp) / "cf.sqlite", bulk=True) as store:
-        for e in events:
-            if e is started:
-                e = cf_started
-            if isinstance(e, ev.ParentSampled) and e.campaign_id == campaign_id and e.mode == "explore":
-                ordinal = int(e.draw.get("ordinal", len(result.decisions)))
-                store.commit()
-                draw = sample_parent(store, store.get_campaign(campaign_id), ordinal)
-                result.decisions.append(Decision(e.experiment_id, ordinal, e.parent.experiment_id,
-                                                 draw.parent.experiment_id if draw else None))
-            if isinstance(e, (ev.ProposalCreated, ev.ResultsReady)) and e.campaign_id == campaign_id:
-                result.names.setdefault(e.experiment_id, e.name)
-            if isinstance(e, ev.ParentSampled) and e.mode == "baseline":
-                result.names.setdefault(e.experiment_id, e.parent.name)
-            apply(store, e)
-            if isinstance(e, ev.ScoreAssigned) and e.event_id in new_by_old:
-                apply(store, new_by_old[e.event_id])
-    return result
+        after, scheme = before, original_scheme
+    out = Counterfactual(campaign_id, scheme, policy, _ranking(before), _ranking(after))
+    for e in mine:
+        if isinstance(e, (ev.ProposalCreated, ev.ResultsReady)):
+            out.names.setdefault(e.experiment_id, e.name)
+        elif isinstance(e, ev.ParentSampled):
+            out.names.setdefault(e.parent.experiment_id, e.parent.name)
+    children: Counter = Counter()
+    sampled = sorted((e for e in mine if isinstance(e, ev.ParentSampled) and e.mode == "explore"),
+                     key=lambda e: int(e.draw.get("ordinal", 0)))
+    for e in sampled:
+        pool_ids = e.draw.get("pool")
+        if pool_ids:
+            ordinal = int(e.draw.get("ordinal", 0))
+            pool = _rerank(pool_ids, after, children)
+            draw = POLICIES[policy](pool, rng_for(int(started.seed), ordinal), params or {})
+            out.decisions.append(Decision(e.experiment_id, ordinal, e.parent.experiment_id,
+                                          draw.parent.experiment_id))
+        children[e.parent.experiment_id] += 1
+    return out

@@ -70,5 +70,7 @@ def sample_parent(store: Store, campaign: Record, ordinal: int) -> Draw | None:
         "scheme": campaign_scheme(store, campaign_id), "pool_size": len(pool),
         "parent_rank": draw.parent.rank, "parent_fitness": draw.parent.fitness,
         "reference_ranks": [m.rank for m in draw.references],
+        # The pool as it was, best first: a counterfactual replay re-ranks exactly these members.
+        "pool": [m.experiment_id for m in pool],
     })
     return draw

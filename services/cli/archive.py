@@ -164,6 +164,11 @@ def export(fmt: str = typer.Option("jsonl", "--format", help="jsonl | csv"),
 
 
 def replay(shuffle_seed: Optional[int] = typer.Option(None, help="replay in a shuffled cross-topic order"),
+           rescore: Optional[str] = typer.Option(None, "--rescore", help="counterfactual: fitness weights "
+                                                  "NAME=W,... (loss, benchmark, qualitative)"),
+           policy: Optional[str] = typer.Option(None, "--policy", help="counterfactual: parent policy "
+                                                 "(topk-uniform | uct | fitness-proportional)"),
+           campaign: Optional[str] = typer.Option(None, help="campaign of the counterfactual (default: latest)"),
            out: Optional[Path] = typer.Option(None, help="the fresh database "
                                               "(default: DATA_DIR/replays/<time>.sqlite)"),
            data_dir: Optional[Path] = DataDir):
@@ -179,6 +184,9 @@ def replay(shuffle_seed: Optional[int] = typer.Option(None, help="replay in a sh
     bootstrap = endpoints.kafka_bootstrap(settings)
     t = time.perf_counter()
     events, bad = asyncio.run(read_log_events(bootstrap))
+    if rescore is not None or policy is not None:
+        print_counterfactual(events, campaign, rescore, policy)
+        return
     read_s = time.perf_counter() - t
     if shuffle_seed is not None:
         events = interleave(events, shuffle_seed)
@@ -203,6 +211,49 @@ def replay(shuffle_seed: Optional[int] = typer.Option(None, help="replay in a sh
     else:
         console.print("[red]digests differ[/] (is the archive still catching up? compare `archlab status` lag)")
         raise typer.Exit(1)
+
+
+def print_counterfactual(events, campaign: Optional[str], rescore: Optional[str], policy: Optional[str]) -> None:
+    """`replay --rescore/--policy`: re-run scoring and parent selection of a finished campaign from the log."""
+    from schemas import events as ev
+    from services.archive.counterfactual import counterfactual
+    from services.archive.policies import POLICIES
+    from services.cli.judge import parse_weights
+
+    if policy is not None and policy not in POLICIES:
+        console.print(f"[red]unknown policy[/] {policy!r}; known: {', '.join(POLICIES)}")
+        raise typer.Exit(2)
+    starts = sorted((e for e in events if isinstance(e, ev.CampaignStarted)), key=lambda e: e.occurred_at)
+    if not starts:
+        console.print("[red]no campaign in the log[/]")
+        raise typer.Exit(1)
+    campaign = campaign or starts[-1].campaign_id
+    try:
+        weights = parse_weights(rescore) if rescore is not None else None
+        cf = counterfactual(events, campaign, weights=weights, policy=policy)
+    except ValueError as e:
+        console.print(f"[red]{escape(str(e))}[/]")
+        raise typer.Exit(2)
+    table = Table(title=f"counterfactual leaderboard of {escape(campaign)}: scheme {cf.scheme}, policy {cf.policy}")
+    for col in ("rank", "was", "move", "experiment", "name", "fitness now", "fitness was"):
+        table.add_column(col)
+    before, after = dict(cf.original), dict(cf.counterfactual)
+    for exp_id, was, now in cf.rank_changes():
+        move = "" if was is None or now is None else (f"[green]+{was - now}[/]" if was > now else
+                                                        f"[red]{was - now}[/]" if now > was else "=")
+        table.add_row(str(now or "—"), str(was or "—"), move, escape(exp_id), escape(cf.names.get(exp_id, "")),
+                      _num(after.get(exp_id)), _num(before.get(exp_id)))
+    console.print(table)
+    tau = cf.kendall_tau()
+    console.print(f"Kendall tau between the leaderboards: {_num(tau, 3)}; "
+                  f"top-1 {'unchanged' if cf.original[:1] == cf.counterfactual[:1] else 'changed'}")
+    if cf.decisions:
+        changed = [d for d in cf.decisions if d.actual_parent != d.counterfactual_parent]
+        console.print(f"parent decisions: {len(cf.decisions)} replayed, {len(changed)} would differ "
+                      f"(agreement {cf.agreement:.0%})")
+        for d in changed[:20]:
+            console.print(f"  {escape(d.experiment_id)}: parent {escape(cf.names.get(d.actual_parent, d.actual_parent))}"
+                          f" -> {escape(cf.names.get(d.counterfactual_parent or '', d.counterfactual_parent or '—'))}")
 
 
 def import_asi_arch(file: Path = typer.Argument(..., exists=True, dir_okay=False, help="106.json"),

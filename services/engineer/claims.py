@@ -50,14 +50,21 @@ class Run:
     arrival: int = 0                           # order in which the proposal was seen (FIFO scheduling)
     claims: list[Claim] = field(default_factory=list)
     owner: Claim | None = None
-    last_beat: float = 0.0                     # when the owner was last heard of (claim or heartbeat)
+    beats: dict[str, float] = field(default_factory=dict)  # engineer -> last heartbeat seen (any order vs claims)
     step: int = 0
-    checkpoint_step: int | None = None
+    checkpoint_step: int | None = None         # the furthest checkpoint any engineer reported for this run
     outcome: str | None = None                 # "results" | "failed": the run is over
 
     @property
     def owner_id(self) -> str | None:
         return self.owner.engineer_id if self.owner else None
+
+    @property
+    def last_beat(self) -> float:
+        """When the owner was last heard of: its claim or its latest heartbeat."""
+        if self.owner is None:
+            return 0.0
+        return max(self.owner.seen_at, self.beats.get(self.owner.engineer_id, 0.0))
 
     def lease_expired(self, now: float) -> bool:
         return self.owner is not None and now - self.last_beat > self.owner.lease_s
@@ -99,12 +106,13 @@ class WorkTable:
         elif isinstance(event, ev.TrainingStarted):
             self._apply_claim(event)
         elif isinstance(event, ev.TrainingProgress):
+            # kept per engineer: heartbeats and claims are on different topics, so a replay may
+            # bring a heartbeat before the claim that made its sender the owner
             run = self.run(event.experiment_id, event.revision)
-            if run.owner is not None and event.engineer_id == run.owner.engineer_id:
-                run.last_beat = max(run.last_beat, self._seen_at(event))
-                run.step = max(run.step, event.step)
-                if event.checkpoint_step is not None:
-                    run.checkpoint_step = max(run.checkpoint_step or 0, event.checkpoint_step)
+            run.beats[event.engineer_id] = max(run.beats.get(event.engineer_id, 0.0), self._seen_at(event))
+            run.step = max(run.step, event.step)
+            if event.checkpoint_step is not None:
+                run.checkpoint_step = max(run.checkpoint_step or 0, event.checkpoint_step)
         elif isinstance(event, ev.ResultsReady):
             self.run(event.experiment_id, event.revision).outcome = "results"
             self.with_results.add(event.experiment_id)
@@ -122,7 +130,6 @@ class WorkTable:
         run.claims.append(claim)
         if won:
             run.owner = claim
-            run.last_beat = claim.seen_at
 
     # ---------------------------------------------------------------- questions the worker asks
     def is_over(self, run: Run) -> bool:

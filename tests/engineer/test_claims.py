@@ -65,7 +65,7 @@ def test_a_lease_expires_without_heartbeats_and_heartbeats_renew_it():
     t.apply(beat(p, "A", clock, step=20))
     clock.t += 50  # 100 s after the claim but only 50 after the heartbeat
     assert t.next_claimable() is None
-    t.apply(beat(p, "B", clock))  # a heartbeat of a non-owner does not renew anything
+    t.apply(beat(p, "B", clock, step=5))  # a heartbeat of a non-owner does not renew the lease
     clock.t += 11
     run = t.next_claimable()
     assert run is not None and run.owner_id == "A" and run.checkpoint_step == 20
@@ -163,3 +163,18 @@ def test_thin_curve_keeps_200_points_with_both_ends():
     assert len(thin) == 200 and thin[0] == (10, 4.999) and thin[-1] == (10000, 4.0)
     assert [s for s, _ in thin] == sorted({s for s, _ in thin})
     assert handlers.thin_curve(curve[:5]) == [(s, v) for s, v in curve[:5]]
+
+
+def test_heartbeats_replayed_before_their_claim_still_count():
+    clock = Clock()
+    t = WorkTable("B", clock=clock)
+    p = proposal()
+    old = Clock(clock.t - 100)
+    t.apply(p)
+    t.apply(beat(p, "A", Clock(clock.t - 5), step=60))  # the progress topic was read first
+    t.apply(claim(p, "A", old))
+    run = t.run("exp-1", 0)
+    assert run.owner_id == "A" and run.checkpoint_step == 60
+    assert t.next_claimable() is None  # the heartbeat 5 s ago keeps the 100 s old claim alive
+    clock.t += 60
+    assert t.next_claimable() is run
