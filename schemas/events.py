@@ -174,6 +174,7 @@ class ExperimentAbandoned(Event):
     attempts: int = 0
     revisions: int = 0
     history: list[dict[str, Any]] = Field(default_factory=list)
+    usage: Usage | None = None
 
 
 # ---------------------------------------------------------------- researcher

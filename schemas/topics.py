@@ -24,9 +24,9 @@ class TopicSpec:
 # Who reacts to what (documentation of the event flow; the AsyncAPI document is built from it and a
 # test checks it against each service's wiring). The archive consumes every topic.
 CONSUMERS: dict[str, tuple[str, ...]] = {
-    "CampaignStarted": ("archive",),
-    "ParentSampled": ("researcher", "archive"),
-    "ProposalCreated": ("engineer", "researcher-novelty", "analyst", "archive"),
+    "CampaignStarted": ("judge", "archive"),
+    "ParentSampled": ("researcher", "debugger-memory", "archive"),
+    "ProposalCreated": ("engineer", "researcher-novelty", "debugger-memory", "judge", "analyst", "archive"),
     "ProposalRejected": ("archive",),
     "TrainingStarted": ("engineer", "archive"),
     "TrainingProgress": ("engineer", "archive"),

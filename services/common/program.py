@@ -74,7 +74,8 @@ def load_layer_class(code: str, class_name: str = "DeltaNet") -> type:
     if not code or not code.strip():
         raise ContractError("the program is empty")
     if not re.search(rf"\bclass\s+{re.escape(class_name)}\b", code):
-        raise ContractError(f"no class {class_name} defined: the layer contract requires `class {class_name}(nn.Module)`")
+        raise ContractError(f"no class {class_name} defined: the layer contract requires "
+                            f"`class {class_name}(nn.Module)`")
     module = load_program_module(code)
     cls = getattr(module, class_name, None)
     if not isinstance(cls, type):

@@ -2,8 +2,6 @@
 import os
 import time
 
-import pytest
-
 from services.common.sandbox import Limits, run_python_module
 
 HOSTILE = "tests.engineer.hostile"
