@@ -87,17 +87,70 @@ def running_state(settings: Settings) -> StackState | None:
 READY_MARKERS = (b'"service started"', b'"engineer started"')
 
 
-def _wait_started(log_path: Path, proc: ChildProcess, timeout: float) -> None:
+def _wait_started(log_path: Path, proc: ChildProcess, timeout: float, offset: int = 0) -> None:
     """A service is up when it logs "service started" (after joining its consumer groups)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if log_path.exists() and any(m in log_path.read_bytes() for m in READY_MARKERS):
+        if log_path.exists() and any(m in log_path.read_bytes()[offset:] for m in READY_MARKERS):
             return
         if proc.proc is not None and proc.proc.poll() is not None:
             tail = log_path.read_text(errors="replace")[-3000:] if log_path.exists() else ""
             raise RuntimeError(f"{proc.name} exited with code {proc.proc.returncode} during start:\n{tail}")
         time.sleep(0.2)
     raise TimeoutError(f"{proc.name} did not report 'service started' within {timeout:.0f}s (log: {log_path})")
+
+
+def _spec(pname: str) -> tuple[str, list[str]]:
+    """Module and arguments of a service process name ("engineer-2" is an engineer)."""
+    base = pname.rsplit("-", 1)[0] if pname.startswith("engineer-") else pname
+    for name, module, args in SERVICES:
+        if name == base:
+            return module, args
+    raise KeyError(f"unknown service process {pname!r}; known: {[n for n, _, _ in SERVICES]}")
+
+
+def _launch(settings: Settings, state: StackState, pname: str) -> tuple[ChildProcess, Path, int]:
+    """Start one service process and record it; returns it, its log and the log offset at start."""
+    module, args = _spec(pname)
+    if importlib.util.find_spec(module) is None:
+        raise RuntimeError(f"service module {module} not found")
+    env = service_env(settings, state)
+    if pname.startswith("engineer-"):
+        env["ARCHLAB_ENGINEER_ID"] = pname
+    log_path = Path(settings.data_dir) / "logs" / f"{pname}.log"
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    child = ChildProcess(pname, [sys.executable, "-m", module, *args], log_path, env=env)
+    child.start()
+    state.processes[pname] = child.pid
+    state.dump(endpoints.stack_file(settings))
+    return child, log_path, offset
+
+
+def restart(settings: Settings, pname: str, *, timeout: float = 120.0, progress=print) -> int:
+    """Stop (if alive) and start again one process of the running stack; returns its new pid.
+
+    The broker comes back on the same port with the same data: its snapshot keeps topics,
+    events and committed offsets, and clients reconnect to the address they know.
+    """
+    settings = absolute(settings)
+    state = StackState.load(endpoints.stack_file(settings))
+    if state is None:
+        raise RuntimeError("no stack running (start one with `archlab up`)")
+    old = state.processes.get(pname)
+    if old and pid_alive(old):
+        stop_pid(old, signal.SIGINT if pname in ("kafka", "milvus") else signal.SIGTERM, timeout=30)
+    if pname == "kafka":
+        broker = EmbeddedKafka(Path(settings.data_dir) / "broker", port=int(state.kafka.rsplit(":", 1)[1])).start()
+        state.processes["kafka"] = broker.child.pid
+        state.dump(endpoints.stack_file(settings))
+        progress(f"restarted kafka (pid {broker.child.pid}) at {state.kafka}")
+        return broker.child.pid
+    if pname == "milvus":
+        raise ValueError("restart milvus with `archlab down` and `archlab up`")
+    child, log_path, offset = _launch(settings, state, pname)
+    _wait_started(log_path, child, timeout, offset)
+    progress(f"restarted {pname} (pid {child.pid})")
+    return child.pid
 
 
 def up(settings: Settings, *, engineers: int = 1, services: list[str] | None = None, progress=print,
@@ -137,27 +190,16 @@ def up(settings: Settings, *, engineers: int = 1, services: list[str] | None = N
             state.milvus = f"http://127.0.0.1:{port}"
             progress(f"started milvus-lite server at {state.milvus}")
         state.dump(stack_path)
-        env = service_env(settings, state)
         wanted = [name for name, _, _ in SERVICES] if services is None else services
-        started: list[tuple[ChildProcess, Path]] = []
-        for name, module, args in SERVICES:
+        started = []
+        for name, _, _ in SERVICES:
             if name not in wanted:
                 continue
-            if importlib.util.find_spec(module) is None:
-                raise RuntimeError(f"service module {module} not found")
             for i in range(engineers if name == "engineer" else 1):
                 pname = f"{name}-{i + 1}" if name == "engineer" else name
-                log_path = data_dir / "logs" / f"{pname}.log"
-                penv = dict(env)
-                if name == "engineer":
-                    penv["ARCHLAB_ENGINEER_ID"] = pname
-                child = ChildProcess(pname, [sys.executable, "-m", module, *args], log_path, env=penv)
-                child.start()
-                state.processes[pname] = child.pid
-                state.dump(stack_path)
-                started.append((child, log_path))
-        for child, log_path in started:
-            _wait_started(log_path, child, timeout)
+                started.append(_launch(settings, state, pname))
+        for child, log_path, offset in started:
+            _wait_started(log_path, child, timeout, offset)
             progress(f"started {child.name} (pid {child.pid})")
         return state
     except BaseException:

@@ -79,7 +79,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
         steps=200, batch_size=32, lr=1e-2, log_every=10, checkpoint_every=50,
         eval_tasks=("mqar_recall", "mqar_mc"), eval_examples=128,
         monitor_warmup_steps=10, leak_check_every=50,
-        train_time_limit_s=120, eval_time_limit_s=120, memory_limit_mb=2048,
+        train_time_limit_s=300, eval_time_limit_s=240, memory_limit_mb=6144,
     ),
     Profile(
         name="cpu-tiny",
@@ -89,7 +89,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
         task="mqar", seq_len=128, mqar_num_kv=32,
         steps=1000, batch_size=64, lr=3e-3, log_every=10, checkpoint_every=100,
         eval_tasks=("mqar_recall", "mqar_mc"), eval_examples=256,
-        train_time_limit_s=900, eval_time_limit_s=300, memory_limit_mb=4096,
+        train_time_limit_s=900, eval_time_limit_s=300, memory_limit_mb=8192,
     ),
     Profile(
         name="cpu-bytes",
@@ -98,7 +98,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
         hidden_size=128, num_layers=4, num_heads=2, vocab_size=256, layer_kwargs=_TINY_LAYER, max_params=2_000_000,
         task="bytes", seq_len=256, steps=400, batch_size=16, lr=2e-3, log_every=10, checkpoint_every=100,
         eval_tasks=("bytes_bpb", "stdlib_mc"), eval_examples=128,
-        train_time_limit_s=900, eval_time_limit_s=300, memory_limit_mb=4096,
+        train_time_limit_s=900, eval_time_limit_s=300, memory_limit_mb=8192,
     ),
     Profile(
         name="explore-20m",

@@ -1,0 +1,169 @@
+"""Orchestration at campaign level: engineer scale-out, and the overhead around real work.
+
+    python bench/campaign.py scaling [--engineers 1,2,4,8] [--jobs 24] [--job-s 3]
+    python bench/campaign.py overhead --data-dir DIR [--campaign C]
+
+scaling: N engineer workers (in one process, each its own Kafka consumer and sandbox children) on
+the embedded broker run a fixed synthetic job: a sleep-based stand-in for the runner
+(tests/engineer/fake_runner.py, same command line and result format), so the two cores are not
+the limit. Prints experiments/minute per N and the ratio to one engineer (target >= 0.9 N).
+
+overhead: reads a finished campaign's log (from a stack started with `archlab up`/`run --keep-up`)
+and splits each experiment's wall time (ParentSampled -> InsightsStored) into the work itself
+(proposing+checking in the researcher, training+evaluation inside the sandbox as the runner timed
+it, judging, analysing) and what is left: hand-offs between services (event hops, claims,
+sandbox start). Prints the per-experiment median and the share of wall time.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from schemas import codec  # noqa: E402
+from schemas import events as ev  # noqa: E402
+from schemas.events import EVENT_TYPES  # noqa: E402
+from schemas.topics import topic_for  # noqa: E402
+from services.common.bus import ensure_topics, publish_once  # noqa: E402
+from services.common.embedded import EmbeddedKafka  # noqa: E402
+from services.common.log_reader import read_log  # noqa: E402
+from services.common.settings import Settings  # noqa: E402
+
+
+async def count_results(bootstrap: str, campaign: str) -> int:
+    n = set()
+    async for rec in read_log(bootstrap, [topic_for(ev.ResultsReady)]):
+        e = codec.decode(rec.value)
+        if e.campaign_id == campaign:
+            n.add(e.experiment_id)
+    return len(n)
+
+
+async def scaling_round(bootstrap: str, data_dir: Path, n_engineers: int, jobs: int, job_s: float) -> float:
+    from services.engineer.worker import Worker, WorkerConfig
+
+    settings = Settings(kafka_bootstrap=bootstrap, data_dir=data_dir, partitions=12)
+    steps = 10
+    workers = [Worker(settings, WorkerConfig(engineer_id=f"bench-{n_engineers}-{i}", runner_module=
+                                             "tests.engineer.fake_runner", preimport=(), lease_s=60, heartbeat_s=2,
+                                             profile_overrides={"steps": steps}))
+               for i in range(n_engineers)]
+    for w in workers:
+        await w.start()
+    campaign = f"scale-{n_engineers}-{time.time_ns()}"
+    proposals = [ev.ProposalCreated(campaign_id=campaign, experiment_id=f"{campaign}-{i}", producer="bench",
+                                    name=f"job{i}", code=f"# fake: steps={steps} step_s={job_s / steps}\n",
+                                    motivation="synthetic", profile="cpu-micro") for i in range(jobs)]
+    t0 = time.perf_counter()
+    await publish_once(settings, *proposals)
+    while await count_results(bootstrap, campaign) < jobs:
+        await asyncio.sleep(0.5)
+    wall = time.perf_counter() - t0
+    for w in workers:
+        await w.stop()
+    return jobs / wall * 60
+
+
+async def scaling(engineers: list[int], jobs: int, job_s: float) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = EmbeddedKafka(Path(tmp) / "broker").start()
+        try:
+            await ensure_topics(broker.bootstrap, 12)
+            rates = {}
+            for n in engineers:
+                rates[n] = await scaling_round(broker.bootstrap, Path(tmp) / f"lab{n}", n, jobs, job_s)
+                print(f"{n} engineer(s): {rates[n]:.1f} experiments/min", flush=True)
+        finally:
+            broker.stop()
+    base = rates[engineers[0]] / engineers[0]
+    ideal = 60 / job_s
+    print(f"synthetic job {job_s:.1f} s, {jobs} jobs per round; ideal per engineer {ideal:.1f}/min")
+    print(f"{'engineers':>9} {'exp/min':>8} {'vs 1 engineer':>14} {'target 0.9N':>11}")
+    for n, r in rates.items():
+        ratio = r / base
+        print(f"{n:9d} {r:8.1f} {ratio:13.2f}x {'ok' if ratio >= 0.9 * n else 'below':>11}")
+
+
+async def overhead(data_dir: Path, campaign: str | None) -> None:
+    from services.common import endpoints
+
+    bootstrap = endpoints.kafka_bootstrap(Settings(data_dir=data_dir))
+    events = []
+    async for rec in read_log(bootstrap, [topic_for(t) for t in EVENT_TYPES]):
+        try:
+            events.append(codec.decode(rec.value))
+        except codec.EventDecodeError:
+            continue
+    starts = sorted((e for e in events if isinstance(e, ev.CampaignStarted)), key=lambda e: e.occurred_at)
+    campaign = campaign or starts[-1].campaign_id
+    per: dict[str, dict] = {}
+    for e in sorted(events, key=lambda e: e.occurred_at):
+        if e.campaign_id != campaign:
+            continue
+        x = per.setdefault(e.experiment_id, {})
+        t = e.occurred_at.timestamp()
+        if isinstance(e, ev.ParentSampled):
+            x.setdefault("sampled", t)
+        elif isinstance(e, ev.ProposalCreated) and e.revision == 0:
+            x.setdefault("proposed", t)
+        elif isinstance(e, ev.TrainingStarted):
+            x.setdefault("claimed", t)
+        elif isinstance(e, ev.ResultsReady):
+            x.setdefault("results", t)
+            x.setdefault("runner_s", e.train_s + e.eval_s)
+        elif isinstance(e, ev.ScoreAssigned) and e.rescore_of is None:
+            x.setdefault("scored", t)
+        elif isinstance(e, ev.InsightsStored):
+            x.setdefault("insights", t)
+    rows = []
+    for exp, x in per.items():
+        if not {"sampled", "proposed", "claimed", "results", "scored", "insights"} <= set(x):
+            continue
+        wall = x["insights"] - x["sampled"]
+        work = {"propose+check": x["proposed"] - x["sampled"], "train+eval (runner)": x["runner_s"],
+                "judge": x["scored"] - x["results"], "analyse": x["insights"] - x["scored"]}
+        handoff = {"proposal -> claim": x["claimed"] - x["proposed"],
+                   "sandbox start/exit + result hop": (x["results"] - x["claimed"]) - x["runner_s"]}
+        rows.append((exp, wall, work, handoff))
+    if not rows:
+        print(f"no finished experiment in campaign {campaign}")
+        return
+    med = statistics.median
+    wall = med(r[1] for r in rows)
+    print(f"campaign {campaign}: {len(rows)} finished experiments; median wall {wall:.1f} s per experiment")
+    for key in rows[0][2]:
+        v = med(r[2][key] for r in rows)
+        print(f"  work     {key:34} {v:8.2f} s  {100 * v / wall:5.1f}%")
+    for key in rows[0][3]:
+        v = med(r[3][key] for r in rows)
+        print(f"  handoff  {key:34} {v:8.2f} s  {100 * v / wall:5.1f}%")
+    hops = med(sum(v for k, v in r[3].items() if k == "proposal -> claim") for r in rows)
+    print(f"orchestration overhead (event hand-offs, excluding sandbox start): median {hops:.2f} s = "
+          f"{100 * hops / wall:.2f}% of an experiment's wall time (target < 1%)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="part", required=True)
+    s = sub.add_parser("scaling")
+    s.add_argument("--engineers", default="1,2,4,8")
+    s.add_argument("--jobs", type=int, default=24)
+    s.add_argument("--job-s", type=float, default=3.0)
+    o = sub.add_parser("overhead")
+    o.add_argument("--data-dir", type=Path, required=True)
+    o.add_argument("--campaign")
+    a = ap.parse_args()
+    if a.part == "scaling":
+        asyncio.run(scaling([int(x) for x in a.engineers.split(",")], a.jobs, a.job_s))
+    else:
+        asyncio.run(overhead(a.data_dir, a.campaign))
+
+
+if __name__ == "__main__":
+    main()
