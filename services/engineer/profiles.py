@@ -84,10 +84,12 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
     Profile(
         name="cpu-tiny",
         description="embedded default: MQAR 128/32 over vocab 256, d=64, 2 layers, 1 head, short conv; "
-                    "ranks softmax ~ DeltaNet > linear attention; ~2-3 min per experiment on one thread",
+                    "ranks softmax ~ DeltaNet > linear attention (measured at 500 and 1000 steps: DeltaNet's recall "
+                    "jumps near step 300, linear stays < 0.15); 600 steps ~ 2.5-3 min per DeltaNet experiment "
+                    "on one idle thread",
         hidden_size=64, num_layers=2, num_heads=1, vocab_size=256, layer_kwargs=_TINY_LAYER, max_params=1_000_000,
         task="mqar", seq_len=128, mqar_num_kv=32,
-        steps=1000, batch_size=64, lr=3e-3, log_every=10, checkpoint_every=100,
+        steps=600, batch_size=64, lr=3e-3, log_every=10, checkpoint_every=100,
         eval_tasks=("mqar_recall", "mqar_mc"), eval_examples=256,
         train_time_limit_s=900, eval_time_limit_s=300, memory_limit_mb=8192,
     ),

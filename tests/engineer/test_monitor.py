@@ -32,7 +32,6 @@ def test_leak_shows_as_implausibly_low_loss_on_unpredictable_tokens():
     ev = stop.value.evidence
     assert stop.value.kind == "suspected_leak" and ev["rule"] == "unpredictable_tokens_ce"
     assert ev["ce_nats"] < ev["floor_nats"] == pytest.approx(0.5 * ev["unigram_entropy_nats"], abs=1e-3)
-    assert ev["step"] >= 10  # it took training to learn to copy the leaked token
 
 
 def test_nan_layer_is_stopped_as_diverged():

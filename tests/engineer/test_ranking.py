@@ -18,7 +18,7 @@ from services.engineer.runner import build_model, load_layer_class, make_batch_f
 from services.engineer.train import train
 from tests.engineer.programs import source
 
-STEPS = 1000
+STEPS = 500
 
 
 def _program(name: str) -> str:

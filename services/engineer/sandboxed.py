@@ -1,0 +1,68 @@
+"""One training run of a program in the sandbox, outside any campaign: the engineer's runner
+(services.engineer.runner) in a contained child, with the limits the worker uses.
+
+    res = run_training_sandboxed(code, "cpu-tiny", seed=0, scratch=tmp, on_progress=print)
+    res.ok, res.kind, res.result   # result: the runner's TrainResult as a dict, or {"error": {...}}
+
+`archlab evaluate` and the zoo's comparisons call this; the worker (worker.py) builds the same
+job and limits inside its claim/heartbeat loop (`training_limits` is the one definition of them).
+"""
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Callable
+
+from services.common.sandbox import RESULT_NAME, Limits, SandboxResult, run_python_module
+from services.engineer.profiles import Profile, get_profile
+
+RUNNER_MODULE = "services.engineer.runner"
+# trusted modules imported by the training child before the sandbox's audit hook is armed (they
+# probe the network, ctypes and subprocesses at import time) -- the worker's list
+RUNNER_PREIMPORT = ("torch", "services.engineer.evaluate", "services.engineer.train", "lm_eval", "lm_eval.tasks",
+                    "lm_eval.evaluator", "datasets")
+GPU_TOOLS = ("gcc", "cc", "clang", "ld", "ldconfig", "ptxas", "nvcc", "cuobjdump", "nvdisasm")  # triton's compiles
+
+
+def training_limits(profile: Profile, *, device: str = "cpu", threads: int = 1,
+                    writable: tuple[str, ...] = ()) -> Limits:
+    """The sandbox limits of one training + evaluation run of `profile` (as the engineer worker sets them)."""
+    cuda = device.startswith("cuda")
+    return Limits(wall_s=profile.train_time_limit_s + profile.eval_time_limit_s + 120, mem_mb=profile.memory_limit_mb,
+                  threads=threads, writable=writable, preimport=RUNNER_PREIMPORT, strict=False, cuda=cuda,
+                  compile=cuda, allow_exec=GPU_TOOLS if cuda else ())
+
+
+def run_training_sandboxed(code: str, profile: str, seed: int, *, scratch: str | Path,
+                           profile_overrides: dict | None = None, checkpoint_dir: str | Path | None = None,
+                           resume: bool = False, reference_step_s: float | None = None, device: str = "cpu",
+                           threads: int = 1, on_progress: Callable[[dict], None] | None = None,
+                           stop: threading.Event | None = None) -> SandboxResult:
+    """Train and evaluate `code` on `profile` in a sandbox child; blocks until it ends.
+
+    `on_progress` receives each progress dict the runner prints (step, total_steps, loss, ...), in the
+    calling thread of the sandbox's reader. On success `res.result` is the TrainResult as a dict.
+    """
+    scratch = Path(scratch).resolve()
+    scratch.mkdir(parents=True, exist_ok=True)
+    overrides = dict(profile_overrides or {})
+    prof = get_profile(profile, **overrides)
+    ckpt = Path(checkpoint_dir).resolve() if checkpoint_dir else scratch / "work" / "checkpoints"
+    ckpt.mkdir(parents=True, exist_ok=True)
+    job = {"code": code, "profile": profile, "seed": seed, "workdir": str(scratch / "work"),
+           "checkpoint_dir": str(ckpt), "resume": resume, "reference_step_s": reference_step_s,
+           "profile_overrides": overrides}
+    (scratch / "job.json").write_text(json.dumps(job))
+
+    def on_line(line: str) -> None:
+        if on_progress is not None and line.startswith('{"progress"'):
+            try:
+                update = json.loads(line)["progress"]
+            except (ValueError, KeyError, TypeError):
+                return
+            on_progress(update)
+
+    limits = training_limits(prof, device=device, threads=threads, writable=(str(ckpt),))
+    return run_python_module(RUNNER_MODULE, [str(scratch / "job.json"), str(scratch / RESULT_NAME)],
+                             scratch=scratch, limits=limits, on_line=on_line, stop=stop)

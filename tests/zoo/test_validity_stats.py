@@ -1,0 +1,91 @@
+"""The validity benchmark's statistics and cache, without training: Kendall tau-b, summaries over seeds,
+seed noise in the judge's format, and the cache keyed by code hash + profile + seed."""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import random
+
+import pytest
+from scipy.stats import kendalltau
+
+from services.common.settings import Settings
+from services.engineer.validity import (LITERATURE_RECALL_RANK, RECALL, RunRecord, ZooCache, build_report,
+                                        kendall_tau_b, mean_abs_seed_difference, profile_key)
+from services.judge import fitness as F
+
+
+@pytest.mark.parametrize("case", range(30))
+def test_tau_b_matches_scipy_with_ties(case):
+    rng = random.Random(case)
+    n = rng.randint(3, 9)
+    x = [rng.choice([0.0, 0.5, 1.0, 1.5]) for _ in range(n)]  # few distinct values: many ties
+    y = [rng.choice([1, 2, 3, 4, 5]) for _ in range(n)]
+    expected = kendalltau(x, y, variant="b").statistic
+    got = kendall_tau_b(x, y)
+    assert (math.isnan(got) and math.isnan(expected)) or got == pytest.approx(expected, abs=1e-12)
+
+
+def test_tau_b_extremes():
+    assert kendall_tau_b([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
+    assert kendall_tau_b([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
+    assert math.isnan(kendall_tau_b([1, 1, 1], [1, 2, 3]))
+
+
+def test_mean_abs_seed_difference():
+    assert mean_abs_seed_difference([0.5]) is None
+    assert mean_abs_seed_difference([0.2, 0.5]) == pytest.approx(0.3)
+    assert mean_abs_seed_difference([0.0, 0.3, 0.6]) == pytest.approx((0.3 + 0.6 + 0.3) / 3)
+
+
+def _rec(member, seed, recall, loss, prof="cpu-tiny"):
+    return RunRecord(member, prof, seed, {RECALL: recall, "mqar_mc/acc": recall, "final_loss": loss,
+                                          "benchmark": recall})
+
+
+def test_report_ranks_correlates_and_measures_noise_in_the_judges_format():
+    # the literature's order, exactly: tau = +1; linear's seeds disagree most
+    recalls = {"softmax": (1.0, 0.98), "gated_deltanet": (0.97, 0.95), "deltanet": (0.95, 0.93),
+               "gla": (0.6, 0.5), "retnet": (0.45, 0.41), "linear": (0.3, 0.1)}
+    records = [_rec(m, s, r[s], 3.0 - r[s]) for m, r in recalls.items() for s in (0, 1)]
+    records.append(RunRecord("mamba2", "cpu-tiny", 0, {}, error="RuntimeError: boom"))  # a failed run is left out
+    report = build_report(records)
+    assert report.rankings["cpu-tiny"] == {"metric": RECALL, "order": list(recalls)}
+    assert report.tau["cpu-tiny"]["tau_b"] == pytest.approx(1.0)
+    assert set(report.tau["cpu-tiny"]["members"]) == set(recalls)
+    s = report.summary["cpu-tiny"]["linear"][RECALL]
+    assert (s.mean, s.spread, s.seeds, s.seed_noise) == pytest.approx((0.2, 0.1, [0.3, 0.1], 0.2))
+    noise = report.noise["cpu-tiny"]
+    assert noise["per_member"]["linear"]["final_loss"] == pytest.approx(0.2)
+    expected = sum(abs(a - b) for a, b in recalls.values()) / len(recalls)
+    assert noise["pooled"]["benchmark"] == pytest.approx(expected)
+    # the judge reads it as Settings.judge_seed_noise (env ARCHLAB_JUDGE_SEED_NOISE)
+    assert report.judge_seed_noise == {"cpu-tiny": {"loss": pytest.approx(expected),
+                                                    "benchmark": pytest.approx(expected)}}
+    settings = Settings(judge_seed_noise=json.loads(json.dumps(report.judge_seed_noise)))
+    noise_obj = F.SeedNoise.from_dict(settings.judge_seed_noise["cpu-tiny"])
+    assert F.significant(expected / 2, expected / 2, noise_obj) is False  # within the noise: no discovery
+    assert F.significant(0.0, expected * 2, noise_obj) is True
+    json.dumps(report.to_json())  # serialisable
+
+
+def test_reversed_order_gives_negative_tau_and_overridden_profiles_stay_out_of_the_judge():
+    members = [m for m in LITERATURE_RECALL_RANK if m != "mamba2"]
+    records = [_rec(m, s, 0.1 * LITERATURE_RECALL_RANK[m] + 0.01 * s, 1.0, prof="cpu-tiny+steps=50")
+               for m, s in itertools.product(members, (0, 1))]
+    report = build_report(records)
+    assert report.tau["cpu-tiny+steps=50"]["tau_b"] == pytest.approx(-1.0)
+    assert report.judge_seed_noise == {}
+
+
+def test_cache_is_keyed_by_code_hash_profile_and_seed(tmp_path):
+    cache = ZooCache(tmp_path / "zoo-cache")
+    code = "class DeltaNet:\n    pass\n"
+    cache.put(code, "cpu-tiny", 0, {"final_loss": 1.0, "benchmark": 0.5})
+    assert cache.get(code + "\n\n", "cpu-tiny", 0) == {"final_loss": 1.0, "benchmark": 0.5}  # blank lines: same hash
+    assert cache.get(code, "cpu-tiny", 1) is None
+    assert cache.get(code, "cpu-micro", 0) is None
+    assert cache.get(code, "cpu-tiny", 0, {"steps": 10}) is None
+    assert cache.get(code.replace("pass", "x = 1"), "cpu-tiny", 0) is None
+    assert profile_key("cpu-tiny", {"steps": 10}) == "cpu-tiny+steps=10"
