@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -13,7 +14,9 @@ from rich.table import Table
 
 from services.common.settings import load_settings
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)  # logs of a bench run: no 80-column wrapping
+SHORT = {"mqar_recall/acc": "recall", "mqar_mc/acc": "mc", "benchmark": "benchmark", "final_loss": "loss",
+         "bytes_bpb/bits_per_byte": "bpb", "stdlib_mc/acc": "text mc"}
 zoo_app = typer.Typer(help="The architecture zoo: classic token mixers as baselines and seeds.",
                       no_args_is_help=True)
 DataDir = typer.Option(None, "--data-dir", help="State directory (default: $ARCHLAB_DATA_DIR or ./.archlab)")
@@ -59,11 +62,11 @@ def print_validity(report) -> None:
         table.add_column("rank")
         table.add_column("member")
         for m in metrics:
-            table.add_column(m, justify="right")
+            table.add_column(SHORT.get(m, m), justify="right")
         for rank, member in enumerate(report.rankings[prof]["order"], 1):
             s = members[member]
             table.add_row(str(rank), member, *[
-                f"{s[m].mean:.3f} ± {s[m].spread:.3f} [{' '.join(f'{v:.3f}' for v in s[m].seeds)}]" if m in s else ""
+                f"{s[m].mean:.3f}±{s[m].spread:.3f} [{' '.join(f'{v:.3f}' for v in s[m].seeds)}]" if m in s else ""
                 for m in metrics])
         console.print(table)
         tau = report.tau.get(prof)
@@ -76,7 +79,7 @@ def print_validity(report) -> None:
             t = Table(title=f"{prof}: seed noise = mean |difference| between seeds")
             t.add_column("member")
             for m in shown:
-                t.add_column(m, justify="right")
+                t.add_column(SHORT.get(m, m), justify="right")
             for member, v in noise["per_member"].items():
                 t.add_row(member, *[_fmt(v.get(m)) for m in shown])
             t.add_row("[bold]pooled (mean)[/]", *[_fmt(noise["pooled"][m]) for m in shown])

@@ -26,6 +26,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 import statistics
 import tempfile
 import time
@@ -128,6 +129,8 @@ def _run_member(member: str, profile: str, seed: int, overrides: dict | None, th
     import torch
 
     torch.set_num_threads(threads)
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # lm-eval's per-task bars drown the progress
+    os.environ.setdefault("TQDM_DISABLE", "1")
     tag = f"{member}/s{seed}"
 
     def progress(step, total_steps, loss, **_):

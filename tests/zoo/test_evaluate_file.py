@@ -53,3 +53,25 @@ def test_a_future_leaking_file_is_rejected_with_the_causality_evidence(tmp_path)
     assert rejected["reason"] == "causality"
     assert rejected["evidence"]["position"] == 0 and rejected["evidence"]["max_abs_diff"] > 1e-3
     assert json.loads(out.read_text())["rows"] == []  # nothing trained
+
+
+def test_a_file_breaking_the_shape_contract_is_rejected_with_the_shapes(tmp_path):
+    code = zoo_source("deltanet")
+    proj = "self.o_proj = nn.Linear(self.value_dim, hidden_size, bias=False)"
+    assert proj in code
+    layer = tmp_path / "narrow.py"
+    layer.write_text(code.replace(proj, proj.replace("hidden_size,", "hidden_size // 2,")))
+    result = evaluate_file(layer, profile="cpu-micro", compare=["linear"], data_dir=tmp_path / "lab")
+    assert not result.ok and result.rows == []
+    assert result.rejected["reason"] == "shape"
+    assert "output shape (1, 67, 16) != input shape (1, 67, 32)" in result.rejected["feedback"]
+    assert result.rejected["evidence"]["got"] == [1, 67, 16]
+
+
+def test_unknown_zoo_member_or_profile_is_an_error_before_any_work(tmp_path):
+    layer = tmp_path / "l.py"
+    layer.write_text(zoo_source("deltanet"))
+    with pytest.raises(KeyError, match="unknown zoo member"):
+        evaluate_file(layer, compare=["nope"], data_dir=tmp_path)
+    with pytest.raises(KeyError, match="unknown profile"):
+        evaluate_file(layer, profile="cpu-huge", data_dir=tmp_path)
