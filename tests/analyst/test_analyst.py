@@ -104,7 +104,7 @@ async def test_offline_analysis_names_the_changed_mechanism(seeded_base):
     assert "associative recall" in ins.ablation["query"]
     assert set(ins.cognition_ids) & {"seed:short-convolution", "seed:recall-memory-tradeoff",
                                      "seed:delta-rule-fast-weights", "seed:gated-deltanet"}
-    assert len(ins.model_extra["cognition_summaries"]) == len(ins.cognition_ids)
+    assert len(ins.cognition_summaries) == len(ins.cognition_ids)
 
 
 async def test_redelivery_and_rescores_do_not_duplicate():

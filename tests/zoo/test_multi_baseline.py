@@ -15,7 +15,7 @@ SUBSET = ["mamba2", "gla", "linear"]  # not the default baseline: any subset mus
 FITNESS = {"mamba2": 0.61, "gla": 0.55, "linear": 0.40}
 
 
-def _measure(sampled: ev.ParentSampled, t: float) -> list[ev.Event]:
+def _measure(sampled: ev.ParentSampled) -> list[ev.Event]:
     """What the researcher, engineer, judge and analyst answer to a baseline's ParentSampled."""
     name = sampled.parent.name
     proposal = sampled.caused(ev.ProposalCreated, producer="researcher", name=name, code=sampled.parent.code,
@@ -42,7 +42,7 @@ async def test_campaign_from_a_zoo_subset_measures_each_member_and_seeds_the_poo
     follow: list[ev.Event] = []
     for i, e in enumerate(sampled):
         follow += await on_event(e, store=store)
-        for reply in _measure(e, t=10 * i):
+        for reply in _measure(e):
             out = await on_event(reply, store=store)
             if i < len(SUBSET) - 1:
                 assert out == [], f"a candidate was sampled before baseline {SUBSET[-1]} ended"
