@@ -1,6 +1,6 @@
 """Orchestration at campaign level: engineer scale-out, and the overhead around real work.
 
-    python bench/campaign.py scaling [--engineers 1,2,4,8] [--jobs 24] [--job-s 3]
+    python bench/campaign.py scaling [--engineers 1,2,4,8] [--jobs-per-engineer 6] [--job-s 6]
     python bench/campaign.py overhead --data-dir DIR [--campaign C]
 
 scaling: N engineer workers (in one process, each its own Kafka consumer and sandbox children) on
@@ -36,13 +36,16 @@ from services.common.log_reader import read_log  # noqa: E402
 from services.common.settings import Settings  # noqa: E402
 
 
-async def count_results(bootstrap: str, campaign: str) -> int:
-    n = set()
-    async for rec in read_log(bootstrap, [topic_for(ev.ResultsReady)]):
+async def wait_results(bootstrap: str, campaign: str, n: int) -> None:
+    """Follow the ResultsReady topic until `n` experiments of `campaign` have results."""
+    done = set()
+    async for rec in read_log(bootstrap, [topic_for(ev.ResultsReady)], from_beginning=False, follow=True,
+                              poll_ms=100):
         e = codec.decode(rec.value)
         if e.campaign_id == campaign:
-            n.add(e.experiment_id)
-    return len(n)
+            done.add(e.experiment_id)
+            if len(done) >= n:
+                return
 
 
 async def scaling_round(bootstrap: str, data_dir: Path, n_engineers: int, jobs: int, job_s: float) -> float:
@@ -60,30 +63,33 @@ async def scaling_round(bootstrap: str, data_dir: Path, n_engineers: int, jobs: 
     proposals = [ev.ProposalCreated(campaign_id=campaign, experiment_id=f"{campaign}-{i}", producer="bench",
                                     name=f"job{i}", code=f"# fake: steps={steps} step_s={job_s / steps}\n",
                                     motivation="synthetic", profile="cpu-micro") for i in range(jobs)]
+    waiter = asyncio.create_task(wait_results(bootstrap, campaign, jobs))
+    await asyncio.sleep(1.0)  # the follower is at the end of the topic
     t0 = time.perf_counter()
     await publish_once(settings, *proposals)
-    while await count_results(bootstrap, campaign) < jobs:
-        await asyncio.sleep(0.5)
+    await waiter
     wall = time.perf_counter() - t0
     for w in workers:
         await w.stop()
     return jobs / wall * 60
 
 
-async def scaling(engineers: list[int], jobs: int, job_s: float) -> None:
+async def scaling(engineers: list[int], jobs_per_engineer: int, job_s: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         broker = EmbeddedKafka(Path(tmp) / "broker").start()
         try:
             await ensure_topics(broker.bootstrap, 12)
             rates = {}
             for n in engineers:
-                rates[n] = await scaling_round(broker.bootstrap, Path(tmp) / f"lab{n}", n, jobs, job_s)
+                rates[n] = await scaling_round(broker.bootstrap, Path(tmp) / f"lab{n}", n, jobs_per_engineer * n,
+                                               job_s)
                 print(f"{n} engineer(s): {rates[n]:.1f} experiments/min", flush=True)
         finally:
             broker.stop()
     base = rates[engineers[0]] / engineers[0]
     ideal = 60 / job_s
-    print(f"synthetic job {job_s:.1f} s, {jobs} jobs per round; ideal per engineer {ideal:.1f}/min")
+    print(f"synthetic job {job_s:.1f} s, {jobs_per_engineer} jobs per engineer per round; "
+          f"ideal per engineer {ideal:.1f}/min")
     print(f"{'engineers':>9} {'exp/min':>8} {'vs 1 engineer':>14} {'target 0.9N':>11}")
     for n, r in rates.items():
         ratio = r / base
@@ -153,14 +159,14 @@ def main() -> None:
     sub = ap.add_subparsers(dest="part", required=True)
     s = sub.add_parser("scaling")
     s.add_argument("--engineers", default="1,2,4,8")
-    s.add_argument("--jobs", type=int, default=24)
-    s.add_argument("--job-s", type=float, default=3.0)
+    s.add_argument("--jobs-per-engineer", type=int, default=6)
+    s.add_argument("--job-s", type=float, default=6.0)
     o = sub.add_parser("overhead")
     o.add_argument("--data-dir", type=Path, required=True)
     o.add_argument("--campaign")
     a = ap.parse_args()
     if a.part == "scaling":
-        asyncio.run(scaling([int(x) for x in a.engineers.split(",")], a.jobs, a.job_s))
+        asyncio.run(scaling([int(x) for x in a.engineers.split(",")], a.jobs_per_engineer, a.job_s))
     else:
         asyncio.run(overhead(a.data_dir, a.campaign))
 

@@ -22,6 +22,7 @@ well below lease_s, which NTP gives).
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -143,9 +144,18 @@ class WorkTable:
                  if r.proposal is not None and not self.is_over(r) and (r.owner is None or r.lease_expired(now))]
         return sorted(ready, key=lambda r: (r.proposal.role != "baseline", r.arrival))
 
-    def next_claimable(self, now: float | None = None) -> Run | None:
+    def next_claimable(self, now: float | None = None, window: int = 8) -> Run | None:
+        """The run to claim: among the oldest `window` ready runs of the first priority class, the one
+        this engineer ranks first by rendezvous hashing. Idle engineers then spread over different runs
+        instead of all racing for the oldest one (a lost race costs a claim round trip), while the
+        order stays close to FIFO."""
         ready = self.claimable(now)
-        return ready[0] if ready else None
+        if not ready:
+            return None
+        first_class = ready[0].proposal.role == "baseline"
+        head = [r for r in ready if (r.proposal.role == "baseline") == first_class][:window]
+        return min(head, key=lambda r: hashlib.sha256(
+            f"{self.engineer_id}/{r.proposal.experiment_id}/{r.proposal.revision}".encode()).digest())
 
     def claim_seen(self, experiment_id: str, revision: int, claim_id: str) -> bool:
         return any(c.event_id == claim_id for c in self.run(experiment_id, revision).claims)
