@@ -199,6 +199,7 @@ def replay(shuffle_seed: Optional[int] = typer.Option(None, help="replay in a sh
     console.print(f"read {len(events):,} events in {read_s:.1f}s ({bad} undecodable); applied {stats.applied:,}, "
                   f"duplicates {stats.duplicates:,}; {stats.events_per_s:,.0f} events/s into {out}")
     console.print(f"replay digest {replayed}")
+    wait_for_archive(bootstrap)
     try:
         with open_store(settings, read_only=True) as live_store:
             live = digest(live_store)
@@ -211,6 +212,23 @@ def replay(shuffle_seed: Optional[int] = typer.Option(None, help="replay in a sh
     else:
         console.print("[red]digests differ[/] (is the archive still catching up? compare `archlab status` lag)")
         raise typer.Exit(1)
+
+
+def wait_for_archive(bootstrap: str, timeout: float = 60.0) -> None:
+    """Let the live archive finish what is in the log (its consumer-group lag reaches 0) before its
+    digest is compared with the replay's: right after a campaign, a few events may still be in flight."""
+    from services.cli.stack import group_lag
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if asyncio.run(group_lag(bootstrap)).get("archive", 0) == 0:
+                time.sleep(1.0)  # the last event's projection is committed after its offset
+                return
+        except Exception:  # noqa: BLE001 - no group info: compare anyway
+            return
+        time.sleep(0.5)
+    console.print("[yellow]the archive still lags behind the log; comparing anyway[/]")
 
 
 def print_counterfactual(events, campaign: Optional[str], rescore: Optional[str], policy: Optional[str]) -> None:

@@ -89,7 +89,8 @@ def print_validity(report) -> None:
     for r in failed:
         console.print(f"[red]failed[/] {r.member} seed {r.seed} ({r.profile}): {r.error}")
     if report.judge_seed_noise:
-        console.print("judge setting (metrics " + ", ".join(f"{k}={v}" for k, v in JUDGE_METRICS.items()) + "):\n"
+        console.print(f"judge setting ({report.noise_pool} over members of the seed noise of "
+                      + ", ".join(f"{k}={v}" for k, v in JUDGE_METRICS.items()) + "):\n"
                       f"  ARCHLAB_JUDGE_SEED_NOISE='{json.dumps(report.judge_seed_noise)}'")
     console.print(f"wall time {report.wall_s:.0f} s")
 
@@ -107,6 +108,8 @@ def bench(members: str = typer.Option(None, "--members", help="comma-separated z
           json_out: Optional[Path] = typer.Option(None, "--json-out", help="write the whole report as JSON here"),
           cache: bool = typer.Option(True, "--cache/--no-cache", help="reuse and store results in data_dir/zoo-cache"),
           quiet: bool = typer.Option(False, "--quiet", help="no per-step progress lines"),
+          noise_pool: str = typer.Option("mean", "--noise-pool", help="how the judge's seed noise pools members: "
+                                         "mean (conservative) or median (robust to one bimodal member)"),
           data_dir: Optional[Path] = DataDir):
     """Validity of the proxy: train zoo members x seeds, rank them, Kendall tau vs the literature, seed noise."""
     from services.engineer.validity import ZooCache, run_validity
@@ -127,7 +130,8 @@ def bench(members: str = typer.Option(None, "--members", help="comma-separated z
 
     try:
         report = run_validity(names, seed_list, _names(profile), steps=steps, jobs=jobs, threads=threads,
-                              cache=store, verbose=not quiet, on_record=on_record)
+                              cache=store, verbose=not quiet, noise_pool=noise_pool,
+                              on_record=on_record)
     except KeyError as e:
         console.print(f"[red]{e.args[0]}[/]")
         raise typer.Exit(2)

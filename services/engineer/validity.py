@@ -236,15 +236,21 @@ def seed_noise(summary: dict[str, dict[str, dict[str, MetricSummary]]]) -> dict:
     return out
 
 
-def judge_seed_noise(noise: dict) -> dict[str, dict[str, float]]:
+NOISE_POOLS = {"mean": "pooled", "median": "median"}
+
+
+def judge_seed_noise(noise: dict, pool: str = "mean") -> dict[str, dict[str, float]]:
     """The judge's setting (ARCHLAB_JUDGE_SEED_NOISE / Settings.judge_seed_noise): profile -> {"loss", "benchmark"},
-    the pooled mean absolute seed difference of final_loss and benchmark. Profiles run with overrides
-    (e.g. fewer steps) are not the profile the judge scores, so they are left out."""
+    the mean absolute seed difference of final_loss and benchmark, pooled over members by their mean
+    (conservative: one member that learns with one seed and not the other dominates it) or their median
+    (robust to such a member, but members saturated at 100 % recall count as zero noise). Profiles run
+    with overrides (e.g. fewer steps) are not the profile the judge scores, so they are left out."""
+    key = NOISE_POOLS[pool]
     out = {}
     for prof, n in noise.items():
         if "+" in prof:
             continue
-        entry = {judge_key: n["pooled"][metric] for judge_key, metric in JUDGE_METRICS.items() if metric in n["pooled"]}
+        entry = {judge_key: n[key][metric] for judge_key, metric in JUDGE_METRICS.items() if metric in n[key]}
         if entry:
             out[prof] = entry
     return out
@@ -261,17 +267,20 @@ class ValidityReport:
     noise: dict
     judge_seed_noise: dict[str, dict[str, float]]
     wall_s: float
+    noise_pool: str = "mean"
 
     def to_json(self) -> dict:
         return {"records": [{k: v for k, v in asdict(r).items() if k != "result"} for r in self.records],
                 "summary": {p: {m: {k: asdict(s) for k, s in ms.items()} for m, ms in mem.items()}
                             for p, mem in self.summary.items()},
                 "rankings": self.rankings, "tau": self.tau, "seed_noise": self.noise,
-                "judge_seed_noise": self.judge_seed_noise, "literature_recall_rank": LITERATURE_RECALL_RANK,
+                "judge_seed_noise": self.judge_seed_noise, "noise_pool": self.noise_pool,
+                "judge_seed_noise_by_pool": {p: judge_seed_noise(self.noise, p) for p in NOISE_POOLS},
+                "literature_recall_rank": LITERATURE_RECALL_RANK,
                 "wall_s": self.wall_s}
 
 
-def build_report(records: list[RunRecord], wall_s: float = 0.0) -> ValidityReport:
+def build_report(records: list[RunRecord], wall_s: float = 0.0, noise_pool: str = "mean") -> ValidityReport:
     summary = summarise(records)
     rankings, tau = {}, {}
     for prof, members in summary.items():
@@ -280,17 +289,20 @@ def build_report(records: list[RunRecord], wall_s: float = 0.0) -> ValidityRepor
         if metric == RECALL:
             tau[prof] = tau_vs_literature(members, RECALL)
     noise = seed_noise(summary)
-    return ValidityReport(records, summary, rankings, tau, noise, judge_seed_noise(noise), wall_s)
+    return ValidityReport(records, summary, rankings, tau, noise, judge_seed_noise(noise, noise_pool), wall_s,
+                          noise_pool)
 
 
 def run_validity(members: list[str], seeds: list[int], profiles: list[str], *, steps: int | None = None,
                  jobs: int = 1, threads: int = 1, cache: ZooCache | None = None, verbose: bool = True,
-                 on_record: Callable[[RunRecord, int, int], None] | None = None) -> ValidityReport:
+                 noise_pool: str = "mean", on_record: Callable[[RunRecord, int, int], None] | None = None) -> ValidityReport:
     """Train members x seeds x profiles (cached results reused), then rank, correlate and measure noise.
 
     `jobs` > 1 trains in that many worker processes (each its own scratch dir and `threads` torch
     threads); `on_record(record, done, total)` reports each finished run.
     """
+    if noise_pool not in NOISE_POOLS:
+        raise KeyError(f"unknown noise pool {noise_pool!r}; valid: {', '.join(NOISE_POOLS)}")
     unknown = [m for m in members if m not in ZOO]
     if unknown:
         raise KeyError(f"unknown zoo member(s) {unknown}; the zoo has {', '.join(ZOO)}")
@@ -339,4 +351,4 @@ def run_validity(members: list[str], seeds: list[int], profiles: list[str], *, s
                     finish(m, p, s, None, f"{type(e).__name__}: {e}")
     order = {k: i for i, k in enumerate(plan)}
     records.sort(key=lambda r: order.get((r.member, r.profile.split("+")[0], r.seed), 0))
-    return build_report(records, time.monotonic() - t0)
+    return build_report(records, time.monotonic() - t0, noise_pool)

@@ -89,3 +89,13 @@ def test_cache_is_keyed_by_code_hash_profile_and_seed(tmp_path):
     assert cache.get(code, "cpu-tiny", 0, {"steps": 10}) is None
     assert cache.get(code.replace("pass", "x = 1"), "cpu-tiny", 0) is None
     assert profile_key("cpu-tiny", {"steps": 10}) == "cpu-tiny+steps=10"
+
+
+def test_median_pool_is_robust_to_one_bimodal_member():
+    records = [_rec(m, s, r[s], 1.0 - r[s]) for m, r in {"deltanet": (1.0, 1.0), "gla": (0.94, 0.93),
+                                                         "mamba2": (0.98, 0.05)}.items() for s in (0, 1)]
+    mean = build_report(records).judge_seed_noise["cpu-tiny"]["benchmark"]
+    median = build_report(records, noise_pool="median").judge_seed_noise["cpu-tiny"]["benchmark"]
+    assert mean == pytest.approx((0.0 + 0.01 + 0.93) / 3) and median == pytest.approx(0.01)
+    assert build_report(records).to_json()["judge_seed_noise_by_pool"]["median"]["cpu-tiny"]["benchmark"] == \
+        pytest.approx(0.01)
