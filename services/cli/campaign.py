@@ -111,10 +111,16 @@ def register(app: typer.Typer) -> None:
         from services.engineer.profiles import get_profile
 
         settings = stack.absolute(load_settings(data_dir))
+        from services.engineer.zoo import zoo_names
+
         try:
             get_profile(profile)
         except (KeyError, ValueError) as e:
             console.print(f"[red]{e}[/]")
+            raise typer.Exit(2)
+        unknown = [s.strip() for s in start_from.split(",") if s.strip() and s.strip() not in zoo_names()]
+        if unknown:
+            console.print(f"[red]unknown zoo member(s)[/] {unknown}; known: {', '.join(zoo_names())}")
             raise typer.Exit(2)
         started_here = stack.running_state(settings) is None
         if started_here:

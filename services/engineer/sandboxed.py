@@ -19,18 +19,18 @@ from services.engineer.profiles import Profile, get_profile
 
 RUNNER_MODULE = "services.engineer.runner"
 # trusted modules imported by the training child before the sandbox's audit hook is armed (they
-# probe the network, ctypes and subprocesses at import time) -- the worker's list
+# probe the network, ctypes and subprocesses at import time)
 RUNNER_PREIMPORT = ("torch", "services.engineer.evaluate", "services.engineer.train", "lm_eval", "lm_eval.tasks",
                     "lm_eval.evaluator", "datasets")
 GPU_TOOLS = ("gcc", "cc", "clang", "ld", "ldconfig", "ptxas", "nvcc", "cuobjdump", "nvdisasm")  # triton's compiles
 
 
-def training_limits(profile: Profile, *, device: str = "cpu", threads: int = 1,
-                    writable: tuple[str, ...] = ()) -> Limits:
+def training_limits(profile: Profile, *, device: str = "cpu", threads: int = 1, writable: tuple[str, ...] = (),
+                    preimport: tuple[str, ...] = RUNNER_PREIMPORT) -> Limits:
     """The sandbox limits of one training + evaluation run of `profile` (as the engineer worker sets them)."""
     cuda = device.startswith("cuda")
     return Limits(wall_s=profile.train_time_limit_s + profile.eval_time_limit_s + 120, mem_mb=profile.memory_limit_mb,
-                  threads=threads, writable=writable, preimport=RUNNER_PREIMPORT, strict=False, cuda=cuda,
+                  threads=threads, writable=writable, preimport=preimport, strict=False, cuda=cuda,
                   compile=cuda, allow_exec=GPU_TOOLS if cuda else ())
 
 

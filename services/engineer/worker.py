@@ -41,17 +41,13 @@ from schemas.topics import DEAD_LETTER_TOPIC, topic_for
 from services.common import endpoints
 from services.common.bus import Service, ensure_topics
 from services.common.sandbox import RESULT_NAME, Limits, SandboxResult, run_python_module
+from services.engineer.sandboxed import RUNNER_PREIMPORT, training_limits
 from services.common.settings import Settings, get_settings
 from services.engineer import handlers
 from services.engineer.claims import Run, WorkTable
 from services.engineer.profiles import get_profile
 
 WORK_EVENTS = (ev.ProposalCreated, ev.TrainingStarted, ev.TrainingProgress, ev.ResultsReady, ev.TrainingFailed)
-# trusted modules imported by the training child before the sandbox's audit hook is armed (they
-# probe the network, ctypes and subprocesses at import time)
-RUNNER_PREIMPORT = ("torch", "services.engineer.evaluate", "services.engineer.train", "lm_eval", "lm_eval.tasks",
-                    "lm_eval.evaluator", "datasets")
-GPU_TOOLS = ("gcc", "cc", "clang", "ld", "ldconfig", "ptxas", "nvcc", "cuobjdump", "nvdisasm")  # triton's compiles
 
 
 def default_engineer_id(settings: Settings) -> str:
@@ -271,11 +267,8 @@ class Worker:
 
     # ---------------------------------------------------------------- training
     def limits_for(self, profile, checkpoint_dir: Path) -> Limits:
-        cuda = self.config.device.startswith("cuda")
-        return Limits(wall_s=profile.train_time_limit_s + profile.eval_time_limit_s + 120,
-                      mem_mb=profile.memory_limit_mb, threads=self.config.threads, writable=(str(checkpoint_dir),),
-                      preimport=self.config.preimport, strict=False, cuda=cuda, compile=cuda,
-                      allow_exec=GPU_TOOLS if cuda else ())
+        return training_limits(profile, device=self.config.device, threads=self.config.threads,
+                               writable=(str(checkpoint_dir),), preimport=self.config.preimport)
 
     async def train(self, proposal: ev.ProposalCreated, claim: ev.TrainingStarted, claim_tp: TopicPartition) -> None:
         exp, rev = proposal.experiment_id, proposal.revision
