@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.common import endpoints
-from services.common.embedded import (ChildProcess, EmbeddedKafka, free_port, milvus_process, pid_alive, stop_pid,
-                                      wait_port)
+from services.common.embedded import (ChildProcess, EmbeddedKafka, free_port, milvus_process, pid_alive, port_open,
+                                      stop_pid, wait_port)
 from services.common.settings import Settings
 
 # Service processes of the embedded stack, in start order: (process name, module, extra args).
@@ -140,7 +140,11 @@ def restart(settings: Settings, pname: str, *, timeout: float = 120.0, progress=
     if old and pid_alive(old):
         stop_pid(old, signal.SIGINT if pname in ("kafka", "milvus") else signal.SIGTERM, timeout=30)
     if pname == "kafka":
-        broker = EmbeddedKafka(Path(settings.data_dir) / "broker", port=int(state.kafka.rsplit(":", 1)[1])).start()
+        port = int(state.kafka.rsplit(":", 1)[1])
+        deadline = time.monotonic() + 30
+        while port_open("127.0.0.1", port) and time.monotonic() < deadline:  # the old broker lets go of it
+            time.sleep(0.2)
+        broker = EmbeddedKafka(Path(settings.data_dir) / "broker", port=port).start()
         state.processes["kafka"] = broker.child.pid
         state.dump(endpoints.stack_file(settings))
         progress(f"restarted kafka (pid {broker.child.pid}) at {state.kafka}")
