@@ -52,12 +52,14 @@ def down(data_dir: Optional[Path] = DataDir):
 @app.command()
 def restart(name: str = typer.Argument(..., help="process name as `archlab status` lists it, e.g. archive, "
                                         "engineer-2, kafka"),
+            timeout: float = typer.Option(300, help="seconds to wait for the service to report it started"),
             data_dir: Optional[Path] = DataDir):
     """Stop and start one process of the running stack (the broker keeps its port and data)."""
     from services.cli import stack
 
     try:
-        stack.restart(load_settings(data_dir), name, progress=lambda m: console.print(f"[green]•[/] {m}"))
+        stack.restart(load_settings(data_dir), name, timeout=timeout,
+                      progress=lambda m: console.print(f"[green]•[/] {m}"))
     except (KeyError, ValueError, RuntimeError) as e:
         console.print(f"[red]{e}[/]")
         raise typer.Exit(2)

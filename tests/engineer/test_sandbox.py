@@ -61,7 +61,8 @@ def test_a_memory_hog_hits_the_memory_limit(tmp_path):
     res = run("memory_hog", tmp_path, mem_mb=400)
     assert res.kind == "memory" and "400 MB" in res.error
     assert "MemoryError" in res.traceback
-    assert res.peak_rss_mb < 450
+    # No bound on res.peak_rss_mb here: Linux's ru_maxrss of a forked+exec'd child starts at the
+    # parent's RSS at fork time, so inside a large pytest process it says nothing about the child.
 
 
 def test_writing_outside_scratch_is_forbidden_but_writable_dirs_are_allowed(tmp_path):
