@@ -23,6 +23,7 @@ rlimits and the allow-listed environment do not rely on it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import resource
 import selectors
@@ -37,11 +38,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from services.common import confine
+
+_log = logging.getLogger("archlab.sandbox")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RESULT_NAME = "sandbox_result.json"       # the child writes its result here (env ARCHLAB_SANDBOX_RESULT)
 VIOLATIONS_NAME = ".sandbox_violations.jsonl"
 EXIT_FORBIDDEN = 87
-KINDS = ("ok", "timeout", "memory", "forbidden", "exception", "crashed", "cancelled")
+KINDS = ("ok", "timeout", "memory", "forbidden", "exception", "crashed", "cancelled", "unconfined")
 
 # Variables copied from the parent when set; everything else (API keys included) stays out.
 ENV_ALLOW = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES",
@@ -60,11 +64,13 @@ class Limits:
     threads: int = 1
     file_mb: int = 4096               # largest file the child may write (checkpoints)
     writable: tuple[str, ...] = ()    # directories besides scratch the child may write (shared checkpoints)
+    readable: tuple[str, ...] = ()    # directories besides the code (Python, venv, repo) the child may read
     network: bool = False
     cuda: bool | None = None          # None: detect (changes the memory rlimit to RLIMIT_DATA)
     preimport: tuple[str, ...] = ("torch",)  # trusted modules imported before the hook is armed
     compile: bool = False             # torch.compile; off (TORCHDYNAMO_DISABLE=1): Inductor would spawn compilers
-    allow_exec: tuple[str, ...] = ()  # executables (basenames) subprocess may start: compilers triton needs on GPU
+    allow_exec: tuple[str, ...] = ()  # executables (absolute paths of trusted binaries, never names) subprocess
+    #                                   may start: the compilers triton needs on GPU (see trusted_executables)
     absent_exec: tuple[str, ...] = ("git",)  # refused as if not installed, not reported (lm-eval runs `git describe`)
     # strict: any violation ends the child as "forbidden". Not strict: only a violation with program
     # code (exec'd as "<program ...>", see services.common.program) on the stack does; a trusted
@@ -87,6 +93,7 @@ class SandboxResult:
     peak_rss_mb: float = 0.0
     error: str = ""                   # one line: what went wrong (the violation, the limit, the signal)
     violations: list[dict] = field(default_factory=list)
+    confinement: str = "bwrap"        # bwrap | unconfined (the operator's opt-in) | refused
 
 
 # ====================================================================== parent side
@@ -103,6 +110,29 @@ def _can_unshare_net() -> bool:
         except (OSError, subprocess.TimeoutExpired):
             _unshare_ok = False
     return _unshare_ok
+
+
+TRUSTED_BIN_DIRS = ("/usr/bin", "/usr/local/cuda/bin", "/usr/local/bin", "/bin")
+
+
+def trusted_executables(names: tuple[str, ...], dirs: tuple[str, ...] = TRUSTED_BIN_DIRS) -> tuple[str, ...]:
+    """Real absolute paths of the named tools, looked up in system directories only (plus the binaries
+    triton ships in its package), never through the PATH a child could change. Missing tools are left out."""
+    found = []
+    extra: list[str] = []
+    try:
+        import importlib.util
+        spec = importlib.util.find_spec("triton")
+        if spec is not None and spec.origin:
+            extra.append(str(Path(spec.origin).parent / "backends" / "nvidia" / "bin"))
+    except (ImportError, ValueError):
+        pass
+    for name in names:
+        for d in (*dirs, *extra):
+            p = Path(d) / name
+            if p.is_file() and os.access(p, os.X_OK):
+                found.append(os.path.realpath(p))
+    return tuple(dict.fromkeys(found))
 
 
 def _cuda_wanted(limits: Limits) -> bool:
@@ -177,8 +207,21 @@ def run_python_module(module: str, args: list[str], *, scratch: Path, limits: Li
         (scratch / name).unlink(missing_ok=True)
     cuda = _cuda_wanted(limits)
     argv = [sys.executable, "-B", "-s", "-m", "services.common.sandbox", module, *args]
-    if not limits.network and _can_unshare_net():
-        argv = [shutil.which("unshare"), "--net", "--", *argv]
+    confined, why_not = confine.available()
+    if confined:
+        argv = confine.confine_argv(argv, scratch=scratch, writable=limits.writable, readable=limits.readable,
+                                    network=limits.network, cuda=cuda)
+    elif not confine.unconfined_allowed():
+        _log.error("sandbox: refusing to run untrusted code without OS confinement: %s (set %s=1 to accept the "
+                   "risk)", why_not, confine.UNCONFINED_VAR)
+        return SandboxResult(False, "unconfined", None, confinement="refused",
+                             error=f"no OS sandbox: {why_not}; refusing to run untrusted code (the operator may "
+                                   f"opt in with {confine.UNCONFINED_VAR}=1)")
+    else:
+        _log.warning("sandbox: running untrusted code WITHOUT OS confinement (%s=1): %s", confine.UNCONFINED_VAR,
+                     why_not)
+        if not limits.network and _can_unshare_net():
+            argv = [shutil.which("unshare"), "--net", "--", *argv]
 
     t0 = time.monotonic()
     try:
@@ -207,10 +250,14 @@ def run_python_module(module: str, args: list[str], *, scratch: Path, limits: Li
     _pump(proc, out_tail, err_tail, on_line)
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
+    if confined:
+        proc.returncode = confine.exit_status(proc.returncode)
     _kill_group(proc.pid)  # anything it left behind in its group
     wall = time.monotonic() - t0
-    return _classify(proc.returncode, reason[0] if reason else None, scratch, limits, wall, usage,
-                     "".join(out_tail), "".join(err_tail))
+    res = _classify(proc.returncode, reason[0] if reason else None, scratch, limits, wall, usage,
+                    "".join(out_tail), "".join(err_tail))
+    res.confinement = "bwrap" if confined else "unconfined"
+    return res
 
 
 def _pump(proc: subprocess.Popen, out_tail: deque, err_tail: deque, on_line) -> None:
@@ -342,7 +389,8 @@ class _Policy:
                  allow_exec: tuple[str, ...] = (), absent_exec: tuple[str, ...] = (), strict: bool = True):
         self.roots = [os.path.realpath(p) for p in [scratch, *writable] if p] + ["/dev/null"]
         self.network, self.report_fd = network, report_fd
-        self.allow_exec, self.absent_exec, self.strict = set(allow_exec), set(absent_exec), strict
+        self.allow_exec = {os.path.realpath(p) for p in allow_exec if os.path.isabs(p)}  # absolute paths only
+        self.absent_exec, self.strict = set(absent_exec), strict
         self.pid = os.getpid()
         self.busy = False
 
@@ -361,6 +409,14 @@ class _Policy:
         head = p.split("/")[2]
         return head.isdigit() and int(head) != self.pid
 
+    def executable(self, args: tuple) -> str:
+        """The real path a subprocess.Popen would run (a bare name through the PATH it will search)."""
+        exe = os.fsdecode(args[0]) if args and args[0] else ""
+        if exe and os.sep not in exe:
+            env = args[3] if len(args) > 3 and isinstance(args[3], dict) else os.environ
+            exe = shutil.which(exe, path=env.get("PATH", os.defpath)) or exe
+        return os.path.realpath(exe) if os.sep in exe else exe
+
     def violation(self, event: str, args: tuple) -> str | None:
         if event == "open":
             path, mode, flags = (tuple(args) + (None, None, None))[:3]
@@ -377,13 +433,17 @@ class _Policy:
                 return f"{event} outside the scratch directory"
             return None
         if event in _PROCESS_EVENTS:
-            exe = os.path.basename(os.fsdecode(args[0])) if event == "subprocess.Popen" and args and args[0] else ""
-            if exe in self.allow_exec:
+            exe = self.executable(args) if event == "subprocess.Popen" else ""
+            if exe in self.allow_exec and not self.writable(exe):
                 return None
-            if exe in self.absent_exec:
+            if os.path.basename(exe) in self.absent_exec:
                 raise FileNotFoundError(2, "not available in the sandbox", exe)
             return "start a process"
         if not self.network and event in _NETWORK_EVENTS:
+            address = args[1] if len(args) > 1 else None
+            if event == "socket.connect" and isinstance(address, (str, bytes)) and address \
+                    and self.writable(address):
+                return None  # a Unix socket inside scratch: the trusted scorer's channel (scoring.py)
             if event == "socket.bind" and _loopback(args):
                 return None  # urllib3 probes IPv6 by binding ::1 at import; a loopback socket reaches nothing
             return "use the network"

@@ -23,7 +23,7 @@ COMPILE_ERRORS = {"SyntaxError", "IndentationError", "TabError", "ContractError"
                   "ModuleNotFoundError", "ParamBudgetExceeded"}
 # sandbox kind -> TrainingFailed kind (exceptions are refined by failure_kind)
 SANDBOX_KINDS = {"timeout": "timeout", "memory": "memory", "forbidden": "forbidden", "crashed": "crashed",
-                 "exception": "runtime_error"}
+                 "exception": "runtime_error", "unconfined": "infrastructure"}
 
 
 def thin_curve(curve: list, max_points: int = MAX_CURVE_POINTS) -> list[tuple[int, float]]:
@@ -84,7 +84,8 @@ def failure_kind(res: SandboxResult, *, last_step: int, total_steps: int) -> tup
     if res.kind == "exception" and isinstance(error, dict):
         etype = error.get("type", "")
         message = f"{etype}: {error.get('message', '')}"
-        if etype == "TrainingStopped":  # the monitor: too_slow | diverged | suspected_leak
+        if etype in ("TrainingStopped", "ChecksFailed", "ScoringFailed"):  # the monitor, a revision's checks,
+            # the trusted scorer: too_slow | diverged | suspected_leak | compile_error | eval_error
             evidence.update(error.get("evidence") or {})
             return error.get("kind", "runtime_error"), message, evidence
         if etype in COMPILE_ERRORS and last_step == 0:

@@ -19,6 +19,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable
 
 import torch
@@ -42,6 +43,10 @@ class TrainJob:
     reference_step_s: float | None = None  # the baseline's median step time on this profile and machine
     layer_class_name: str = "DeltaNet"
     profile_overrides: dict = dataclasses.field(default_factory=dict)  # e.g. {"task": "hf", "hf_dataset": ...}
+    # False: train only and save the weights (WEIGHTS_NAME in workdir); the final loss and the benchmark are
+    # then computed by trusted code outside this interpreter (services/engineer/scoring.py)
+    evaluate: bool = True
+    checks: bool = False  # run the researcher's dynamic checks first (debugger revisions never met them)
 
 
 @dataclass
@@ -112,9 +117,30 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+WEIGHTS_NAME = "model.pt"  # the trained state_dict (tensors only), in the job's workdir
+
+
+class ChecksFailed(Exception):
+    """A revision failed the researcher's dynamic checks (build, shape, causality, complexity ...)."""
+
+    def __init__(self, reason: str, feedback: str, evidence: dict):
+        super().__init__(f"{reason}: {feedback}")
+        self.reason, self.feedback, self.evidence = reason, feedback, evidence
+
+
+def run_checks(code: str, profile: Profile) -> None:
+    from services.researcher.checks import profile_dims
+    from services.researcher.checks_child import check_program
+    r = check_program(code, profile_dims(profile.name), (256, 1024), repeats=3)
+    if not r["ok"]:
+        raise ChecksFailed(r["reason"], r["feedback"], r.get("evidence") or {})
+
+
 def run_job(job: TrainJob, on_progress: Callable[..., None] | None = None) -> TrainResult:
     profile = get_profile(job.profile, **job.profile_overrides)
     device = default_device()
+    if job.checks:
+        run_checks(job.code, profile)
     layer_cls = load_layer_class(job.code, job.layer_class_name)
     seed_everything(job.seed)
     model = build_model(layer_cls, profile)
@@ -126,7 +152,12 @@ def run_job(job: TrainJob, on_progress: Callable[..., None] | None = None) -> Tr
     outcome = train(model, profile, make_batch_fn(profile, job.seed), seed=job.seed, device=device,
                     checkpoint_dir=job.checkpoint_dir or str(Path(job.workdir) / "checkpoints"), resume=job.resume,
                     on_progress=on_progress, monitor=monitor)
-    scores = evaluate(model, profile, Path(job.workdir) / "eval", device=device)
+    if not job.evaluate:
+        Path(job.workdir).mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), Path(job.workdir) / WEIGHTS_NAME)
+        scores = SimpleNamespace(metrics={}, benchmark=float("nan"), eval_s=0.0)
+    else:
+        scores = evaluate(model, profile, Path(job.workdir) / "eval", device=device)
     return TrainResult(
         loss_curve=outcome.loss_curve, final_loss=outcome.final_loss, metrics=scores.metrics,
         benchmark=scores.benchmark, params=params, tokens=outcome.tokens, train_s=outcome.train_s,
@@ -149,6 +180,11 @@ def main(argv: list[str]) -> int:
         result = run_job(job, on_progress=emit)
     except TrainingStopped as e:
         error, status = {"type": "TrainingStopped", "kind": e.kind, "evidence": e.evidence, "message": str(e)}, 2
+    except ChecksFailed as e:  # causality -> suspected_leak, complexity -> too_slow, the rest -> compile_error
+        kind = {"causality": "suspected_leak", "complexity": "too_slow"}.get(e.reason, "compile_error")
+        error = {"type": "ChecksFailed", "kind": kind, "evidence": {"check": e.reason, **e.evidence},
+                 "message": str(e)[:2000]}
+        status = 2
     except Exception as e:  # noqa: BLE001 - every failure of generated code is reported, not raised
         error = {"type": type(e).__name__, "message": str(e), "traceback": traceback.format_exc()}
         print(error["traceback"], file=sys.stderr)

@@ -14,8 +14,9 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from services.common.sandbox import RESULT_NAME, Limits, SandboxResult, run_python_module
+from services.common.sandbox import RESULT_NAME, Limits, SandboxResult, trusted_executables
 from services.engineer.profiles import Profile, get_profile
+from services.engineer.scoring import run_and_score
 
 RUNNER_MODULE = "services.engineer.runner"
 # trusted modules imported by the training child before the sandbox's audit hook is armed (they
@@ -31,7 +32,7 @@ def training_limits(profile: Profile, *, device: str = "cpu", threads: int = 1, 
     cuda = device.startswith("cuda")
     return Limits(wall_s=profile.train_time_limit_s + profile.eval_time_limit_s + 120, mem_mb=profile.memory_limit_mb,
                   threads=threads, writable=writable, preimport=preimport, strict=False, cuda=cuda,
-                  compile=cuda, allow_exec=GPU_TOOLS if cuda else ())
+                  compile=cuda, allow_exec=trusted_executables(GPU_TOOLS) if cuda else ())
 
 
 def run_training_sandboxed(code: str, profile: str, seed: int, *, scratch: str | Path,
@@ -52,7 +53,7 @@ def run_training_sandboxed(code: str, profile: str, seed: int, *, scratch: str |
     ckpt.mkdir(parents=True, exist_ok=True)
     job = {"code": code, "profile": profile, "seed": seed, "workdir": str(scratch / "work"),
            "checkpoint_dir": str(ckpt), "resume": resume, "reference_step_s": reference_step_s,
-           "profile_overrides": overrides}
+           "profile_overrides": overrides, "evaluate": False}  # scored outside the program's interpreter
     (scratch / "job.json").write_text(json.dumps(job))
 
     def on_line(line: str) -> None:
@@ -64,5 +65,5 @@ def run_training_sandboxed(code: str, profile: str, seed: int, *, scratch: str |
             on_progress(update)
 
     limits = training_limits(prof, device=device, threads=threads, writable=(str(ckpt),))
-    return run_python_module(RUNNER_MODULE, [str(scratch / "job.json"), str(scratch / RESULT_NAME)],
-                             scratch=scratch, limits=limits, on_line=on_line, stop=stop)
+    return run_and_score(RUNNER_MODULE, [str(scratch / "job.json"), str(scratch / RESULT_NAME)], job=job,
+                         scratch=scratch, limits=limits, on_line=on_line, stop=stop)

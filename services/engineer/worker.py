@@ -40,8 +40,9 @@ from schemas.events import DeadLetter
 from schemas.topics import DEAD_LETTER_TOPIC, topic_for
 from services.common import endpoints
 from services.common.bus import Service, ensure_topics
-from services.common.sandbox import RESULT_NAME, Limits, SandboxResult, run_python_module
-from services.engineer.sandboxed import RUNNER_PREIMPORT, training_limits
+from services.common.sandbox import RESULT_NAME, Limits, SandboxResult
+from services.engineer.sandboxed import RUNNER_MODULE, RUNNER_PREIMPORT, training_limits
+from services.engineer.scoring import run_and_score
 from services.common.settings import Settings, get_settings
 from services.engineer import handlers
 from services.engineer.claims import Run, WorkTable
@@ -280,6 +281,8 @@ class Worker:
         job = {"code": proposal.code, "profile": proposal.profile, "seed": proposal.seed,
                "workdir": str(scratch / "work"), "checkpoint_dir": str(ckpt), "resume": True,
                "reference_step_s": reference, "profile_overrides": self.config.profile_overrides}
+        if self.config.runner_module == RUNNER_MODULE:  # the real runner: scored by trusted code (scoring.py),
+            job.update(evaluate=False, checks=proposal.revision > 0)  # a revision meets the dynamic checks
         (scratch / "job.json").write_text(json.dumps(job))
 
         loop = asyncio.get_running_loop()
@@ -296,8 +299,8 @@ class Worker:
 
         t0 = time.monotonic()
         child = asyncio.ensure_future(asyncio.to_thread(
-            run_python_module, self.config.runner_module, [str(scratch / "job.json"), str(scratch / RESULT_NAME)],
-            scratch=scratch, limits=self.limits_for(profile, ckpt), on_line=on_line, stop=stop))
+            run_and_score, self.config.runner_module, [str(scratch / "job.json"), str(scratch / RESULT_NAME)],
+            job=job, scratch=scratch, limits=self.limits_for(profile, ckpt), on_line=on_line, stop=stop))
         lost = False
         try:
             while True:

@@ -23,7 +23,15 @@ ALLOWED_MODULES = ("torch", "einops", "math", "typing", "functools", "dataclasse
 FORBIDDEN_CALLS = {"open", "exec", "eval", "__import__", "compile", "breakpoint", "input", "globals", "vars",
                    "setattr", "delattr"}
 FORBIDDEN_ATTRS = {"__subclasses__", "__globals__", "__builtins__", "__code__", "__bases__", "__mro__",
-                   "system", "popen", "load_library", "hub"}
+                   "system", "popen", "load_library", "hub",
+                   # modules reachable as attributes of allowed ones (torch.os, dataclasses.sys.modules, ...)
+                   "os", "sys", "modules", "subprocess", "builtins", "importlib", "ctypes", "socket", "shutil",
+                   "pathlib", "io", "environ", "__import__", "__loader__", "__spec__", "__dict__", "__getattribute__",
+                   "f_globals", "f_back", "gi_frame", "cr_frame", "_getframe"}
+# builtins that reach an attribute by a string: the string is vetted like an attribute name, and one
+# that is not a literal (computed at run time) is refused, since it cannot be vetted (hasattr only answers
+# a bool and stays allowed)
+ATTR_BY_NAME = {"getattr"}
 
 
 @dataclass
@@ -61,6 +69,17 @@ def static_check(code: str) -> CheckOutcome:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FORBIDDEN_CALLS:
             return CheckOutcome(False, "forbidden_import", f"call of builtin `{node.func.id}` (line {node.lineno}) is "
                                 "not allowed in a layer program", {"builtin": node.func.id, "line": node.lineno})
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ATTR_BY_NAME \
+                and len(node.args) >= 2:
+            name = node.args[1]
+            if not (isinstance(name, ast.Constant) and isinstance(name.value, str)):
+                return CheckOutcome(False, "forbidden_import", f"`{node.func.id}` with a computed attribute name "
+                                    f"(line {node.lineno}) cannot be vetted: name the attribute literally",
+                                    {"builtin": node.func.id, "line": node.lineno})
+            if name.value in FORBIDDEN_ATTRS or name.value.startswith("__"):
+                return CheckOutcome(False, "forbidden_import", f"access to `.{name.value}` through "
+                                    f"`{node.func.id}` (line {node.lineno}) is not allowed in a layer program",
+                                    {"attribute": name.value, "line": node.lineno})
         if isinstance(node, ast.Attribute) and node.attr in FORBIDDEN_ATTRS:
             return CheckOutcome(False, "forbidden_import", f"access to `.{node.attr}` (line {node.lineno}) is not "
                                 "allowed in a layer program", {"attribute": node.attr, "line": node.lineno})
