@@ -138,12 +138,18 @@ def _init(d: dict[str, Any]) -> list[str]:
             a("        self.b_proj = nn.Linear(hidden_size, num_heads, bias=True)")
     if d["decay"] == "mamba_dt":
         a("        self.a_proj = nn.Linear(hidden_size, num_heads, bias=False)")
-        a("        self.A_log = nn.Parameter(torch.log(torch.empty(num_heads).uniform_(1.0, 16.0)))")
-        a("        dt = torch.exp(torch.rand(num_heads) * (math.log(0.1) - math.log(0.001)) + math.log(0.001))")
+        # the zoo's spread init (docs/zoo.md): Mamba2's ranges A in [1, 16], dt in [1e-3, 1e-1] on a log grid over
+        # the heads, so head 0 always has a long memory (a random draw with one head often has none)
+        a("        frac = torch.linspace(0.0, 1.0, num_heads) if num_heads > 1 else torch.zeros(1)")
+        a("        self.A_log = nn.Parameter(math.log(16.0) * frac)  # A = 16^frac: 1 .. 16")
+        a("        dt = (0.001 * 100.0 ** frac).clamp(min=1e-4)  # 1e-3 .. 1e-1")
         a("        self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))  # softplus^-1(dt)")
     elif d["decay"] == "logsigmoid":
         a("        self.a_proj = nn.Linear(hidden_size, num_heads, bias=True)")
-        a("        nn.init.constant_(self.a_proj.bias, 3.0)  # start close to no forgetting")
+        a("        # forgetting rates 1e-3 .. 1e-1 per token spread over the heads (logsigmoid(b) ~ -exp(-b))")
+        a("        frac = torch.linspace(0.0, 1.0, num_heads) if num_heads > 1 else torch.zeros(1)")
+        a("        with torch.no_grad():")
+        a("            self.a_proj.bias.copy_(-torch.log(0.001 * 100.0 ** frac))")
     if mem == "retnet":
         a("        decay = 1.0 - 2.0 ** (-5.0 - torch.arange(num_heads, dtype=torch.float))")
         a('        self.register_buffer("log_decay", decay.log(), persistent=False)  # fixed, one per head')

@@ -67,3 +67,22 @@ def test_100_proposals_are_distinct_and_pass_the_checks_in_one_sandbox():
     assert len(passed) >= 90, failures
     distinct_passed = {normalized_code_hash(c) for c, o in zip(codes, outcomes) if o.ok}
     assert len(distinct_passed) >= 90
+
+
+@pytest.mark.parametrize("memory,decay", [("gated_delta", "mamba_dt"), ("mamba2", "mamba_dt"),
+                                          ("gated_delta", "logsigmoid"), ("mamba2", "logsigmoid")])
+def test_scalar_decays_start_with_the_zoos_spread_init(memory, decay):
+    """Head 0 forgets at 1e-3 per token (a memory of ~1000 tokens), the last head at the papers' fastest rate,
+    whatever the random state: the zoo's fix of the random init that left one-head models in a plateau."""
+    import torch
+    import torch.nn.functional as F
+
+    from services.engineer.runner import _exec_layer_class
+    cls = _exec_layer_class(render({"memory": memory, "decay": decay}, "x"), "DeltaNet")
+    for heads, last in ((1, 1e-3), (4, 1.6 if decay == "mamba_dt" else 0.1)):
+        torch.manual_seed(heads)
+        m = cls(hidden_size=64, num_heads=heads, layer_idx=0)
+        rate = (m.A_log.exp() * F.softplus(m.dt_bias) if decay == "mamba_dt" else -F.logsigmoid(m.a_proj.bias))
+        assert rate[0].item() == pytest.approx(1e-3, rel=0.01)
+        assert rate[-1].item() == pytest.approx(last, rel=0.06)
+        assert torch.all(rate[1:] > rate[:-1])
