@@ -361,9 +361,10 @@ _NETWORK_EVENTS = {"socket.connect", "socket.bind", "socket.sendto", "socket.sen
                    "socket.gethostbyname", "socket.gethostbyaddr", "socket.getnameinfo"}
 _CTYPES_EVENTS = {"ctypes.dlopen", "ctypes.dlsym", "ctypes.dlsym/handle", "ctypes.call_function",
                   "ctypes.string_at", "ctypes.wstring_at", "ctypes.cdata"}
-_PATH_EVENTS = {"os.remove": 0, "os.rename": 0, "os.replace": 0, "os.rmdir": 0, "os.mkdir": 0, "os.symlink": 1,
-                "os.link": 1, "os.chmod": 0, "os.chown": 0, "os.truncate": 0, "os.utime": 0, "shutil.copyfile": 1,
-                "shutil.move": 1, "os.mkfifo": 0, "os.mknod": 0}
+# the path arguments each event writes to (both ends of a rename: moving a file out is a write outside)
+_PATH_EVENTS = {"os.remove": (0,), "os.rename": (0, 1), "os.replace": (0, 1), "os.rmdir": (0,), "os.mkdir": (0,),
+                "os.symlink": (1,), "os.link": (1,), "os.chmod": (0,), "os.chown": (0,), "os.truncate": (0,),
+                "os.utime": (0,), "shutil.copyfile": (1,), "shutil.move": (0, 1), "os.mkfifo": (0,), "os.mknod": (0,)}
 
 
 def _loopback(args: tuple) -> bool:
@@ -428,9 +429,10 @@ class _Policy:
                 return "write outside the scratch directory"
             return None
         if event in _PATH_EVENTS:
-            path = args[_PATH_EVENTS[event]] if len(args) > _PATH_EVENTS[event] else None
-            if path is not None and not self.writable(path):
-                return f"{event} outside the scratch directory"
+            for i in _PATH_EVENTS[event]:
+                path = args[i] if len(args) > i else None
+                if path is not None and not self.writable(path):
+                    return f"{event} outside the scratch directory"
             return None
         if event in _PROCESS_EVENTS:
             exe = self.executable(args) if event == "subprocess.Popen" else ""

@@ -1,0 +1,192 @@
+"""Hostile programs against the real sandbox (bubblewrap), the real runner and the trusted scorer (issue 13).
+
+Each class of attack ends as a rejection (static checks) or a failure of the right kind, or, where the
+OS layer makes the act harmless (a private /proc), with nothing gained: nothing is written outside
+scratch, and the parent's secret appears in no result, log tail or file of the run.
+
+bwrap missing: the suite fails when CI is set (CI installs bubblewrap through .ci/run) and skips with
+the reason on a developer machine without it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from services.common import confine
+from services.common.sandbox import Limits, run_python_module
+from services.engineer.handlers import failure_kind
+from services.engineer.sandboxed import run_training_sandboxed
+from services.researcher.checks import static_check
+from tests.security import programs
+
+SECRET = "sk-archlab-test-secret-4242"
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def real_sandbox(monkeypatch):
+    ok, why = confine.available()
+    if not ok:
+        if os.environ.get("CI"):
+            pytest.fail(f"bubblewrap is required in CI: {why}")
+        pytest.skip(f"no OS sandbox here: {why}")
+    monkeypatch.delenv(confine.UNCONFINED_VAR, raising=False)
+    monkeypatch.setenv("ARCHLAB_LLM_API_KEY", SECRET)
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+
+
+def assert_no_secret(res, *paths: Path) -> None:
+    text = json.dumps(asdict(res), default=str)
+    assert SECRET not in text
+    for p in paths:
+        for f in (p.rglob("*") if p.is_dir() else [p]):
+            if f.is_file() and not f.is_symlink():
+                assert SECRET.encode() not in f.read_bytes(), f
+
+
+def train(code: str, scratch: Path, steps: int | None = None):
+    return run_training_sandboxed(code, "cpu-micro", 0, scratch=scratch,
+                                  profile_overrides={"steps": steps} if steps else None)
+
+
+# ------------------------------------------------------------------ forged results
+def test_a_forged_cross_entropy_is_scored_at_its_true_loss(tmp_path):
+    """The issue's forgery: F.cross_entropy scaled by 0.75 from the first forward. The run's own claim is
+    forged; the scored loss is the held-out loss computed by the engineer from the program's logits."""
+    res = train(programs.FORGED_LOSS, tmp_path / "run")
+    assert res.ok, (res.kind, res.error, res.stderr_tail[-2000:])
+    r = res.result
+    claimed, scored = r["metrics"]["train/claimed_final_loss"], r["final_loss"]
+    assert r["scored_by"] == "trusted" and scored == r["metrics"]["heldout/loss"]
+    assert claimed < 0.8 * scored  # the forgery shows in the claim ...
+    assert abs(scored - claimed / 0.75) < 0.15 * scored  # ... and the score is the true loss
+    assert 0.0 <= r["benchmark"] <= 1.0
+
+
+def test_a_planted_result_file_does_not_become_the_result(tmp_path):
+    """The program writes the sandbox's result file itself with a perfect score and exits cleanly before
+    any training: no weights, so nothing to score -- an eval_error, never the planted numbers."""
+    code = programs.deltanet_with("import torch as _t", """
+import json as _json
+with open(_t.os.environ["ARCHLAB_SANDBOX_RESULT"], "w") as _f:
+    _json.dump({"final_loss": 0.01, "benchmark": 1.0, "metrics": {}, "loss_curve": [[1, 0.01]]}, _f)
+_t.os._exit(0)
+""")
+    res = train(code, tmp_path / "run", steps=20)
+    assert not res.ok
+    kind, error, _ = failure_kind(res, last_step=20, total_steps=20)
+    assert kind == "eval_error" and "weights" in error, (kind, error)
+
+
+# ------------------------------------------------------------------ secrets
+def test_proc_environ_through_a_directory_descriptor_reveals_no_secret(tmp_path):
+    assert static_check(programs.proc_environ_via_dirfd("x")).reason == "forbidden_import"
+    run = tmp_path / "run"
+    leak = run / "leak.bin"
+    res = train(programs.proc_environ_via_dirfd("leak.bin"), run, steps=20)  # relative: each child's own cwd
+    # a private pid namespace: the only processes it can see are bwrap's and its own, with the clean env
+    assert leak.exists(), (res.kind, res.error, res.stderr_tail[-2000:])
+    assert b"ARCHLAB_SANDBOX=1" in leak.read_bytes()  # it did read environments: its own, clean
+    assert res.ok, (res.kind, res.error)
+    assert_no_secret(res, run)
+
+
+def test_env_secrets_are_absent(tmp_path):
+    res = run_python_module("tests.engineer.hostile", ["env"], scratch=tmp_path, limits=Limits(wall_s=60))
+    assert res.ok and "ARCHLAB_LLM_API_KEY" not in res.result["env"]
+    assert_no_secret(res, tmp_path)
+
+
+# ------------------------------------------------------------------ writes outside scratch
+def test_a_write_through_a_directory_descriptor_does_not_leave_scratch(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    res = train(programs.write_via_dirfd(str(outside)), tmp_path / "run", steps=20)
+    assert not res.ok
+    assert failure_kind(res, last_step=0, total_steps=20)[0] in ("runtime_error", "forbidden")
+    assert list(outside.iterdir()) == []
+
+
+def test_renaming_a_file_out_of_scratch_is_forbidden(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    res = train(programs.rename_out_of_scratch(str(outside / "moved.txt")), tmp_path / "run", steps=20)
+    assert not res.ok and res.kind == "forbidden", (res.kind, res.error)
+    assert "os.rename" in res.error
+    assert list(outside.iterdir()) == []
+
+
+def test_a_plain_write_outside_is_forbidden(tmp_path):
+    target = tmp_path / "pwned.txt"
+    res = run_python_module("tests.engineer.hostile", ["write_outside", str(target)], scratch=tmp_path / "s",
+                            limits=Limits(wall_s=60))
+    assert res.kind == "forbidden" and not target.exists()
+
+
+# ------------------------------------------------------------------ static bypasses
+@pytest.mark.parametrize("code", [programs.GETATTR_OS, programs.SYS_MODULES])
+def test_module_reached_through_an_allowed_module_is_rejected(code):
+    out = static_check(code)
+    assert not out.ok and out.reason == "forbidden_import", out.feedback
+
+
+# ------------------------------------------------------------------ wave 1: loops, forks, memory, network
+@pytest.mark.parametrize("case,kind", [("loop", "timeout"), ("fork_bomb", "forbidden"), ("socket", "forbidden"),
+                                       ("memory_hog", "memory")])
+def test_wave_one_classes_end_with_their_kind(tmp_path, case, kind):
+    res = run_python_module("tests.engineer.hostile", [case], scratch=tmp_path,
+                            limits=Limits(wall_s=8, mem_mb=1024, preimport=()))
+    assert res.kind == kind, (res.kind, res.error)
+    assert res.confinement == "bwrap"
+    assert_no_secret(res, tmp_path)
+
+
+def test_the_network_namespace_holds_without_the_audit_hook(tmp_path):
+    """Seen from inside, without the hook: the child's network namespace has only a loopback interface."""
+    res = run_python_module("tests.security.raw_net", [], scratch=tmp_path, limits=Limits(wall_s=30, preimport=()))
+    assert res.ok and res.result["interfaces"] == ["lo"], res.result
+
+
+def test_pid_namespace_and_hidden_data_dir(tmp_path):
+    res = run_python_module("tests.security.raw_net", ["view"], scratch=tmp_path, limits=Limits(wall_s=30, preimport=()))
+    assert res.ok, res.error
+    assert len(res.result["pids"]) <= 3, res.result  # bwrap's init, the child (and nothing of the host)
+    assert res.result["archlab_dir"] in ([], None)  # the lab's data dir is an empty tmpfs
+    assert res.result["root_visible"] == [], res.result  # no home, /var, ssh keys ... of the host
+
+
+# ------------------------------------------------------------------ no OS sandbox
+def test_without_bwrap_untrusted_code_is_refused_unless_the_operator_opts_in(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(confine, "available", lambda: (False, "bwrap is not installed (test)"))
+    res = run_python_module("tests.engineer.hostile", ["ok"], scratch=tmp_path, limits=Limits(wall_s=30))
+    assert res.kind == "unconfined" and res.confinement == "refused" and confine.UNCONFINED_VAR in res.error
+    assert failure_kind(res, last_step=0, total_steps=1)[0] == "infrastructure"
+    assert any("refusing" in r.getMessage() for r in caplog.records)
+    monkeypatch.setenv(confine.UNCONFINED_VAR, "1")
+    res = run_python_module("tests.engineer.hostile", ["ok"], scratch=tmp_path, limits=Limits(wall_s=30))
+    assert res.ok and res.confinement == "unconfined"
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to drop to nobody")
+def test_bwrap_works_as_an_unprivileged_user(request):
+    import tempfile
+    scratch = Path(tempfile.mkdtemp(prefix="archlab-nobody-"))  # pytest's tmp_path is private to root
+    request.addfinalizer(lambda: shutil.rmtree(scratch, ignore_errors=True))
+    os.chown(scratch, 65534, 65534)
+    probe = ("import sys; sys.path.insert(0, %r); from services.common import confine; "
+             "ok, why = confine.available(); assert ok, why; import subprocess, pathlib; "
+             "argv = confine.confine_argv([sys.executable, '-c', 'import os; print(len([p for p in os.listdir(\"/proc\") "
+             "if p.isdigit()]), os.getuid())'], scratch=pathlib.Path(%r)); "
+             "print(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)") % (str(REPO), str(scratch))
+    out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c",
+                          probe], capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    pids, uid = out.stdout.split()
+    assert int(pids) <= 3 and uid == "65534"
