@@ -46,6 +46,7 @@ def build(settings: Settings | None = None) -> Service:
     svc.on(ev.ProposalCreated, functools.partial(handlers.on_proposal_created, **deps))
     svc.on(ev.ResultsReady, functools.partial(handlers.on_results_ready, **deps))
     svc.on(ev.ScoreAssigned, functools.partial(handlers.on_score_assigned, **deps))
+    svc.on(ev.InsightsStored, functools.partial(handlers.on_insights_stored, state=state))  # publish, then mark
     return svc
 
 

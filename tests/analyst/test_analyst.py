@@ -5,7 +5,8 @@ import pytest
 from schemas import events as ev
 from services.analyst.analysis import OFFLINE, SECTIONS
 from services.analyst.compare import code_diff
-from services.analyst.handlers import on_proposal_created, on_results_ready, on_score_assigned
+from services.analyst.handlers import (on_insights_stored, on_proposal_created, on_results_ready,
+                                       on_score_assigned)
 from services.analyst.state import AnalystState
 from services.cognition.model import to_event
 from services.cognition.handlers import on_cognition_ingested
@@ -112,6 +113,10 @@ async def test_redelivery_and_rescores_do_not_duplicate():
     events = campaign()
     out = await feed(events, state=state)
     assert len(out) == 3 and out[-1].cognition_ids == []          # no cognition base: still an analysis
+    again_before_read_back = await feed(events, state=state)       # not yet in the log: analysed again,
+    assert {e.event_id for e in again_before_read_back} == {e.event_id for e in out}  # as the same facts
+    for insights in out:                                            # published and read back: marked
+        await on_insights_stored(insights, state=state)
     assert await feed(events, state=state) == []                    # redelivered: analysed already
     no_conv_r = events[-2]
     rescore = score(no_conv_r, 0.2, scheme="bench-only", rescore_of="x", discriminator="r")
@@ -177,3 +182,51 @@ async def test_llm_failure_falls_back_to_offline(scripted_llm, tmp_path):  # noq
     out = await feed(campaign(), state=AnalystState(), llm=llm)
     ins = out[-1]
     assert ins.offline and ins.design_evaluation.startswith(OFFLINE) and "LLM analyst failed" in ins.ablation["note"]
+
+
+async def test_a_failed_publish_is_retried_and_gives_exactly_one_insights(tmp_path):
+    """Service.handle with a broker whose first publish of InsightsStored fails: the message is not
+    committed, its redelivery analyses again, and the log ends with exactly one InsightsStored."""
+    import functools
+
+    from schemas import codec
+    from schemas.topics import topic_for
+    from services.common.bus import Service
+    from services.common.settings import Settings
+
+    class FlakyBroker:
+        def __init__(self):
+            self.log, self.failed = [], False
+
+        async def publish(self, body, *, topic, key=None, headers=None):
+            if topic == topic_for(ev.InsightsStored) and not self.failed:
+                self.failed = True
+                raise ConnectionError("broker away (test)")
+            self.log.append((topic, body))
+
+    svc = Service("analyst", Settings(data_dir=tmp_path, handler_retries=0))
+    svc._broker = broker = FlakyBroker()
+    state = AnalystState()
+    for cls, fn in ((ev.ProposalCreated, on_proposal_created), (ev.ResultsReady, on_results_ready),
+                    (ev.ScoreAssigned, on_score_assigned)):
+        svc.on(cls, functools.partial(fn, state=state))
+    svc.on(ev.InsightsStored, functools.partial(on_insights_stored, state=state))
+
+    async def deliver(event):  # at-least-once: an uncommitted message comes back
+        for _ in range(3):
+            try:
+                return await svc.handle("analyst", topic_for(event), codec.encode(event))
+            except ConnectionError:
+                continue
+        raise AssertionError("never handled")
+
+    events = campaign()
+    for e in events:
+        await deliver(e)
+    insights = [codec.decode(body) for topic, body in broker.log if topic == topic_for(ev.InsightsStored)]
+    assert broker.failed and len(insights) == 3 and len({i.experiment_id for i in insights}) == 3
+    for i in insights:  # the analyst reads its own InsightsStored back: marked, later redeliveries are no-ops
+        await deliver(i)
+    for e in events:  # redelivered (a new consumer of the group, say): nothing new
+        await deliver(e)
+    assert len([1 for topic, _ in broker.log if topic == topic_for(ev.InsightsStored)]) == 3
