@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.common import endpoints
+from services.common import confine, endpoints
 from services.common.embedded import (ChildProcess, EmbeddedKafka, free_port, milvus_process, pid_alive, port_open,
                                       stop_pid, wait_port)
 from services.common.settings import Settings
@@ -117,6 +117,8 @@ def _launch(settings: Settings, state: StackState, pname: str) -> tuple[ChildPro
     env = service_env(settings, state)
     if pname.startswith("engineer-"):
         env["ARCHLAB_ENGINEER_ID"] = pname
+    if pname.rsplit("-", 1)[0] not in confine.LLM_SERVICES and pname not in confine.LLM_SERVICES:
+        env = confine.without_secrets(env)  # least privilege: the engineer runs generated code (docs/security.md)
     log_path = Path(settings.data_dir) / "logs" / f"{pname}.log"
     offset = log_path.stat().st_size if log_path.exists() else 0
     child = ChildProcess(pname, [sys.executable, "-m", module, *args], log_path, env=env)

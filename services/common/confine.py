@@ -28,6 +28,13 @@ UNCONFINED_VAR = "ARCHLAB_ALLOW_UNCONFINED"  # "1": run untrusted code without b
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "passwd", "group", "nsswitch.conf",
              "alternatives", "ssl/openssl.cnf")
 TOP_DIRS = ("usr", "bin", "lib", "lib32", "lib64", "libx32", "sbin")
+LLM_SERVICES = ("researcher", "debugger", "analyst", "judge")  # the only services that call the LLM
+SECRET_MARKERS = ("API_KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL")
+
+
+def without_secrets(env: dict[str, str]) -> dict[str, str]:
+    """`env` minus every variable that looks like a credential (ARCHLAB_LLM_API_KEY, OPENAI_API_KEY, ...)."""
+    return {k: v for k, v in env.items() if not any(m in k.upper() for m in SECRET_MARKERS)}
 
 
 def bwrap_path() -> str | None:

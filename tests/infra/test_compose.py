@@ -78,7 +78,8 @@ def test_every_archlab_env_var_is_a_settings_field(compose):
         assert env["ARCHLAB_STORAGE"] == "cassandra" and env["ARCHLAB_CASSANDRA_HOSTS"] == "cassandra"
         assert env["ARCHLAB_MILVUS_URI"].startswith("http://milvus:")
         assert env["ARCHLAB_DATA_DIR"] == "/data"
-        assert "ARCHLAB_LLM_API_KEY" in env and env["ARCHLAB_LLM_API_KEY"] is None  # from the host, never written
+        if "ARCHLAB_LLM_API_KEY" in env:  # only the LLM services have it (see the least-privilege test below)
+            assert env["ARCHLAB_LLM_API_KEY"] is None  # from the host, never written
         settings = Settings(**{k[len("ARCHLAB_"):].lower(): v for k, v in env.items() if v is not None})
         assert settings.storage == "cassandra" and not settings.embedded_broker
 
@@ -159,3 +160,16 @@ def test_service_healthcheck_runs(compose, tmp_path):
         listener.close()
         sleeper.kill()
         sleeper.wait()
+
+
+def test_only_the_llm_services_get_the_llm_key_and_the_engineer_may_sandbox():
+    """Least privilege (issue 13): the engineer runs generated code and never holds the key; bubblewrap
+    needs the engineer's seccomp/AppArmor/systempaths unconfined; the image installs bubblewrap."""
+    from services.common.confine import LLM_SERVICES
+
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    with_key = {name for name, svc in services.items() if "ARCHLAB_LLM_API_KEY" in (svc.get("environment") or {})}
+    assert with_key == set(LLM_SERVICES)
+    opts = services["engineer"].get("security_opt") or []
+    assert {"seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"} <= set(opts)
+    assert "bubblewrap" in DOCKERFILE.read_text()
