@@ -68,34 +68,46 @@ class Monitor:
 
     @torch.no_grad()
     def check_model(self, step: int, model: torch.nn.Module, batch_inputs: torch.Tensor) -> None:
-        """Leak checks on probe sequences drawn i.i.d. from the tokens of `batch_inputs` [B, T]."""
+        """Leak checks on probe sequences drawn i.i.d. from the tokens of `batch_inputs` [B, T], in eval mode
+        and in training mode (a layer may leak only while training, e.g. through a mode-dependent path);
+        the two forwards of a comparison share their RNG state, so dropout masks agree."""
         was_training = model.training
-        model.eval()
         try:
-            gen = torch.Generator().manual_seed(step)
-            pool = batch_inputs.detach().flatten().cpu()
-            seq_len = batch_inputs.shape[1]
-            draw = lambda *shape: pool[torch.randint(len(pool), shape, generator=gen)].to(batch_inputs.device)  # noqa: E731
-            x = draw(4, seq_len)
-            logits = model(x)[0].float()
-            # 1. future perturbation
-            half = seq_len // 2
-            x2 = torch.cat([x[:, :half], draw(4, seq_len - half)], 1)
-            diff = (model(x2)[0].float()[:, :half] - logits[:, :half]).abs().max().item()
-            scale = 1.0 + logits.abs().max().item()
-            if not diff <= self.perturbation_tol * scale:  # also catches NaN
-                raise TrainingStopped("suspected_leak", {
-                    "step": step, "rule": "future_perturbation", "max_logit_change_before_perturbation": diff,
-                    "tolerance": self.perturbation_tol * scale})
-            # 2. unpredictable tokens
-            counts = torch.bincount(pool).float()
-            probs = counts[counts > 0] / counts.sum()
-            entropy = -(probs * probs.log()).sum().item()
-            ce = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1)).item()
-            floor = self.unpredictable_ce_frac * entropy
-            if ce < floor:
-                raise TrainingStopped("suspected_leak", {
-                    "step": step, "rule": "unpredictable_tokens_ce", "ce_nats": round(ce, 4),
-                    "unigram_entropy_nats": round(entropy, 4), "floor_nats": round(floor, 4)})
+            for training in (False, True):
+                model.train(training)
+                self._check(step, model, batch_inputs, "train" if training else "eval")
         finally:
             model.train(was_training)
+
+    def _check(self, step: int, model: torch.nn.Module, batch_inputs: torch.Tensor, mode: str) -> None:
+        gen = torch.Generator().manual_seed(step)
+        pool = batch_inputs.detach().flatten().cpu()
+        seq_len = batch_inputs.shape[1]
+        draw = lambda *shape: pool[torch.randint(len(pool), shape, generator=gen)].to(batch_inputs.device)  # noqa: E731
+
+        def forward(x):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(step)
+                return model(x)[0].float()
+
+        x = draw(4, seq_len)
+        logits = forward(x)
+        # 1. future perturbation
+        half = seq_len // 2
+        x2 = torch.cat([x[:, :half], draw(4, seq_len - half)], 1)
+        diff = (forward(x2)[:, :half] - logits[:, :half]).abs().max().item()
+        scale = 1.0 + logits.abs().max().item()
+        if not diff <= self.perturbation_tol * scale:  # also catches NaN
+            raise TrainingStopped("suspected_leak", {
+                "step": step, "rule": "future_perturbation", "mode": mode,
+                "max_logit_change_before_perturbation": diff, "tolerance": self.perturbation_tol * scale})
+        # 2. unpredictable tokens
+        counts = torch.bincount(pool).float()
+        probs = counts[counts > 0] / counts.sum()
+        entropy = -(probs * probs.log()).sum().item()
+        ce = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1)).item()
+        floor = self.unpredictable_ce_frac * entropy
+        if ce < floor:
+            raise TrainingStopped("suspected_leak", {
+                "step": step, "rule": "unpredictable_tokens_ce", "mode": mode, "ce_nats": round(ce, 4),
+                "unigram_entropy_nats": round(entropy, 4), "floor_nats": round(floor, 4)})

@@ -195,24 +195,36 @@ def check_program(code: str, dims: dict, lengths: tuple[int, int], repeats: int 
                                           "information across the batch dimension", max_abs_diff=err)
         timings["shape"] = time.perf_counter() - t
 
-        # --- causality: perturb the future, the past must not move
+        # --- causality: perturb the future, the past must not move (in eval and in training mode; the two
+        # forwards of a comparison share their RNG state, so dropout masks agree)
         t = time.perf_counter()
+
+        def seeded_forward(x):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                return _forward(layer, x)
+
         with torch.no_grad():
             T = 150
             xc = torch.randn(2, T, D)
-            base = _forward(layer, xc)
-            scale = 1.0 + base.abs().max().item()
             worst = 0.0
-            for pos in (0, 31, 63, 64, 100, 148):
-                xp = xc.clone()
-                xp[:, pos + 1:] = torch.randn_like(xp[:, pos + 1:]) * 3.0
-                err = (_forward(layer, xp)[:, :pos + 1] - base[:, :pos + 1]).abs().max().item()
-                worst = max(worst, err)
-                if err > 1e-4 * scale:
-                    raise CheckFailed("causality", f"information leaks from the future: changing the tokens after "
-                                      f"position {pos} changed the outputs up to {pos} by {err:.3g}. Every output "
-                                      "may depend only on current and earlier tokens (mask attention, use causal "
-                                      "convolutions, never pool over the whole sequence)", position=pos, max_abs_diff=err)
+            for training in (False, True):
+                layer.train(training)
+                base = seeded_forward(xc)
+                scale = 1.0 + base.abs().max().item()
+                for pos in (0, 31, 63, 64, 100, 148):
+                    xp = xc.clone()
+                    xp[:, pos + 1:] = torch.randn_like(xp[:, pos + 1:]) * 3.0
+                    err = (seeded_forward(xp)[:, :pos + 1] - base[:, :pos + 1]).abs().max().item()
+                    worst = max(worst, err)
+                    if not err <= 1e-4 * scale:
+                        mode = "training" if training else "eval"
+                        raise CheckFailed("causality", f"information leaks from the future ({mode} mode): changing "
+                                          f"the tokens after position {pos} changed the outputs up to {pos} by "
+                                          f"{err:.3g}. Every output may depend only on current and earlier tokens "
+                                          "(mask attention, use causal convolutions, never pool over the whole "
+                                          "sequence)", position=pos, max_abs_diff=err, mode=mode)
+            layer.eval()
             evidence["causality_max_diff"] = worst
         timings["causality"] = time.perf_counter() - t
 

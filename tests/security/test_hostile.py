@@ -190,3 +190,55 @@ def test_bwrap_works_as_an_unprivileged_user(request):
     assert out.returncode == 0, out.stderr
     pids, uid = out.stdout.split()
     assert int(pids) <= 3 and uid == "65534"
+
+
+# ------------------------------------------------------------------ leaks only while training
+TRAIN_ONLY_LEAK = '''
+import torch
+import torch.nn as nn
+
+
+class DeltaNet(nn.Module):
+    def __init__(self, hidden_size=64, num_heads=1, **kwargs):
+        super().__init__()
+        self.proj = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, hidden_states, attention_mask=None, **kwargs):
+        h = self.proj(hidden_states)
+        if self.training:  # the future, only while training: an eval-mode check never sees it
+            h = h + hidden_states.flip(1)
+        return h, None, None
+'''
+
+
+def test_a_leak_only_in_training_mode_fails_the_checks_and_the_monitor():
+    import torch
+
+    from services.engineer.monitor import Monitor, TrainingStopped
+    from services.engineer.profiles import get_profile
+    from services.engineer.runner import build_model, load_layer_class, make_batch_fn
+    from services.researcher.checks import profile_dims
+    from services.researcher.checks_child import check_program
+
+    torch.set_num_threads(1)
+    r = check_program(TRAIN_ONLY_LEAK, profile_dims("cpu-micro"), (64, 256), repeats=1)
+    assert not r["ok"] and r["reason"] == "causality" and r["evidence"]["mode"] == "training", r
+    profile = get_profile("cpu-micro")
+    model = build_model(load_layer_class(TRAIN_ONLY_LEAK), profile)
+    x, _ = make_batch_fn(profile, 0)(0)
+    with pytest.raises(TrainingStopped) as stopped:
+        Monitor().check_model(1, model, x)
+    assert stopped.value.kind == "suspected_leak" and stopped.value.evidence["mode"] == "train"
+
+
+def test_a_debugger_revision_meets_the_dynamic_checks_before_training(tmp_path):
+    """The worker sets checks=True for revisions > 0: the runner runs the researcher's dynamic checks first."""
+    from services.engineer import runner
+
+    job = {"code": TRAIN_ONLY_LEAK, "profile": "cpu-micro", "seed": 0, "workdir": str(tmp_path / "w"),
+           "checks": True, "evaluate": False}
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    assert runner.main([str(tmp_path / "job.json"), str(tmp_path / "result.json")]) == 2
+    error = json.loads((tmp_path / "result.json").read_text())["error"]
+    assert error["type"] == "ChecksFailed" and error["kind"] == "suspected_leak"
+    assert not (tmp_path / "w" / runner.WEIGHTS_NAME).exists()  # never trained
