@@ -84,6 +84,7 @@ def running_state(settings: Settings) -> StackState | None:
     return state if alive else None
 
 
+INFRA = ("kafka", "kafka-gateway", "milvus")   # not services: stopped last, by `down`
 READY_MARKERS = (b'"service started"', b'"engineer started"')
 
 
@@ -138,18 +139,25 @@ def restart(settings: Settings, pname: str, *, timeout: float = 120.0, progress=
     state = StackState.load(endpoints.stack_file(settings))
     if state is None:
         raise RuntimeError("no stack running (start one with `archlab up`)")
+    if pname == "kafka-gateway":
+        pname = "kafka"   # the broker and its gateway start and stop together
     old = state.processes.get(pname)
+    if pname == "kafka":
+        gateway = state.processes.get("kafka-gateway")
+        if gateway and pid_alive(gateway):
+            stop_pid(gateway, signal.SIGTERM, timeout=30)
     if old and pid_alive(old):
         stop_pid(old, signal.SIGINT if pname in ("kafka", "milvus") else signal.SIGTERM, timeout=30)
     if pname == "kafka":
         port = int(state.kafka.rsplit(":", 1)[1])
         deadline = time.monotonic() + 30
-        while port_open("127.0.0.1", port) and time.monotonic() < deadline:  # the old broker lets go of it
+        while port_open("127.0.0.1", port) and time.monotonic() < deadline:  # the old gateway lets go of it
             time.sleep(0.2)
         broker = EmbeddedKafka(Path(settings.data_dir) / "broker", port=port).start()
         state.processes["kafka"] = broker.child.pid
+        state.processes["kafka-gateway"] = broker.gateway.pid
         state.dump(endpoints.stack_file(settings))
-        progress(f"restarted kafka (pid {broker.child.pid}) at {state.kafka}")
+        progress(f"restarted kafka (pid {broker.child.pid}) behind its gateway at {state.kafka}")
         return broker.child.pid
     if pname == "milvus":
         raise ValueError("restart milvus with `archlab down` and `archlab up`")
@@ -178,7 +186,8 @@ def up(settings: Settings, *, engineers: int = 1, services: list[str] | None = N
             broker = EmbeddedKafka(data_dir / "broker").start()
             state.kafka = broker.bootstrap
             state.processes["kafka"] = broker.child.pid
-            progress(f"started embedded Kafka broker (noida-db) at {state.kafka}")
+            state.processes["kafka-gateway"] = broker.gateway.pid
+            progress(f"started embedded Kafka broker (noida-db) behind its long-poll gateway at {state.kafka}")
         state.dump(stack_path)
         from services.common.bus import ensure_topics
         created = asyncio.run(ensure_topics(state.kafka, settings.partitions, settings.replication_factor))
@@ -223,7 +232,7 @@ def down(settings: Settings, *, progress=print) -> bool:
         progress("no stack recorded: nothing to stop")
         return True
     clean = True
-    services = [(n, p) for n, p in state.processes.items() if n not in ("kafka", "milvus")]
+    services = [(n, p) for n, p in state.processes.items() if n not in INFRA]
     for name, pid in services:  # SIGTERM to all first, then wait: they stop in parallel
         if pid_alive(pid):
             try:
@@ -237,7 +246,8 @@ def down(settings: Settings, *, progress=print) -> bool:
     # milvus-lite: SIGTERM; its collections are projections of the log (novelty memory, cognitions),
     # so a forced stop under load loses nothing that a replay cannot rebuild and does not fail `down`.
     # The broker: SIGINT, so that it writes its snapshot; a forced stop there is an error.
-    for name, sig, must_be_clean in (("milvus", signal.SIGTERM, False), ("kafka", signal.SIGINT, True)):
+    for name, sig, must_be_clean in (("milvus", signal.SIGTERM, False), ("kafka-gateway", signal.SIGTERM, False),
+                                     ("kafka", signal.SIGINT, True)):
         pid = state.processes.get(name)
         if pid:
             ok = stop_pid(pid, sig, timeout=30)

@@ -182,7 +182,8 @@ class Service:
 
             self.broker.subscriber(*topics, group_id=group, auto_offset_reset="earliest",
                                    ack_policy=AckPolicy.NACK_ON_ERROR,
-                                   max_poll_interval_ms=10 * 60 * 1000)(self._consumer(group))
+                                   max_poll_interval_ms=10 * 60 * 1000,
+                                   fetch_max_wait_ms=self.settings.fetch_max_wait_ms)(self._consumer(group))
 
     def _consumer(self, group: str):
         async def consume(body: Any, message: KafkaMessage) -> None:

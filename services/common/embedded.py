@@ -118,6 +118,13 @@ def kafka_process(data_dir: Path, port: int) -> ChildProcess:
                         log_path=data_dir / "broker.log")
 
 
+def gateway_process(data_dir: Path, port: int, broker_port: int) -> ChildProcess:
+    """The long-poll gateway in front of the broker (services/common/kafka_gateway.py: why)."""
+    return ChildProcess("kafka-gateway", [sys.executable, "-m", "services.common.kafka_gateway",
+                                          "--listen", str(port), "--upstream", f"127.0.0.1:{broker_port}"],
+                        log_path=data_dir / "gateway.log")
+
+
 def milvus_process(data_dir: Path, port: int) -> ChildProcess:
     exe = Path(sys.executable).parent / "milvus-lite"
     argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "milvus_lite.cli"]
@@ -127,12 +134,18 @@ def milvus_process(data_dir: Path, port: int) -> ChildProcess:
 
 
 class EmbeddedKafka:
-    """Start/stop one noida-db Kafka broker on 127.0.0.1 (used by `archlab up` and by tests)."""
+    """Start/stop one noida-db Kafka broker on 127.0.0.1 behind its long-poll gateway.
 
-    def __init__(self, data_dir: Path, port: int | None = None):
+    Clients are given the gateway's address (`bootstrap`, on `port`); the broker itself listens
+    on a private port that clients never learn. Used by `archlab up` and by tests.
+    """
+
+    def __init__(self, data_dir: Path, port: int | None = None, broker_port: int | None = None):
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
-        self.child = kafka_process(self.data_dir, self.port)
+        self.broker_port = broker_port or free_port()
+        self.child = kafka_process(self.data_dir, self.broker_port)
+        self.gateway = gateway_process(self.data_dir, self.port, self.broker_port)
 
     @property
     def bootstrap(self) -> str:
@@ -141,10 +154,19 @@ class EmbeddedKafka:
     def start(self, timeout: float = 30.0) -> "EmbeddedKafka":
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.child.start()
-        wait_port(self.port, timeout, self.child.proc, "noida-db kafka broker")
+        wait_port(self.broker_port, timeout, self.child.proc, "noida-db kafka broker")
+        self.gateway.start()
+        try:
+            wait_port(self.port, timeout, self.gateway.proc, "kafka gateway")
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> bool:
-        if self.child.pid is None:
-            return True
-        return stop_pid(self.child.pid, signal.SIGINT)
+        clean = True
+        if self.gateway.pid is not None:
+            clean &= stop_pid(self.gateway.pid, signal.SIGTERM)
+        if self.child.pid is not None:
+            clean &= stop_pid(self.child.pid, signal.SIGINT)
+        return clean

@@ -23,7 +23,8 @@ class Record:
 
 async def read_log(bootstrap: str, topics: list[str], *, from_beginning: bool = True, follow: bool = False,
                    poll_ms: int = 500) -> AsyncIterator[Record]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                                fetch_max_wait_ms=min(poll_ms, 1000))
     await consumer.start()
     try:
         existing = await consumer.topics()

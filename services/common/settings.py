@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     partitions: int = Field(12, ge=1)
     replication_factor: int = 1
     handler_retries: int = Field(3, ge=0)  # attempts of a raising handler before the DLQ
+    # How long the broker (or the embedded broker's gateway) may hold an empty Fetch. New data ends
+    # the wait at once, so this sets only what an idle consumer costs, not latency.
+    fetch_max_wait_ms: int = Field(1000, ge=10, le=30000)
 
     # --- storage (archive)
     storage: str = "sqlite"              # sqlite | cassandra

@@ -115,7 +115,8 @@ class Worker:
         await ensure_topics(bootstrap, self.settings.partitions, self.settings.replication_factor)
         await self.svc.broker.start()
         self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                         auto_offset_reset="earliest", client_id=f"engineer-{self.id}")
+                                         auto_offset_reset="earliest", client_id=f"engineer-{self.id}",
+                                         fetch_max_wait_ms=self.settings.fetch_max_wait_ms)
         await self.consumer.start()
         tps = []
         for cls in WORK_EVENTS:
