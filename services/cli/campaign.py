@@ -23,7 +23,7 @@ from schemas import codec
 from schemas import events as ev
 from schemas.events import EVENT_TYPES
 from schemas.topics import topic_for
-from services.cli.progress import CampaignView
+from services.cli.progress import CampaignView, PlainProgress, diagnose
 from services.common import endpoints
 from services.common.log_reader import read_log
 from services.common.bus import publish_once
@@ -61,18 +61,61 @@ def progress_table(view: CampaignView, started_at: float) -> Group:
     return Group(head, rows)
 
 
-async def watch(bootstrap: str, view: CampaignView, *, timeout_s: float, live: Live | None, started_at: float) -> None:
-    """Fold the campaign's events into `view` until CampaignCompleted (or the timeout)."""
+class LiveDisplay:
+    """A terminal: the progress table redrawn in place."""
+
+    def __init__(self, view: CampaignView, started_at: float):
+        self.view, self.started_at = view, started_at
+        self.live = Live(progress_table(view, started_at), console=console, refresh_per_second=2, transient=False)
+
+    def __enter__(self) -> "LiveDisplay":
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.live.__exit__(*exc)
+
+    def event(self, event: ev.Event) -> None:
+        self.view.apply(event)
+        self.live.update(progress_table(self.view, self.started_at))
+
+    def tick(self) -> None:
+        self.live.update(progress_table(self.view, self.started_at))
+
+
+class PlainDisplay:
+    """No terminal (a file, a CI log): one line per state change and a heartbeat every minute."""
+
+    def __init__(self, view: CampaignView, started_at: float, heartbeat_s: float = 60.0):
+        self.progress = PlainProgress(view, started_at, heartbeat_s)
+
+    def __enter__(self) -> "PlainDisplay":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def _print(self, lines: list[str]) -> None:
+        for line in lines:
+            print(line, flush=True)
+
+    def event(self, event: ev.Event) -> None:
+        self._print(self.progress.apply(event, time.monotonic()))
+
+    def tick(self) -> None:
+        self._print(self.progress.tick(time.monotonic()))
+
+
+async def watch(bootstrap: str, view: CampaignView, display, *, timeout_s: float) -> None:
+    """Fold the campaign's events into `view` (through `display`) until CampaignCompleted or the timeout."""
     deadline = time.monotonic() + timeout_s
 
     async def fold() -> None:
         async for rec in read_log(bootstrap, [topic_for(t) for t in EVENT_TYPES], follow=True, poll_ms=300):
             try:
-                view.apply(codec.decode(rec.value))
+                display.event(codec.decode(rec.value))
             except codec.EventDecodeError:
                 continue
-            if live is not None:
-                live.update(progress_table(view, started_at))
             if view.completed:
                 return
 
@@ -82,8 +125,7 @@ async def watch(bootstrap: str, view: CampaignView, *, timeout_s: float, live: L
             if time.monotonic() > deadline:
                 task.cancel()
                 raise TimeoutError(f"campaign {view.campaign_id} did not complete within {timeout_s:.0f}s")
-            if live is not None:
-                live.update(progress_table(view, started_at))
+            display.tick()
             await asyncio.sleep(1.0)
         task.result()
     finally:
@@ -148,8 +190,11 @@ def register(app: typer.Typer) -> None:
                               f"{concurrency}, profile {profile}, proposer {started.proposer}")
             view = CampaignView(campaign_id)
             t0 = time.monotonic()
-            with Live(progress_table(view, t0), console=console, refresh_per_second=2, transient=False) as live:
-                asyncio.run(watch(bootstrap, view, timeout_s=timeout, live=live, started_at=t0))
+            display = LiveDisplay(view, t0) if console.is_terminal else PlainDisplay(view, t0)
+            with display:
+                asyncio.run(watch(bootstrap, view, display, timeout_s=timeout))
+            for line in diagnose(view):
+                console.print(f"[red]diagnosis[/]: {line}")
             finish(settings, bootstrap, campaign_id)
         except KeyboardInterrupt:
             console.print("\n[yellow]interrupted[/]: stopping cleanly; continue with `archlab run --resume`")

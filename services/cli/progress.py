@@ -27,6 +27,15 @@ class ExperimentView:
     rejections: int = 0
     failures: int = 0
     times: dict[str, datetime] = field(default_factory=dict)
+    step: int = 0                      # last TrainingProgress: where training is and how fast it runs
+    total_steps: int = 0
+    tokens_per_s: float | None = None
+    engineer_id: str = ""
+    last_failure: ev.TrainingFailed | None = None
+    abandoned_reason: str = ""
+
+    def label(self) -> str:
+        return f"{self.experiment_id[-10:]} {self.name or '?'} ({self.role})"
 
 
 @dataclass
@@ -39,6 +48,7 @@ class CampaignView:
     failure_kinds: Counter = field(default_factory=Counter)
     stage_seconds: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     events: int = 0
+    completed_reason: str = ""
 
     def exp(self, event: ev.Event) -> ExperimentView:
         return self.experiments.setdefault(event.experiment_id, ExperimentView(event.experiment_id))
@@ -51,6 +61,7 @@ class CampaignView:
             self.started = event
         elif isinstance(event, ev.CampaignCompleted):
             self.completed = True
+            self.completed_reason = event.reason
         elif isinstance(event, ev.ParentSampled):
             x = self.exp(event)
             x.role = "baseline" if event.mode == "baseline" else "candidate"
@@ -72,9 +83,15 @@ class CampaignView:
         elif isinstance(event, ev.TrainingStarted):
             x = self.exp(event)
             x.times.setdefault("training", event.occurred_at)
+            x.engineer_id = event.engineer_id
+        elif isinstance(event, ev.TrainingProgress):
+            x = self.exp(event)
+            x.step, x.total_steps, x.engineer_id = event.step, event.total_steps, event.engineer_id
+            x.tokens_per_s = event.tokens_per_s if event.tokens_per_s is not None else x.tokens_per_s
         elif isinstance(event, ev.TrainingFailed):
             x = self.exp(event)
             x.failures += 1
+            x.last_failure = event
             self.failure_kinds[event.kind] += 1
         elif isinstance(event, ev.ResultsReady):
             x = self.exp(event)
@@ -102,7 +119,8 @@ class CampaignView:
                 x.times["insights"] = event.occurred_at
                 self.stage_seconds["analyse"].append((event.occurred_at - x.times["scored"]).total_seconds())
         elif isinstance(event, ev.ExperimentAbandoned):
-            self.exp(event).status = "abandoned"
+            x = self.exp(event)
+            x.status, x.abandoned_reason = "abandoned", event.reason
 
     # ---------------------------------------------------------------- summaries
     def counts(self) -> Counter:
@@ -118,3 +136,96 @@ class CampaignView:
 
     def stage_means(self) -> dict[str, float]:
         return {k: sum(v) / len(v) for k, v in self.stage_seconds.items() if v}
+
+
+# ---------------------------------------------------------------- plain-text progress (no terminal)
+def _speed(x: ExperimentView) -> str:
+    return f"{x.tokens_per_s:,.0f} tokens/s" if x.tokens_per_s else "speed unknown"
+
+
+def change_line(x: ExperimentView, before: str | None, event: ev.Event) -> str | None:
+    """One line when an experiment changes state (or fails), for logs and CI output."""
+    if isinstance(event, ev.TrainingFailed):
+        first = (event.error or "").strip().splitlines()[0][:160] if event.error else ""
+        return (f"{x.label()}: training failed ({event.kind}) after {event.wall_s:.0f} s at step {x.step}/"
+                f"{x.total_steps or '?'}, {_speed(x)}: {first}")
+    if isinstance(event, ev.ProposalRejected):
+        return f"{x.label()}: proposal rejected ({event.reason})"
+    if before == x.status:
+        return None
+    detail = ""
+    if x.status == "scoring":
+        detail = f": loss {x.final_loss:.4f}, benchmark {x.benchmark:.4f}" if x.final_loss is not None and \
+            x.benchmark is not None else ""
+    elif x.status == "analysing" and x.fitness is not None:
+        detail = f": fitness {x.fitness:.4f}"
+    elif x.status == "abandoned":
+        detail = f": {x.abandoned_reason}"
+    return f"{x.label()}: {before or 'new'} -> {x.status}{detail}"
+
+
+def heartbeat_line(view: CampaignView, elapsed_s: float) -> str:
+    c = view.counts()
+    budget = view.started.budget if view.started else "?"
+    done = sum(1 for x in view.experiments.values() if x.role == "candidate" and x.status in TERMINAL)
+    training = [f"{x.name or x.experiment_id[-6:]} step {x.step}/{x.total_steps} {_speed(x)}"
+                for x in view.experiments.values() if x.status == "training" and x.total_steps]
+    best = view.best()
+    return (f"[{elapsed_s:6.0f}s] candidates ended {done}/{budget}, in flight {view.in_flight()}, "
+            f"abandoned {c.get('abandoned', 0)}, best "
+            f"{f'{best.fitness:.4f} ({best.name})' if best else '-'}"
+            + (f"; training: {'; '.join(training)}" if training else ""))
+
+
+class PlainProgress:
+    """Feeds events to a view and returns the lines to print: state changes, then a heartbeat."""
+
+    def __init__(self, view: CampaignView, started_at: float, heartbeat_s: float = 60.0):
+        self.view, self.started_at, self.heartbeat_s = view, started_at, heartbeat_s
+        self._last_beat = started_at
+
+    def apply(self, event: ev.Event, now: float) -> list[str]:
+        if event.campaign_id != self.view.campaign_id:
+            return []
+        known = self.view.experiments.get(event.experiment_id)
+        before = known.status if known else None
+        self.view.apply(event)
+        out = []
+        x = self.view.experiments.get(event.experiment_id)
+        if x is not None:
+            line = change_line(x, before, event)
+            if line:
+                out.append(f"[{now - self.started_at:6.0f}s] {line}")
+        if isinstance(event, ev.CampaignCompleted):
+            out.append(f"[{now - self.started_at:6.0f}s] campaign completed: {event.reason}")
+        return out
+
+    def tick(self, now: float) -> list[str]:
+        if now - self._last_beat < self.heartbeat_s:
+            return []
+        self._last_beat = now
+        return [heartbeat_line(self.view, now - self.started_at)]
+
+
+def diagnose(view: CampaignView) -> list[str]:
+    """What went wrong that was not the program's fault, with the figures and what to do."""
+    out = []
+    for x in view.experiments.values():
+        f = x.last_failure
+        if x.status != "abandoned" or f is None or f.kind not in ("timeout", "too_slow", "memory", "crashed",
+                                                                    "infrastructure"):
+            continue
+        where = f"step {x.step}/{x.total_steps}" if x.total_steps else "before its first progress report"
+        line = (f"{x.label()} was abandoned: {f.kind} after {f.wall_s:.0f} s at {where}, {_speed(x)} "
+                f"({(f.error or '').strip().splitlines()[0][:200] if f.error else 'no message'}).")
+        if f.kind in ("timeout", "too_slow"):
+            line += (" Training ran slower than this machine's calibrated speed allows: check that nothing else "
+                     "is using the CPU (`archlab status`), or choose a smaller profile (`--profile cpu-micro`).")
+        elif f.kind == "memory":
+            line += " It hit the sandbox memory limit: choose a smaller profile or raise the profile's memory_limit_mb."
+        else:
+            line += " The engineer or its sandbox died: see `.archlab/logs/engineer-*.log`."
+        out.append(line)
+    if view.completed and not any(x.role == "candidate" and x.fitness is not None for x in view.experiments.values()):
+        out.append(f"no candidate was scored (campaign ended: {view.completed_reason or 'unknown reason'}).")
+    return out
