@@ -49,12 +49,15 @@ def list_cmd():
 
 def print_validity(report) -> None:
     """Tables of a ValidityReport: per profile, members (best first) x metrics as mean +- spread."""
+    from services.engineer.battery import TASKS as BATTERY_TASKS
     from services.engineer.validity import HIGHER_IS_BETTER, JUDGE_METRICS
 
     for prof, members in report.summary.items():
         metric = report.rankings[prof]["metric"]
+        battery = sorted({k for s in members.values() for k in s if k.split("/")[0] in BATTERY_TASKS},
+                         key=lambda k: BATTERY_TASKS.index(k.split("/")[0]))
         metrics = [m for m in (metric, "mqar_mc/acc", "benchmark", "final_loss", "bytes_bpb/bits_per_byte",
-                               "stdlib_mc/acc") if any(m in s for s in members.values())]
+                               "stdlib_mc/acc", *battery) if any(m in s for s in members.values())]
         metrics = list(dict.fromkeys(metrics))
         seeds = sorted({r.seed for r in report.records if r.profile == prof and r.error is None})
         table = Table(title=f"{prof}: ranked by {metric} ({'higher' if HIGHER_IS_BETTER.get(metric, True) else 'lower'}"
@@ -88,8 +91,20 @@ def print_validity(report) -> None:
     failed = [r for r in report.records if r.error]
     for r in failed:
         console.print(f"[red]failed[/] {r.member} seed {r.seed} ({r.profile}): {r.error}")
+    for prof, room in (report.headroom or {}).items():
+        console.print(f"{prof} headroom: {room['baseline']} benchmark {room['baseline_benchmark']:.3f}; "
+                      f"{room['tasks_with_gap']}/{room['tasks']} tasks leave it >= {room['gap']} below the best member ("
+                      + ", ".join(f"{t.split('/')[0]} {v['gap']:+.3f} {v['best_member']}"
+                                  for t, v in room["per_task"].items())
+                      + f"); best {room['best_member']} by {room['best_margin']:+.3f} = "
+                      + (f"{room['best_margin_in_noise']:.1f}x" if room["best_margin_in_noise"] else "?x")
+                      + f" the baseline's seed noise {_fmt(room['baseline_noise']['benchmark'])}; seconds per run: "
+                      + ", ".join(f"{m} {v:.0f}" for m, v in sorted(room["seconds_per_run"].items()))
+                      + ("; CPU seconds per run: " + ", ".join(
+                          f"{m} {v:.0f}" for m, v in sorted(room["cpu_seconds_per_run"].items()))
+                         if room.get("cpu_seconds_per_run") else ""))
     if report.judge_seed_noise:
-        console.print(f"judge setting ({report.noise_pool} over members of the seed noise of "
+        console.print(f"judge setting ({report.noise_pool} of the seed noise of "
                       + ", ".join(f"{k}={v}" for k, v in JUDGE_METRICS.items()) + "):\n"
                       f"  ARCHLAB_JUDGE_SEED_NOISE='{json.dumps(report.judge_seed_noise)}'")
     console.print(f"wall time {report.wall_s:.0f} s")
@@ -97,19 +112,19 @@ def print_validity(report) -> None:
 
 @zoo_app.command("bench")
 def bench(members: str = typer.Option(None, "--members", help="comma-separated zoo members (default: all)"),
-          seeds: str = typer.Option("0,1", "--seeds", help="comma-separated seeds (two or more give the seed noise)"),
+          seeds: str = typer.Option("0,1,2", "--seeds", help="comma-separated seeds (two or more give the seed noise)"),
           steps: Optional[int] = typer.Option(None, "--steps", help="training steps (default: the profile's); "
                                               "an override is reported as profile+steps=N and not used by the judge"),
           profile: str = typer.Option("cpu-tiny", "--profile",
-                                      help="comma-separated profiles, e.g. cpu-tiny (MQAR recall) or "
-                                           "cpu-tiny,cpu-bytes (adds the byte-level LM)"),
+                                      help="comma-separated profiles, e.g. cpu-tiny (the battery), cpu-mqar (MQAR "
+                                           "recall alone) or cpu-bytes (the byte-level LM alone)"),
           jobs: int = typer.Option(1, "--jobs", min=1, help="runs trained in parallel (worker processes)"),
           threads: int = typer.Option(1, "--threads", min=1, help="torch threads per run"),
           json_out: Optional[Path] = typer.Option(None, "--json-out", help="write the whole report as JSON here"),
           cache: bool = typer.Option(True, "--cache/--no-cache", help="reuse and store results in data_dir/zoo-cache"),
           quiet: bool = typer.Option(False, "--quiet", help="no per-step progress lines"),
-          noise_pool: str = typer.Option("mean", "--noise-pool", help="how the judge's seed noise pools members: "
-                                         "mean (conservative) or median (robust to one bimodal member)"),
+          noise_pool: str = typer.Option("baseline", "--noise-pool", help="the judge's seed noise: the baseline's "
+                                         "own (deltanet), or pooled over members: mean (conservative) or median"),
           data_dir: Optional[Path] = DataDir):
     """Validity of the proxy: train zoo members x seeds, rank them, Kendall tau vs the literature, seed noise."""
     from services.engineer.validity import ZooCache, run_validity
@@ -123,7 +138,7 @@ def bench(members: str = typer.Option(None, "--members", help="comma-separated z
 
     def on_record(rec, done, total):
         what = "failed: " + rec.error if rec.error else ", ".join(
-            f"{k} {rec.values[k]:.3f}" for k in ("mqar_recall/acc", "bytes_bpb/bits_per_byte", "final_loss")
+            f"{k} {rec.values[k]:.3f}" for k in ("mqar_recall/acc", "bytes_bpb/bits_per_byte", "benchmark", "final_loss")
             if k in rec.values)
         console.print(f"[{done}/{total}] {rec.member} seed {rec.seed} {rec.profile}"
                       f"{' (cached)' if rec.cached else f' {rec.train_s + rec.eval_s:.0f} s'}: {what}")

@@ -7,6 +7,8 @@ Local tasks (written to a scratch dir at run time; lm-eval's `data_files` needs 
 - mqar_mc      multiple_choice, acc: the right value among 4 values of the same sequence
 - bytes_bpb    loglikelihood_rolling, bits_per_byte on held-out stdlib text
 - stdlib_mc    multiple_choice, acc: which of 4 continuations is the real held-out text
+- battery      not an lm-eval task: every task of the profile's `battery_tasks` scored directly
+               (token accuracy at the labelled positions of fixed fresh sequences, battery.py)
 Any other task name (arc_easy, hellaswag, ...) is passed to lm-eval as-is (it needs the hub
 or a warm cache).
 
@@ -34,6 +36,7 @@ from lm_eval.api.model import LM  # noqa: E402
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window  # noqa: E402
 
 LOCAL_TASKS = ("mqar_recall", "mqar_mc", "bytes_bpb", "stdlib_mc")
+BATTERY = "battery"  # eval task: the profile's battery_tasks, each "<task>/acc" (services/engineer/battery.py)
 EVAL_SEED = 12345  # evaluation data is the same for every experiment of a profile
 SYMBOL_BASE = 0x4E00  # synthetic token i <-> chr(SYMBOL_BASE + i): printable, never whitespace
 
@@ -227,8 +230,17 @@ def evaluate(model: torch.nn.Module, profile: Profile, scratch_dir: str | Path, 
     from lm_eval.tasks import TaskManager
 
     t0 = time.perf_counter()
+    metrics = {}
+    if BATTERY in profile.eval_tasks:  # scored directly: greedy predictions at every labelled position
+        from services.engineer.battery import evaluate_battery
+        metrics.update(evaluate_battery(model, profile.battery_tasks, profile.seq_len, profile.eval_examples,
+                                        profile.eval_batch_size, device))
     local = write_local_tasks(profile, Path(scratch_dir) / "lmeval_tasks")
-    standard = [t for t in profile.eval_tasks if t not in LOCAL_TASKS]
+    standard = [t for t in profile.eval_tasks if t not in LOCAL_TASKS and t != BATTERY]
+    if not local and not standard:
+        accs = list(metrics.values())
+        return EvalResult(metrics=metrics, benchmark=sum(accs) / len(accs) if accs else float("nan"),
+                          eval_s=time.perf_counter() - t0)
     manager = TaskManager(include_path=str(Path(scratch_dir) / "lmeval_tasks"), include_defaults=bool(standard))
     was_training = model.training
     lm = ArchlabLM(model, tokenizer_for(profile), max_len=profile.seq_len, batch_size=profile.eval_batch_size,
@@ -239,7 +251,6 @@ def evaluate(model: torch.nn.Module, profile: Profile, scratch_dir: str | Path, 
                               verbosity="ERROR")
     finally:
         model.train(was_training)
-    metrics = {}
     for task, values in out["results"].items():
         for key, value in values.items():
             metric, _, filt = key.partition(",")

@@ -105,6 +105,9 @@ def build_model(layer_cls: type[torch.nn.Module], profile: Profile) -> CausalLM:
 def make_batch_fn(profile: Profile, seed: int) -> data.BatchFn:
     if profile.task == "mqar":
         return data.mqar_batch_fn(seed, profile.batch_size, profile.seq_len, profile.mqar_num_kv, profile.vocab_size)
+    if profile.task == "battery":
+        from services.engineer.battery import battery_batch_fn
+        return battery_batch_fn(profile.battery_tasks, seed, profile.batch_size, profile.seq_len)
     if profile.task == "bytes":
         return data.window_batch_fn(data.load_byte_corpus().train, seed, profile.batch_size, profile.seq_len)
     tokens = data.load_hf_tokens(profile.hf_dataset, profile.hf_config, profile.hf_tokenizer,

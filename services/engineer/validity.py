@@ -22,6 +22,7 @@ with `archlab evaluate --compare`.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Callable
 
 from services.common.program import code_hash
+from services.engineer.battery import TASKS as BATTERY_TASKS
 from services.engineer.profiles import get_profile
 from services.engineer.zoo import ZOO, zoo_source
 
@@ -82,6 +84,18 @@ def profile_key(profile: str, overrides: dict | None = None) -> str:
     return profile + "+" + ",".join(f"{k}={overrides[k]}" for k in sorted(overrides))
 
 
+def profile_fingerprint(profile: str, overrides: dict | None = None) -> str:
+    """A digest of what a profile trains and evaluates (not its description or noise): a profile redefined
+    under the same name (cpu-tiny became the battery) never reuses results measured under the old one."""
+    try:
+        fields = dataclasses.asdict(get_profile(profile, **(overrides or {})))
+    except (KeyError, TypeError):
+        return "unknown"
+    for k in ("description", "seed_noise"):
+        fields.pop(k, None)
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
 class ZooCache:
     """Training results keyed by code hash + profile (with overrides) + seed, as JSON files.
 
@@ -94,7 +108,8 @@ class ZooCache:
 
     def path(self, code: str, profile: str, seed: int, overrides: dict | None = None) -> Path:
         key = profile_key(profile, overrides)
-        digest = hashlib.sha256(f"{code_hash(code)}|{key}|{seed}".encode()).hexdigest()[:24]
+        digest = hashlib.sha256(f"{code_hash(code)}|{key}|{profile_fingerprint(profile, overrides)}|{seed}"
+                                .encode()).hexdigest()[:24]
         return self.root / f"{digest}.json"
 
     def get(self, code: str, profile: str, seed: int, overrides: dict | None = None) -> dict | None:
@@ -137,7 +152,10 @@ def _run_member(member: str, profile: str, seed: int, overrides: dict | None, th
         if verbose and (step % max(1, total_steps // 10) == 0 or step == total_steps):
             print(f"  {tag:<20} step {step:>5}/{total_steps}  loss {loss:.3f}", flush=True)
 
-    return train_in_process(zoo_source(member), profile, seed, overrides, on_progress=progress)
+    cpu0 = time.process_time()
+    result = train_in_process(zoo_source(member), profile, seed, overrides, on_progress=progress)
+    result["cpu_s"] = time.process_time() - cpu0  # CPU seconds of the whole run: the cost on a shared box
+    return result
 
 
 # ---------------------------------------------------------------- statistics
@@ -197,6 +215,8 @@ def summarise(records: list[RunRecord]) -> dict[str, dict[str, dict[str, MetricS
 def primary_metric(summary_of_profile: dict[str, dict[str, MetricSummary]]) -> str:
     """The ranking metric of a profile: recall on MQAR, bits per byte on text, else the loss."""
     present = set.union(*(set(m) for m in summary_of_profile.values())) if summary_of_profile else set()
+    if any(k.split("/")[0] in BATTERY_TASKS for k in present):
+        return "benchmark"  # the battery: the mean over its tasks
     for metric in (RECALL, "bytes_bpb/bits_per_byte"):
         if metric in present:
             return metric
@@ -236,12 +256,14 @@ def seed_noise(summary: dict[str, dict[str, dict[str, MetricSummary]]]) -> dict:
     return out
 
 
-NOISE_POOLS = {"mean": "pooled", "median": "median"}
+NOISE_POOLS = {"baseline": "baseline", "mean": "pooled", "median": "median"}
+BASELINE = "deltanet"  # the campaigns' default baseline: its own seed noise is what a candidate is compared with
 
 
-def judge_seed_noise(noise: dict, pool: str = "mean") -> dict[str, dict[str, float]]:
+def judge_seed_noise(noise: dict, pool: str = "baseline") -> dict[str, dict[str, float]]:
     """The judge's setting (ARCHLAB_JUDGE_SEED_NOISE / Settings.judge_seed_noise): profile -> {"loss", "benchmark"},
-    the mean absolute seed difference of final_loss and benchmark, pooled over members by their mean
+    the mean absolute seed difference of final_loss and benchmark: the baseline's own ("baseline", the default:
+    what a candidate is compared with), or pooled over members by their mean
     (conservative: one member that learns with one seed and not the other dominates it) or their median
     (robust to such a member, but members saturated at 100 % recall count as zero noise). Profiles run
     with overrides (e.g. fewer steps) are not the profile the judge scores, so they are left out."""
@@ -250,10 +272,45 @@ def judge_seed_noise(noise: dict, pool: str = "mean") -> dict[str, dict[str, flo
     for prof, n in noise.items():
         if "+" in prof:
             continue
-        entry = {judge_key: n[key][metric] for judge_key, metric in JUDGE_METRICS.items() if metric in n[key]}
+        source = n["per_member"].get(BASELINE, {}) if key == "baseline" else n[key]
+        entry = {judge_key: source[metric] for judge_key, metric in JUDGE_METRICS.items() if metric in source}
         if entry:
             out[prof] = entry
     return out
+
+
+def headroom(summary_of_profile: dict[str, dict[str, MetricSummary]], records: list[RunRecord],
+             baseline: str = "deltanet", gap: float = 0.1) -> dict | None:
+    """Does the proxy leave room above the baseline? Its benchmark, per task the gap to the best member
+    (and how many tasks leave it >= `gap` below), the best member's margin over the baseline in units of the
+    baseline's seed noise, and the seconds one run costs (train + eval, mean per member)."""
+    base = summary_of_profile.get(baseline)
+    if base is None or "benchmark" not in base:
+        return None
+    tasks = sorted(k for k in base if k.endswith("/acc"))
+    per_task = {}
+    for t in tasks:
+        best = max((m for m in summary_of_profile if t in summary_of_profile[m]),
+                   key=lambda m: summary_of_profile[m][t].mean)
+        per_task[t] = {"baseline": base[t].mean, "best": summary_of_profile[best][t].mean, "best_member": best,
+                       "gap": summary_of_profile[best][t].mean - base[t].mean}
+    best = max(summary_of_profile, key=lambda m: summary_of_profile[m]["benchmark"].mean
+               if "benchmark" in summary_of_profile[m] else -1.0)
+    noise = base["benchmark"].seed_noise
+    margin = summary_of_profile[best]["benchmark"].mean - base["benchmark"].mean
+    prof_runs = [r for r in records if r.error is None and r.member in summary_of_profile]
+    seconds, cpu = {}, {}
+    for r in prof_runs:
+        seconds.setdefault(r.member, []).append(r.train_s + r.eval_s)
+        if r.result.get("cpu_s"):
+            cpu.setdefault(r.member, []).append(float(r.result["cpu_s"]))
+    return {"baseline": baseline, "baseline_benchmark": base["benchmark"].mean,
+            "baseline_noise": {"benchmark": noise, "loss": base["final_loss"].seed_noise if "final_loss" in base else None},
+            "per_task": per_task, "tasks_with_gap": sum(v["gap"] >= gap for v in per_task.values()),
+            "tasks": len(per_task), "gap": gap, "best_member": best, "best_margin": margin,
+            "best_margin_in_noise": margin / noise if noise else None,
+            "seconds_per_run": {m: statistics.fmean(v) for m, v in seconds.items()},
+            "cpu_seconds_per_run": {m: statistics.fmean(v) for m, v in cpu.items()}}
 
 
 # ---------------------------------------------------------------- the benchmark
@@ -267,7 +324,8 @@ class ValidityReport:
     noise: dict
     judge_seed_noise: dict[str, dict[str, float]]
     wall_s: float
-    noise_pool: str = "mean"
+    noise_pool: str = "baseline"
+    headroom: dict = field(default_factory=dict)  # profile -> headroom(...) (profiles scored by a battery)
 
     def to_json(self) -> dict:
         return {"records": [{k: v for k, v in asdict(r).items() if k != "result"} for r in self.records],
@@ -276,26 +334,29 @@ class ValidityReport:
                 "rankings": self.rankings, "tau": self.tau, "seed_noise": self.noise,
                 "judge_seed_noise": self.judge_seed_noise, "noise_pool": self.noise_pool,
                 "judge_seed_noise_by_pool": {p: judge_seed_noise(self.noise, p) for p in NOISE_POOLS},
-                "literature_recall_rank": LITERATURE_RECALL_RANK,
+                "literature_recall_rank": LITERATURE_RECALL_RANK, "headroom": self.headroom,
                 "wall_s": self.wall_s}
 
 
-def build_report(records: list[RunRecord], wall_s: float = 0.0, noise_pool: str = "mean") -> ValidityReport:
+def build_report(records: list[RunRecord], wall_s: float = 0.0, noise_pool: str = "baseline") -> ValidityReport:
     summary = summarise(records)
     rankings, tau = {}, {}
     for prof, members in summary.items():
         metric = primary_metric(members)
         rankings[prof] = {"metric": metric, "order": ranking(members, metric)}
-        if metric == RECALL:
-            tau[prof] = tau_vs_literature(members, RECALL)
+        if metric in (RECALL, "benchmark"):
+            tau[prof] = tau_vs_literature(members, metric)
     noise = seed_noise(summary)
+    rooms = {prof: room for prof, members in summary.items()
+             if rankings[prof]["metric"] == "benchmark"
+             and (room := headroom(members, [r for r in records if r.profile == prof])) is not None}
     return ValidityReport(records, summary, rankings, tau, noise, judge_seed_noise(noise, noise_pool), wall_s,
-                          noise_pool)
+                          noise_pool, rooms)
 
 
 def run_validity(members: list[str], seeds: list[int], profiles: list[str], *, steps: int | None = None,
                  jobs: int = 1, threads: int = 1, cache: ZooCache | None = None, verbose: bool = True,
-                 noise_pool: str = "mean", on_record: Callable[[RunRecord, int, int], None] | None = None) -> ValidityReport:
+                 noise_pool: str = "baseline", on_record: Callable[[RunRecord, int, int], None] | None = None) -> ValidityReport:
     """Train members x seeds x profiles (cached results reused), then rank, correlate and measure noise.
 
     `jobs` > 1 trains in that many worker processes (each its own scratch dir and `threads` torch

@@ -29,7 +29,7 @@ def _program(name: str) -> str:
 
 
 def _recall(name: str, tmp_path) -> tuple[float, float]:
-    profile = get_profile("cpu-tiny", steps=STEPS, eval_tasks=("mqar_recall",), eval_examples=256)
+    profile = get_profile("cpu-mqar", steps=STEPS, eval_tasks=("mqar_recall",), eval_examples=256)
     torch.manual_seed(0)
     model = build_model(load_layer_class(_program(name)), profile)
     t0 = time.perf_counter()

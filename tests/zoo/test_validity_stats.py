@@ -60,7 +60,9 @@ def test_report_ranks_correlates_and_measures_noise_in_the_judges_format():
     assert noise["per_member"]["linear"]["final_loss"] == pytest.approx(0.2)
     expected = sum(abs(a - b) for a, b in recalls.values()) / len(recalls)
     assert noise["pooled"]["benchmark"] == pytest.approx(expected)
-    # the judge reads it as Settings.judge_seed_noise (env ARCHLAB_JUDGE_SEED_NOISE)
+    # the judge reads it as Settings.judge_seed_noise (env ARCHLAB_JUDGE_SEED_NOISE): by default the baseline's own
+    assert report.judge_seed_noise == {"cpu-tiny": {"loss": pytest.approx(0.02), "benchmark": pytest.approx(0.02)}}
+    report = build_report(records, noise_pool="mean")
     assert report.judge_seed_noise == {"cpu-tiny": {"loss": pytest.approx(expected),
                                                     "benchmark": pytest.approx(expected)}}
     settings = Settings(judge_seed_noise=json.loads(json.dumps(report.judge_seed_noise)))
@@ -94,8 +96,28 @@ def test_cache_is_keyed_by_code_hash_profile_and_seed(tmp_path):
 def test_median_pool_is_robust_to_one_bimodal_member():
     records = [_rec(m, s, r[s], 1.0 - r[s]) for m, r in {"deltanet": (1.0, 1.0), "gla": (0.94, 0.93),
                                                          "mamba2": (0.98, 0.05)}.items() for s in (0, 1)]
-    mean = build_report(records).judge_seed_noise["cpu-tiny"]["benchmark"]
+    mean = build_report(records, noise_pool="mean").judge_seed_noise["cpu-tiny"]["benchmark"]
     median = build_report(records, noise_pool="median").judge_seed_noise["cpu-tiny"]["benchmark"]
     assert mean == pytest.approx((0.0 + 0.01 + 0.93) / 3) and median == pytest.approx(0.01)
     assert build_report(records).to_json()["judge_seed_noise_by_pool"]["median"]["cpu-tiny"]["benchmark"] == \
         pytest.approx(0.01)
+
+
+def test_battery_profiles_rank_by_benchmark_and_report_headroom():
+    tasks = {"softmax": (0.92, 0.8), "gated_deltanet": (0.85, 0.6), "deltanet": (0.8, 0.55), "gla": (0.5, 0.5),
+             "linear": (0.2, 0.45)}
+    records = [RunRecord(m, "cpu-tiny", s, {"recall/acc": r + 0.01 * s, "bytes/acc": b, "final_loss": 2 - r,
+                                            "benchmark": (r + 0.01 * s + b) / 2},
+                         train_s=100.0, eval_s=2.0, result={"cpu_s": 90.0})
+               for m, (r, b) in tasks.items() for s in (0, 1)]
+    report = build_report(records)
+    assert report.rankings["cpu-tiny"] == {"metric": "benchmark", "order": list(tasks)}
+    assert report.tau["cpu-tiny"]["metric"] == "benchmark" and report.tau["cpu-tiny"]["tau_b"] == pytest.approx(1.0)
+    room = report.headroom["cpu-tiny"]
+    assert room["baseline_benchmark"] == pytest.approx((0.805 + 0.55) / 2)
+    assert room["per_task"]["recall/acc"]["gap"] == pytest.approx(0.12) and room["per_task"]["recall/acc"][
+        "best_member"] == "softmax"
+    assert room["per_task"]["bytes/acc"]["gap"] == pytest.approx(0.25)
+    assert room["tasks_with_gap"] == 2 and room["best_member"] == "softmax"
+    assert room["best_margin_in_noise"] == pytest.approx((0.8625 - 0.6775) / 0.005)
+    assert room["seconds_per_run"]["deltanet"] == pytest.approx(102.0) and room["cpu_seconds_per_run"]["linear"] == 90
