@@ -116,6 +116,7 @@ def _launch(settings: Settings, state: StackState, pname: str) -> tuple[ChildPro
     if importlib.util.find_spec(module) is None:
         raise RuntimeError(f"service module {module} not found")
     env = service_env(settings, state)
+    env["ARCHLAB_INSTANCE_ID"] = pname   # static group membership: a restart takes over at once
     if pname.startswith("engineer-"):
         env["ARCHLAB_ENGINEER_ID"] = pname
     if pname.rsplit("-", 1)[0] not in confine.LLM_SERVICES and pname not in confine.LLM_SERVICES:

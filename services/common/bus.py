@@ -183,7 +183,9 @@ class Service:
             self.broker.subscriber(*topics, group_id=group, auto_offset_reset="earliest",
                                    ack_policy=AckPolicy.NACK_ON_ERROR,
                                    max_poll_interval_ms=10 * 60 * 1000,
-                                   fetch_max_wait_ms=self.settings.fetch_max_wait_ms)(self._consumer(group))
+                                   fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
+                                   group_instance_id=f"{self.settings.instance_id}.{group}"
+                                   if self.settings.instance_id else None)(self._consumer(group))
 
     def _consumer(self, group: str):
         async def consume(body: Any, message: KafkaMessage) -> None:

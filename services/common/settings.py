@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     # How long the broker (or the embedded broker's gateway) may hold an empty Fetch. New data ends
     # the wait at once, so this sets only what an idle consumer costs, not latency.
     fetch_max_wait_ms: int = Field(1000, ge=10, le=30000)
+    # A stable, unique name of this service replica (Kafka static group membership): a restarted
+    # process with the same name takes its old place at once, instead of the group waiting for the
+    # dead member to time out (the embedded broker never times it out). Unset: dynamic membership.
+    # The embedded stack sets it to the process name; under compose, one per replica or none.
+    instance_id: str | None = None
 
     # --- storage (archive)
     storage: str = "sqlite"              # sqlite | cassandra

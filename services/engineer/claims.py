@@ -75,6 +75,7 @@ class WorkTable:
     def __init__(self, engineer_id: str, *, clock: Callable[[], float] = time.time):
         self.engineer_id = engineer_id
         self.clock = clock
+        self.born = clock()   # claims of our engineer_id older than this are a previous life's
         self.runs: dict[RunKey, Run] = {}
         self.latest_revision: dict[str, int] = {}        # experiment -> newest revision proposed
         self.with_results: set[str] = set()              # experiments that have a ResultsReady
@@ -141,8 +142,14 @@ class WorkTable:
         """Runs an idle engineer may claim now: baselines first (candidates need their step time), then FIFO."""
         now = self.clock() if now is None else now
         ready = [r for r in self.runs.values()
-                 if r.proposal is not None and not self.is_over(r) and (r.owner is None or r.lease_expired(now))]
+                 if r.proposal is not None and not self.is_over(r)
+                 and (r.owner is None or r.lease_expired(now) or self.orphaned(r))]
         return sorted(ready, key=lambda r: (r.proposal.role != "baseline", r.arrival))
+
+    def orphaned(self, run: Run) -> bool:
+        """Owned by our engineer_id in a previous life (killed and restarted): ours to resume at once,
+        with no need to wait for the lease to expire. Needs a stable engineer_id (the stack sets one)."""
+        return run.owner is not None and run.owner.engineer_id == self.engineer_id and run.owner.seen_at < self.born
 
     def next_claimable(self, now: float | None = None, window: int = 8) -> Run | None:
         """The run to claim: among the oldest `window` ready runs of the first priority class, the one

@@ -178,3 +178,21 @@ def test_heartbeats_replayed_before_their_claim_still_count():
     assert t.next_claimable() is None  # the heartbeat 5 s ago keeps the 100 s old claim alive
     clock.t += 60
     assert t.next_claimable() is run
+
+
+def test_a_restarted_engineer_resumes_its_own_run_at_once_and_others_still_wait_for_the_lease():
+    clock = Clock()
+    p = proposal()
+    before = [p, claim(p, "engineer-1", clock), beat(p, "engineer-1", clock, step=40)]
+    clock.t += 5                               # engineer-1 is killed -9 and started again
+    reborn, other = WorkTable("engineer-1", clock=clock), WorkTable("engineer-2", clock=clock)
+    for table in (reborn, other):
+        for e in before:
+            table.apply(e)
+    assert [r.experiment_id for r in reborn.claimable()] == ["exp-1"]   # no lease wait for its own run
+    assert other.claimable() == []                                       # the lease still protects it
+    again = claim(p, "engineer-1", clock, takeover_of="engineer-1")
+    for table in (reborn, other):
+        table.apply(again)
+    assert reborn.holds("exp-1", 0, again.event_id)
+    assert reborn.claimable() == []             # a claim of this life is not an orphan
