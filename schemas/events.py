@@ -33,8 +33,25 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+class LLMRequest(BaseModel):
+    """One question to an LLM role: what was asked is stored under `digest` (the response cache key) in the
+    data dir's prompt store (llm/prompts/<digest>.json: messages and answer); `seed` is the sampling seed
+    (a planner attempt's nonce), part of the cache key, so a redelivery reproduces it and a new attempt is new."""
+    model_config = ConfigDict(frozen=True, extra="allow")
+    role: str
+    model: str = ""
+    digest: str = ""
+    seed: int | None = None
+    cached: bool = False
+    calls: int = 1
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+
 class Usage(BaseModel):
-    """Tokens and cost of LLM calls behind one event; `cached` calls cost nothing."""
+    """Tokens and cost of LLM calls behind one event; `cached` calls cost nothing. `requests`: each question
+    asked (role, model, seed, prompt digest), in order."""
     model_config = ConfigDict(frozen=True, extra="allow")
     model: str = ""
     calls: int = 0
@@ -42,6 +59,7 @@ class Usage(BaseModel):
     completion_tokens: int = 0
     cost_usd: float = 0.0
     cached_calls: int = 0
+    requests: list[LLMRequest] = Field(default_factory=list)
 
 
 class ProgramSnapshot(BaseModel):

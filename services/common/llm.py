@@ -11,8 +11,13 @@ comes from `settings.model_for(role)`, the endpoint from settings.llm_base_url /
   tool-call arguments) and validated with pydantic. An invalid answer is retried with the validation
   error appended to the conversation, then raised as `LLMInvalidOutput` (callers record it as an event).
 - Tokens and cost (a small price table, 0 for unknown models) are returned as `schemas.events.Usage`.
-- Responses are cached in SQLite under settings.data_dir, keyed by a hash of (model, messages, schema):
-  a repeated or replayed prompt makes no request and costs nothing (Usage.cached_calls).
+- Responses are cached in SQLite under settings.data_dir, keyed by a hash of (model, messages, schema, seed):
+  a repeated or replayed prompt makes no request and costs nothing (Usage.cached_calls). `seed` is the
+  caller's sampling seed (the planner passes a nonce per attempt, sent as the request's `seed`), so a
+  redelivered attempt reproduces its answer from the cache while a new attempt asks anew.
+- Every question is recorded: the messages and the answer in the prompt store (PromptStore, one JSON file
+  per cache key under data_dir/llm/prompts/), and on the returned Usage as an `LLMRequest` (role, model,
+  seed, digest), so events say what each role was asked and `archlab show` / the report can print it.
 """
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from schemas.events import Usage
+from schemas.events import LLMRequest, Usage
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -74,7 +79,8 @@ def merge_usage(*usages: Usage | None) -> Usage | None:
                  calls=sum(u.calls for u in present), prompt_tokens=sum(u.prompt_tokens for u in present),
                  completion_tokens=sum(u.completion_tokens for u in present),
                  cost_usd=round(sum(u.cost_usd for u in present), 8),
-                 cached_calls=sum(u.cached_calls for u in present))
+                 cached_calls=sum(u.cached_calls for u in present),
+                 requests=[r for u in present for r in u.requests])
 
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
@@ -120,10 +126,41 @@ class ResponseCache:
                        (key, model, content, prompt_tokens, completion_tokens, time.time()))
 
 
-def request_key(model: str, messages: list[dict], schema: type[BaseModel]) -> str:
-    blob = json.dumps({"model": model, "messages": messages, "schema": schema.model_json_schema()},
-                      sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
+def request_key(model: str, messages: list[dict], schema: type[BaseModel], seed: int | None = None) -> str:
+    body = {"model": model, "messages": messages, "schema": schema.model_json_schema()}
+    if seed is not None:  # without a seed the key is what it always was (old caches stay valid)
+        body["seed"] = seed
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class PromptStore:
+    """What each role was asked and what it answered: data_dir/llm/prompts/<digest>.json (digest = the cache
+    key), written once per question (a cache hit finds its file already there)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def path(self, digest: str) -> Path:
+        return self.root / f"{digest}.json"
+
+    def put(self, digest: str, record: dict) -> None:
+        path = self.path(digest)
+        if path.exists():
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps(record, indent=1, default=str))
+        tmp.replace(path)
+
+    def get(self, digest: str) -> dict | None:
+        try:
+            return json.loads(self.path(digest).read_text())
+        except (OSError, ValueError):
+            return None
+
+
+def prompt_store(data_dir) -> PromptStore:
+    return PromptStore(Path(data_dir) / "llm" / "prompts")
 
 
 class LLMClient:
@@ -132,7 +169,9 @@ class LLMClient:
         self.backoff_s, self.invalid_retries = backoff_s, invalid_retries
         self.max_retries = int(getattr(settings, "llm_max_retries", 4))
         self.cache = ResponseCache(Path(settings.data_dir) / "llm_cache.sqlite") if cache else None
+        self.prompts = prompt_store(settings.data_dir)
         self._no_json_schema: set[str] = set()  # models whose server refused response_format json_schema
+        self._no_seed: set[str] = set()         # models whose server refused a `seed`
         self._client = None
         self._lock = threading.Lock()
 
@@ -151,17 +190,23 @@ class LLMClient:
                                              timeout=self.settings.llm_timeout_s, max_retries=0)
         return self._client
 
-    def complete_json(self, role: str, messages: list[dict], schema: type[T]) -> tuple[T, Usage]:
-        """Ask the `role`'s model for an answer validating against `schema`: (answer, usage)."""
-        model = self.settings.model_for(role)
-        key = request_key(model, messages, schema)
+    def complete_json(self, role: str, messages: list[dict], schema: type[T], *, seed: int | None = None,
+                      model: str | None = None) -> tuple[T, Usage]:
+        """Ask the `role`'s model (or `model`) for an answer validating against `schema`: (answer, usage).
+        `seed`: the sampling seed, sent with the request and part of the cache key."""
+        model = model or self.settings.model_for(role)
+        key = request_key(model, messages, schema, seed)
         if self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None:
                 try:
-                    return schema.model_validate_json(hit), Usage(model=model, calls=1, cached_calls=1)
+                    answer = schema.model_validate_json(hit)
                 except ValidationError:
                     pass  # the schema changed since: ask again
+                else:
+                    self._record(key, role, model, seed, messages, answer, [])
+                    req = LLMRequest(role=role, model=model, digest=key, seed=seed, cached=True)
+                    return answer, Usage(model=model, calls=1, cached_calls=1, requests=[req])
         client = self._openai()
         convo = list(messages) + [{"role": "system", "content": (
             "Answer with exactly one JSON object (no prose, no code fence) that validates against this JSON "
@@ -170,7 +215,7 @@ class LLMClient:
         errors: list[str] = []
         raw = ""
         for _ in range(self.invalid_retries + 1):
-            response = self._create(client, model, convo, schema)
+            response = self._create(client, model, convo, schema, seed)
             calls += 1
             if response.usage is not None:
                 prompt_tokens += response.usage.prompt_tokens or 0
@@ -184,23 +229,44 @@ class LLMClient:
                           {"role": "user", "content": f"Your answer was invalid: {e}\nAnswer again with only one "
                                                       "JSON object that validates against the schema."}]
                 continue
-            usage = Usage(model=model, calls=calls, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                          cost_usd=cost_usd(model, prompt_tokens, completion_tokens))
+            usage = self._usage(key, role, model, seed, calls, prompt_tokens, completion_tokens)
+            self._record(key, role, model, seed, messages, answer, errors)
             if self.cache is not None:
                 self.cache.put(key, model, answer.model_dump_json(), prompt_tokens, completion_tokens)
             return answer, usage
-        usage = Usage(model=model, calls=calls, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                      cost_usd=cost_usd(model, prompt_tokens, completion_tokens))
+        usage = self._usage(key, role, model, seed, calls, prompt_tokens, completion_tokens)
+        self._record(key, role, model, seed, messages, None, errors, raw=raw)
         raise LLMInvalidOutput(f"{role}: {calls} answers failed validation against {schema.__name__}: {errors[-1]}",
                                role=role, model=model, raw=raw, errors=errors, usage=usage)
 
-    async def acomplete_json(self, role: str, messages: list[dict], schema: type[T]) -> tuple[T, Usage]:
+    async def acomplete_json(self, role: str, messages: list[dict], schema: type[T], *, seed: int | None = None,
+                             model: str | None = None) -> tuple[T, Usage]:
         """complete_json in a worker thread, for async handlers."""
-        return await asyncio.to_thread(self.complete_json, role, messages, schema)
+        return await asyncio.to_thread(self.complete_json, role, messages, schema, seed=seed, model=model)
 
-    def _create(self, client, model: str, messages: list[dict], schema: type[BaseModel]):
+    @staticmethod
+    def _usage(key: str, role: str, model: str, seed: int | None, calls: int, prompt_tokens: int,
+               completion_tokens: int) -> Usage:
+        cost = cost_usd(model, prompt_tokens, completion_tokens)
+        req = LLMRequest(role=role, model=model, digest=key, seed=seed, calls=calls, prompt_tokens=prompt_tokens,
+                         completion_tokens=completion_tokens, cost_usd=cost)
+        return Usage(model=model, calls=calls, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                     cost_usd=cost, requests=[req])
+
+    def _record(self, key: str, role: str, model: str, seed: int | None, messages: list[dict],
+                answer: BaseModel | None, errors: list[str], raw: str = "") -> None:
+        try:
+            self.prompts.put(key, {"role": role, "model": model, "seed": seed, "messages": messages,
+                                   "answer": answer.model_dump() if answer is not None else None,
+                                   "invalid_answers": errors, "raw_last_answer": raw if answer is None else ""})
+        except OSError:  # the prompt store is an audit aid: a full disk must not fail the call
+            pass
+
+    def _create(self, client, model: str, messages: list[dict], schema: type[BaseModel], seed: int | None = None):
         import openai
         kwargs: dict[str, Any] = {"model": model, "messages": messages}
+        if seed is not None and model not in self._no_seed:
+            kwargs["seed"] = seed
         if model not in self._no_json_schema:
             kwargs["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": schema.__name__, "schema": schema.model_json_schema(), "strict": False}}
@@ -212,6 +278,10 @@ class LLMClient:
                 if "response_format" in kwargs and any(w in str(e).lower() for w in ("response_format", "json_schema")):
                     self._no_json_schema.add(model)  # this server does not do structured output: prompt only
                     kwargs.pop("response_format")
+                    continue
+                if "seed" in kwargs and "seed" in str(e).lower():
+                    self._no_seed.add(model)  # a server that refuses a sampling seed: the nonce stays in the key
+                    kwargs.pop("seed")
                     continue
                 raise
             except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError,

@@ -13,8 +13,10 @@ Which failures are debugged (see docs/engineer.md):
 - suspected_leak: never. A causality leak is the design's flaw, and a revision that gets past the
   leak detector cannot be told apart from a better hidden leak.
 - infrastructure: not the program's fault: the same code is proposed again (no LLM, works offline).
-Offline (no LLM configured) a debuggable failure is terminal at once:
-ExperimentAbandoned(reason="no debugger: offline mode").
+Offline (no LLM configured) a failure with a recognisable cause (dtype mismatch, a view of a
+non-contiguous tensor, NaN at step k, out of memory) gets a rule-based revision (repair_rules.py,
+checks.debugger.rule names it); any other debuggable failure is terminal at once:
+ExperimentAbandoned(reason="no debugger: offline mode (no rule for this failure)").
 
 The debugger runs in its own consumer group ("debugger") in its own process: no GPU is held while
 an LLM thinks.
@@ -31,6 +33,7 @@ from pydantic import BaseModel, Field
 from schemas import events as ev
 from services.common.llm import LLMClient, LLMError, LLMInvalidOutput
 from services.common.program import code_hash
+from services.engineer.repair_rules import rule_revision
 
 PRODUCER = "debugger"
 NOT_DEBUGGED = {"forbidden": "the program attempted a forbidden operation in the sandbox",
@@ -184,8 +187,20 @@ class Debugger:
                                    checks={"debugger": {"retry_of": failed.revision, "failed_kind": failed.kind,
                                                         "diagnosis": "infrastructure failure: same code again"}})]
         if self.llm is None:
-            return [self._abandon(failed, "no debugger: offline mode")]
+            return [self._offline(failed, proposal)]
         return [await self._ask(failed, proposal)]
+
+    def _offline(self, failed: ev.TrainingFailed, proposal: ev.ProposalCreated) -> ev.Event:
+        """Without an LLM: a rule-based revision when the failure's cause is recognised, else abandon."""
+        original = failed.code or proposal.code
+        fix = rule_revision(failed, original)
+        refusal = vet(fix.code, original) if fix is not None else "no rule for this failure"
+        if fix is None or refusal is not None:
+            return self._abandon(failed, f"no debugger: offline mode ({refusal})")
+        checks = {"debugger": {"diagnosis": fix.diagnosis, "changes": fix.changes, "rule": fix.rule,
+                               "offline": True, "failed_kind": failed.kind, "failed_error": failed.error[:500],
+                               "fixes_revision": failed.revision}}
+        return self._revision(failed, proposal, fix.code, checks=checks, usage=None)
 
     async def _ask(self, failed: ev.TrainingFailed, proposal: ev.ProposalCreated) -> ev.Event:
         from services.common.llm import merge_usage

@@ -12,6 +12,7 @@ from services.common.llm import LLMError
 from services.judge import fitness as F
 from services.judge.qualitative import judge_qualitative
 from services.judge.score import score_fields
+from services.judge.scale import require_qualitative
 from services.judge.state import JudgeState
 
 log = structlog.get_logger("judge")
@@ -34,6 +35,8 @@ async def on_results_ready(event: ev.ResultsReady, *, state: JudgeState, llm=Non
             log.warning("judge.llm_failed", error=str(e))
     fields = score_fields(event, baseline, qualitative=qualitative, noise=noise, note=note) if llm is not None \
         else quantitative
+    if llm is not None and qualitative is None:  # one fitness scale per campaign (scale.py)
+        fields = require_qualitative(fields, note or "not judged")
     score = event.caused(ev.ScoreAssigned, producer="judge", **fields)
     log.info("judge.scored", fitness=score.fitness, error=score.error, role=event.role)
     return [score]

@@ -4,7 +4,10 @@
 - LLMPlanner: the planner role of the shared LLM client. Its prompt is the compact context brief plus
   EVERY earlier rejection's feedback for this experiment, so the model learns why it was rejected.
 Both are deterministic in (event, attempt, feedback), which keeps redelivered events reproducible
-(the LLM through its response cache).
+(the LLM through its response cache). Each LLM attempt carries a nonce (`planner_nonce`: the ParentSampled
+event id and the attempt) as its sampling seed: it is part of the cache key and is recorded on the event's
+usage, so a redelivered attempt is answered from the cache while a new attempt, even from the same context,
+asks the model anew and can get a new idea.
 """
 from __future__ import annotations
 
@@ -42,6 +45,11 @@ def proposal_seed(event: ParentSampled, attempt: int) -> int:
     key = derived_id(event.seed, event.parent.experiment_id, *sorted(r.experiment_id for r in event.references),
                      sorted(event.draw.items()), attempt)
     return int(key[:12], 16)
+
+
+def planner_nonce(event: ParentSampled, attempt: int) -> int:
+    """The sampling seed of one planner attempt: stable for a redelivered event, new for each attempt and draw."""
+    return int(derived_id(event.event_id, "planner-nonce", attempt).replace("-", "")[:8], 16)
 
 
 class OfflineProposer:
@@ -97,5 +105,6 @@ class LLMPlanner:
         return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n".join(user)}]
 
     async def propose(self, event: ParentSampled, attempt: int, feedback: list[str]) -> Proposal:
-        answer, usage = await self.llm.acomplete_json("planner", self.messages(event, attempt, feedback), PlannerAnswer)
+        answer, usage = await self.llm.acomplete_json("planner", self.messages(event, attempt, feedback), PlannerAnswer,
+                                                      seed=planner_nonce(event, attempt))
         return Proposal(answer.name.strip(), answer.motivation.strip(), _strip_fence(answer.code), "llm", None, usage)

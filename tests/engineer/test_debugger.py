@@ -85,11 +85,29 @@ async def test_hostile_or_leaking_programs_are_not_debugged(tmp_path, scripted_l
     assert scripted_llm.request_count == 0
 
 
-async def test_offline_a_failure_is_terminal_at_once(tmp_path):
+async def test_offline_a_failure_without_a_rule_is_terminal_at_once(tmp_path):
     dbg = make(tmp_path, Settings(data_dir=tmp_path))
     await handlers.on_proposal_created(proposal(), debugger=dbg)
-    (out,) = await handlers.on_training_failed(failed(), debugger=dbg)
-    assert isinstance(out, ev.ExperimentAbandoned) and out.reason == "no debugger: offline mode"
+    (out,) = await handlers.on_training_failed(failed(), debugger=dbg)  # an invalid view shape: no generic fix
+    assert isinstance(out, ev.ExperimentAbandoned)
+    assert out.reason == "no debugger: offline mode (no rule for this failure)"
+
+
+async def test_offline_a_recognised_failure_gets_a_rule_based_revision(tmp_path):
+    code = source("deltanet").replace("return self.o(o.transpose(1, 2).reshape(B, T, D)), None, None",
+                                      "return self.o(o.transpose(1, 2).view(B, T, D)), None, None")
+    assert code != source("deltanet")
+    dbg = make(tmp_path, Settings(data_dir=tmp_path))
+    await handlers.on_proposal_created(proposal(code=code), debugger=dbg)
+    failure = ev.TrainingFailed(campaign_id="c1", experiment_id="exp-1", revision=0, engineer_id="eng-a",
+                                kind="runtime_error", code=code,
+                                error="RuntimeError: view size is not compatible with input tensor's size and stride "
+                                      "(at least one dimension spans across two contiguous subspaces). Use "
+                                      ".reshape(...) instead.")
+    (out,) = await handlers.on_training_failed(failure, debugger=dbg)
+    assert isinstance(out, ev.ProposalCreated) and out.revision == 1 and out.origin == "debugger"
+    assert ".view(" not in out.code and "o.transpose(1, 2).reshape(B, T, D)" in out.code and out.usage is None
+    assert out.checks["debugger"]["rule"] == "view_to_reshape" and out.checks["debugger"]["offline"]
 
 
 async def test_an_infrastructure_failure_is_retried_with_the_same_code_even_offline(tmp_path):

@@ -138,12 +138,19 @@ async def test_llm_qualitative_enters_the_mean_of_three():
     assert QualitativeJudgement.model_json_schema()["required"] == ["performance", "innovation", "complexity"]
 
 
-async def test_llm_failure_degrades_to_quantitative_with_a_note(monkeypatch):
+async def test_llm_failure_is_an_explicit_error_never_a_two_of_three_mean(monkeypatch):
+    """One fitness scale per campaign (services/judge/scale.py): a result the LLM judge could not score is not
+    ranked with a 2-component mean among 3-component fitnesses; its quantitative components are kept."""
     state = JudgeState()
     await on_results_ready(result("base", 2.0, 0.5, role="baseline"), state=state)
+    [judged] = await on_results_ready(result("other", 1.9, 0.52), state=state, llm=FakeLLM())
     [s] = await on_results_ready(result("cand", 1.9, 0.52), state=state, llm=FakeLLM(fail=True))
-    assert s.fitness == pytest.approx((0.9525741 + 0.9168273) / 2, abs=1e-6)
-    assert not s.qualitative_judged and "LLM judge failed" in s.note
+    assert judged.fitness is not None and len(judged.weights) == 3
+    assert s.fitness is None and s.error.startswith("qualitative_missing") and "LLM judge failed" in s.note
+    assert s.loss_score == judged.loss_score and s.benchmark_score == judged.benchmark_score
+    assert not s.qualitative_judged and s.significant is None
+    [offline] = await on_results_ready(result("offline", 1.9, 0.52), state=state)  # a judge without an LLM
+    assert offline.fitness is not None and set(offline.weights) == {"loss", "benchmark"}
 
 
 async def test_llm_judge_over_http_with_the_scripted_server(scripted_llm, tmp_path):  # noqa: F811

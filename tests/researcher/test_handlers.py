@@ -141,3 +141,24 @@ def test_context_summaries_are_computed_once(tmp_path):
     fresh = ContextBuilder(tmp_path / "s.sqlite")  # another process: served from SQLite
     assert fresh.brief(event) == brief and fresh.computed == 0
     assert "delta-rule style writes" in brief and "final_loss=2.1" in brief
+
+
+async def test_llm_planner_attempts_carry_a_nonce_that_a_redelivery_reproduces(scripted_llm, tmp_path):
+    """The same context asked twice (two attempts, two draws) gives two requests with their own seeds; a
+    redelivered draw is answered from the cache with the same seed (issue 16, point 4)."""
+    from services.researcher.planner import planner_nonce
+
+    planner = LLMPlanner(LLMClient(scripted_llm.settings(tmp_path), backoff_s=0.01), ContextBuilder(None))
+    for name in ("idea-a", "idea-b", "idea-c"):
+        scripted_llm.reply_json({"name": name, "motivation": "m", "code": GLA_CHILD})
+    first, second = parent_sampled("exp-1"), parent_sampled("exp-2")   # identical parents and references
+    p1 = await planner.propose(first, 1, [])
+    p1_redelivered = await planner.propose(first, 1, [])
+    p2 = await planner.propose(first, 2, [])                          # same feedback, a new attempt
+    p3 = await planner.propose(second, 1, [])                         # another draw of the same context
+    assert [p.name for p in (p1, p1_redelivered, p2, p3)] == ["idea-a", "idea-a", "idea-b", "idea-c"]
+    assert scripted_llm.request_count == 3
+    seeds = [r["seed"] for r in scripted_llm.requests]
+    assert seeds == [planner_nonce(first, 1), planner_nonce(first, 2), planner_nonce(second, 1)]
+    assert len(set(seeds)) == 3
+    assert p1_redelivered.usage.requests[0].seed == p1.usage.requests[0].seed and p1_redelivered.usage.cached_calls

@@ -96,3 +96,43 @@ def test_unconfigured_client_is_unavailable(tmp_path):
 def test_parse_json_content_variants():
     assert parse_json_content('```json\n{"a": 1}\n```') == {"a": 1}
     assert parse_json_content('Here: {"a": {"b": 2}} done') == {"a": {"b": 2}}
+
+
+def test_seed_is_sent_keys_the_cache_and_is_recorded(scripted_llm, tmp_path):
+    scripted_llm.reply_json({"name": "s1", "score": 1})
+    scripted_llm.reply_json({"name": "s2", "score": 2})
+    c = client(scripted_llm, tmp_path)
+    a1, u1 = c.complete_json("planner", MSG, Answer, seed=11)
+    again, u_again = c.complete_json("planner", MSG, Answer, seed=11)   # a redelivery: the cache reproduces it
+    a2, u2 = c.complete_json("planner", MSG, Answer, seed=12)           # a new attempt: asked anew
+    assert (a1.name, again.name, a2.name) == ("s1", "s1", "s2")
+    assert scripted_llm.request_count == 2
+    assert [r["seed"] for r in scripted_llm.requests] == [11, 12]
+    assert [u.requests[0].seed for u in (u1, u_again, u2)] == [11, 11, 12]
+    assert u_again.requests[0].cached and not u1.requests[0].cached
+    assert u1.requests[0].digest == u_again.requests[0].digest != u2.requests[0].digest
+
+
+def test_server_refusing_a_seed_keeps_it_in_the_key(scripted_llm, tmp_path):
+    scripted_llm.reply_status(400, "unknown parameter: seed")
+    scripted_llm.reply_json({"name": "n", "score": 0})
+    answer, usage = client(scripted_llm, tmp_path).complete_json("planner", MSG, Answer, seed=5)
+    assert answer.name == "n" and "seed" not in scripted_llm.requests[1] and usage.requests[0].seed == 5
+
+
+def test_prompt_store_keeps_what_was_asked_and_answered(scripted_llm, tmp_path):
+    from services.common.llm import merge_usage, prompt_store
+
+    scripted_llm.reply_text("not json")
+    scripted_llm.reply_json({"name": "p", "score": 9}, prompt_tokens=10, completion_tokens=5)
+    scripted_llm.reply_json({"name": "q", "score": 1}, prompt_tokens=20, completion_tokens=5)
+    c = client(scripted_llm, tmp_path, llm_model="gpt-4.1-mini")
+    _, u1 = c.complete_json("judge", MSG, Answer)
+    _, u2 = c.complete_json("analyst", [{"role": "user", "content": "analyse"}], Answer)
+    record = prompt_store(tmp_path).get(u1.requests[0].digest)
+    assert record["role"] == "judge" and record["messages"] == MSG and record["answer"] == {"name": "p", "score": 9}
+    assert len(record["invalid_answers"]) == 1 and u1.requests[0].calls == 2
+    merged = merge_usage(u1, u2)
+    assert [r.role for r in merged.requests] == ["judge", "analyst"]
+    assert merged.calls == 3 and sum(r.calls for r in merged.requests) == merged.calls
+    assert sum(r.cost_usd for r in merged.requests) == pytest.approx(merged.cost_usd)
