@@ -103,6 +103,10 @@ def print_validity(report) -> None:
                       + ("; CPU seconds per run: " + ", ".join(
                           f"{m} {v:.0f}" for m, v in sorted(room["cpu_seconds_per_run"].items()))
                          if room.get("cpu_seconds_per_run") else ""))
+        if room.get("fitness"):
+            console.print(f"{prof} fitness vs {room['baseline']} (the judge's formula, scales = 10 x its seed noise): "
+                          + ", ".join(f"{m} {v['fitness']:.3f}" for m, v in
+                                      sorted(room["fitness"].items(), key=lambda kv: -kv[1]["fitness"])))
     if report.judge_seed_noise:
         console.print(f"judge setting ({report.noise_pool} of the seed noise of "
                       + ", ".join(f"{k}={v}" for k, v in JUDGE_METRICS.items()) + "):\n"

@@ -304,7 +304,15 @@ def headroom(summary_of_profile: dict[str, dict[str, MetricSummary]], records: l
         seconds.setdefault(r.member, []).append(r.train_s + r.eval_s)
         if r.result.get("cpu_s"):
             cpu.setdefault(r.member, []).append(float(r.result["cpu_s"]))
-    return {"baseline": baseline, "baseline_benchmark": base["benchmark"].mean,
+    fitness = {}
+    if "final_loss" in base:
+        from services.judge import fitness as F
+        for m, ms in summary_of_profile.items():  # the judge's formula on the means, scales from the noise
+            if "benchmark" in ms and "final_loss" in ms:
+                ls = F.loss_score(ms["final_loss"].mean, base["final_loss"].mean, base["final_loss"].seed_noise)
+                bs = F.benchmark_score(ms["benchmark"].mean, base["benchmark"].mean, noise)
+                fitness[m] = {"loss_score": ls, "benchmark_score": bs, "fitness": (ls + bs) / 2}
+    return {"baseline": baseline, "baseline_benchmark": base["benchmark"].mean, "fitness": fitness,
             "baseline_noise": {"benchmark": noise, "loss": base["final_loss"].seed_noise if "final_loss" in base else None},
             "per_task": per_task, "tasks_with_gap": sum(v["gap"] >= gap for v in per_task.values()),
             "tasks": len(per_task), "gap": gap, "best_member": best, "best_margin": margin,

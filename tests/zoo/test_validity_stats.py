@@ -121,3 +121,7 @@ def test_battery_profiles_rank_by_benchmark_and_report_headroom():
     assert room["tasks_with_gap"] == 2 and room["best_member"] == "softmax"
     assert room["best_margin_in_noise"] == pytest.approx((0.8625 - 0.6775) / 0.005)
     assert room["seconds_per_run"]["deltanet"] == pytest.approx(102.0) and room["cpu_seconds_per_run"]["linear"] == 90
+    fit = room["fitness"]
+    assert fit["deltanet"]["fitness"] == pytest.approx(0.5)  # the baseline scores sigma(0) on both components
+    assert fit["softmax"]["fitness"] > 0.9 > 0.1 > fit["linear"]["fitness"]
+    assert [m for m, _ in sorted(fit.items(), key=lambda kv: -kv[1]["fitness"])] == list(tasks)

@@ -1,0 +1,198 @@
+"""Does the lab's search beat chance? (not in CI: it trains hundreds of CPU minutes at a real budget)
+
+On the same budget of candidate experiments per campaign, and for several campaign seeds, compare:
+  evolution   the lab's loop: parents drawn by the default policy (topk-uniform) from the pool of everything
+              scored so far (baseline included), references from the pool, the offline proposer's child
+  best-of-n   the same proposer, parent always DeltaNet, no references: sampling with no pool
+  uct         the loop with another parent policy (UCT: fitness plus an exploration bonus)
+
+Every candidate is checked statically, trained and evaluated by the engineer's runner in the sandbox
+(`run_training_sandboxed`, the worker's limits), and scored by the judge's formula (`score_fields`) against
+DeltaNet trained with the same seed, with the profile's seed noise. Printed per arm: the best fitness found
+(mean over seeds and per seed), the number of layers beating DeltaNet's benchmark by > 2x the seed noise, and
+whether any beats Gated DeltaNet's benchmark (zoo cache or trained here). The winning programs are saved.
+
+    python bench/discovery.py --budget 12 --seeds 0,1,2 --jobs 2 [--profile cpu-tiny] [--steps N]
+                              [--arms evolution,best-of-n,uct] [--out bench-discovery/]
+
+A campaign is sequential (each parent draw sees every earlier score); campaigns run in parallel (--jobs).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+from types import SimpleNamespace
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
+
+ARMS = ("evolution", "best-of-n", "uct")
+
+
+def _train(code: str, profile: str, seed: int, overrides: dict) -> tuple[dict | None, float, str]:
+    """(TrainResult dict or None, CPU seconds, error) of one program trained in the sandbox."""
+    from services.engineer.sandboxed import run_training_sandboxed
+
+    with tempfile.TemporaryDirectory(prefix="archlab-discovery-") as scratch:
+        res = run_training_sandboxed(code, profile, seed, scratch=scratch, profile_overrides=overrides)
+    cpu = res.cpu_s or res.wall_s  # the sandbox's CPU figure when it has one, else its wall time
+    if res.ok and res.result and "error" not in res.result:
+        return res.result, cpu, ""
+    return None, cpu, f"{res.kind}: {res.error or (res.result or {}).get('error', {}).get('message', '')}"
+
+
+def _zoo(name: str, profile: str, seed: int, overrides: dict, cache_dir: Path | None) -> dict:
+    """A zoo member's result (trusted code: in-process, cached like `archlab zoo bench`)."""
+    from services.engineer.validity import ZooCache, train_in_process
+    from services.engineer.zoo import zoo_source
+
+    cache = ZooCache(cache_dir) if cache_dir else None
+    hit = cache.get(zoo_source(name), profile, seed, overrides) if cache else None
+    if hit is not None:
+        return hit
+    result = train_in_process(zoo_source(name), profile, seed, overrides)
+    if cache:
+        cache.put(zoo_source(name), profile, seed, result, overrides, name=name)
+    return result
+
+
+def campaign(arm: str, seed: int, budget: int, profile: str, overrides: dict, cache_dir: str | None,
+             out_dir: str) -> dict:
+    """One campaign of `budget` candidates; returns its rows and summary."""
+    import torch
+
+    from services.archive.policies import POLICIES, Member
+    from services.judge import fitness as F
+    from services.judge.score import score_fields
+    from services.researcher.checks import static_check
+    from services.researcher.codegen import render
+    from services.researcher.genome import ZOO_DESIGNS, canonical
+    from services.researcher.mutator import mutate
+
+    torch.set_num_threads(1)
+    cache = Path(cache_dir) if cache_dir else None
+    base = _zoo("deltanet", profile, seed, overrides, cache)
+    gdn = _zoo("gated_deltanet", profile, seed, overrides, cache)
+    noise = F.resolve_noise(profile) if not overrides else F.resolve_noise(profile.split("+")[0])
+    base_ev = SimpleNamespace(experiment_id="deltanet", final_loss=base["final_loss"], benchmark=base["benchmark"])
+
+    def fitness_of(result: dict) -> dict:
+        ev = SimpleNamespace(campaign_id=f"{arm}-{seed}", profile=profile, final_loss=result["final_loss"],
+                             benchmark=result["benchmark"])
+        return score_fields(ev, base_ev, noise=noise)
+
+    pool = [{"id": "deltanet", "design": canonical(ZOO_DESIGNS["deltanet"]), "fitness": 0.5, "children": 0,
+             "benchmark": base["benchmark"], "final_loss": base["final_loss"]}]
+    rows, seen, cpu_total = [], set(), 0.0
+    policy = {"evolution": "topk-uniform", "uct": "uct"}.get(arm)
+    for i in range(budget):
+        rng_seed = (seed * 1_000_003 + i) * 7 + ARMS.index(arm)
+        if policy is None:  # best-of-n: always the baseline, no references
+            parent, refs = pool[0], []
+        else:
+            ranked = sorted(pool, key=lambda m: -(m["fitness"] or 0.0))
+            members = [Member(m["id"], r + 1, m["fitness"], m["children"], doc=m) for r, m in enumerate(ranked)]
+            draw = POLICIES[policy](members, random.Random(rng_seed), {})
+            parent, refs = draw.parent.doc, [r.doc for r in draw.references]
+        feedback: list[str] = []
+        for _ in range(10):  # the researcher's retries: a duplicate or a failed static check is not an experiment
+            design, name, motivation = mutate(parent["design"], [r["design"] for r in refs], rng_seed, feedback)
+            key = json.dumps(canonical(design), sort_keys=True, default=list)
+            code = render(design, name, motivation)
+            if key in seen or not static_check(code).ok:
+                feedback.append(name)
+                rng_seed += 1
+                continue
+            break
+        seen.add(key)
+        parent["children"] += 1
+        result, cpu_s, error = _train(code, profile, seed, overrides)
+        cpu_total += cpu_s
+        row = {"i": i, "name": name, "parent": parent["id"], "cpu_s": round(cpu_s, 1), "error": error}
+        if result is not None:
+            scored = fitness_of(result)
+            row.update(fitness=scored["fitness"], benchmark=result["benchmark"], final_loss=result["final_loss"],
+                       metrics=result.get("metrics", {}))
+            pool.append({"id": name, "design": canonical(design), "fitness": scored["fitness"], "children": 0,
+                         "benchmark": result["benchmark"], "final_loss": result["final_loss"], "code": code})
+        rows.append(row)
+        print(f"[{arm} seed {seed}] {i + 1}/{budget} {name} (parent {parent['id']}): "
+              + (f"fitness {row['fitness']:.3f} benchmark {row['benchmark']:.3f}" if result else f"failed {error}")
+              + f" {cpu_s:.0f} CPU s", flush=True)
+    scored = [r for r in rows if r.get("fitness") is not None]
+    margin = 2 * (noise.benchmark if noise and noise.benchmark else 0.0)
+    winners = [r for r in scored if r["benchmark"] - base["benchmark"] > margin]
+    best = max(scored, key=lambda r: r["fitness"], default=None)
+    out = Path(out_dir) / f"{arm}-seed{seed}"
+    out.mkdir(parents=True, exist_ok=True)
+    for m in pool[1:]:
+        if m["benchmark"] - base["benchmark"] > margin or (best and m["id"] == best["name"]):
+            (out / f"{m['id']}.py").write_text(m["code"])
+    summary = {"arm": arm, "seed": seed, "budget": budget, "best_fitness": best["fitness"] if best else None,
+               "best_name": best["name"] if best else None,
+               "best_benchmark": best["benchmark"] if best else None, "baseline_benchmark": base["benchmark"],
+               "gated_deltanet_benchmark": gdn["benchmark"], "beats_baseline_2x_noise": len(winners),
+               "beats_gated_deltanet": sum(r["benchmark"] > gdn["benchmark"] for r in scored),
+               "failed": sum(r.get("fitness") is None for r in rows), "cpu_s": cpu_total, "rows": rows,
+               "noise": {"loss": noise.loss, "benchmark": noise.benchmark} if noise else None}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--budget", type=int, default=12)
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--arms", default=",".join(ARMS))
+    ap.add_argument("--profile", default="cpu-tiny")
+    ap.add_argument("--steps", type=int, default=None, help="override the profile's steps (reported as such)")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--cache", default=".archlab/zoo-cache", help="zoo cache shared with `archlab zoo bench`")
+    ap.add_argument("--out", default="bench-discovery")
+    args = ap.parse_args()
+    arms = [a for a in args.arms.split(",") if a]
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        sys.exit(f"unknown arm(s) {unknown}; valid: {', '.join(ARMS)}")
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    overrides = {"steps": args.steps} if args.steps else {}
+    t0 = time.monotonic()
+    # the zoo rows first (shared by every arm of a seed), then the campaigns
+    from services.engineer.validity import ZooCache  # noqa: F401  (import check before forking)
+    jobs = [(a, s) for s in seeds for a in arms]
+    results = []
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
+        for s in seeds:
+            for name in ("deltanet", "gated_deltanet"):
+                pool.submit(_zoo, name, args.profile, s, overrides, Path(args.cache)).result()
+        futures = {pool.submit(campaign, a, s, args.budget, args.profile, overrides, args.cache, args.out): (a, s)
+                   for a, s in jobs}
+        for fut in as_completed(futures):
+            results.append(fut.result())
+    print(f"\nprofile {args.profile}{' steps ' + str(args.steps) if args.steps else ''}, budget {args.budget} "
+          f"candidates per campaign, seeds {seeds}, {time.monotonic() - t0:.0f} s wall")
+    print(f"{'arm':<11} {'best fitness (mean; per seed)':<40} {'> DeltaNet +2 noise':>20} {'> Gated DeltaNet':>17} "
+          f"{'failed':>7} {'CPU s/cand':>11}")
+    for a in arms:
+        rs = sorted((r for r in results if r["arm"] == a), key=lambda r: r["seed"])
+        bests = [r["best_fitness"] for r in rs if r["best_fitness"] is not None]
+        cands = sum(len(r["rows"]) for r in rs)
+        print(f"{a:<11} {(f'{statistics.fmean(bests):.3f}; ' if bests else '-; ') + ' '.join(f'{b:.3f}' for b in bests):<40} "
+              f"{sum(r['beats_baseline_2x_noise'] for r in rs):>20} {sum(r['beats_gated_deltanet'] for r in rs):>17} "
+              f"{sum(r['failed'] for r in rs):>7} {sum(r['cpu_s'] for r in rs) / max(1, cands):>11.0f}")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "discovery.json").write_text(json.dumps(results, indent=1))
+    print(f"winning programs and summaries under {args.out}/")
+
+
+if __name__ == "__main__":
+    main()
