@@ -2,6 +2,7 @@
 
     python bench/campaign.py scaling [--engineers 1,2,4,8] [--jobs-per-engineer 6] [--job-s 6]
     python bench/campaign.py overhead --data-dir DIR [--campaign C]
+    python bench/campaign.py overhead --run [--budget 2] [--profile cpu-tiny]
 
 scaling: N engineer workers (in one process, each its own Kafka consumer and sandbox children) on
 the embedded broker run a fixed synthetic job: a sleep-based stand-in for the runner
@@ -13,12 +14,20 @@ and splits each experiment's wall time (ParentSampled -> InsightsStored) into th
 (proposing+checking in the researcher, training+evaluation inside the sandbox as the runner timed
 it, judging, analysing) and what is left: hand-offs between services (event hops, claims,
 sandbox start). Prints the per-experiment median and the share of wall time.
+With --run it first runs its own campaign (`archlab run`, one engineer, concurrency 1, so training
+competes with nothing but the lab itself), samples every stack process's CPU from /proc while the
+baseline trains, and compares the training tokens/s inside the campaign with the same training loop
+on the same program outside any service (bench/train.py's framework loop), measured in the same run
+(target >= 0.9x).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -96,7 +105,7 @@ async def scaling(engineers: list[int], jobs_per_engineer: int, job_s: float) ->
         print(f"{n:9d} {r:8.1f} {ratio:13.2f}x {'ok' if ratio >= 0.9 * n else 'below':>11}")
 
 
-async def overhead(data_dir: Path, campaign: str | None) -> None:
+async def overhead(data_dir: Path, campaign: str | None, reference: float | None = None) -> None:
     from services.common import endpoints
 
     bootstrap = endpoints.kafka_bootstrap(Settings(data_dir=data_dir))
@@ -123,6 +132,8 @@ async def overhead(data_dir: Path, campaign: str | None) -> None:
         elif isinstance(e, ev.ResultsReady):
             x.setdefault("results", t)
             x.setdefault("runner_s", e.train_s + e.eval_s)
+            x.setdefault("tokens_per_s", e.tokens_per_s)
+            x.setdefault("name", e.name)
         elif isinstance(e, ev.ScoreAssigned) and e.rescore_of is None:
             x.setdefault("scored", t)
         elif isinstance(e, ev.InsightsStored):
@@ -149,9 +160,60 @@ async def overhead(data_dir: Path, campaign: str | None) -> None:
     for key in rows[0][3]:
         v = med(r[3][key] for r in rows)
         print(f"  handoff  {key:34} {v:8.2f} s  {100 * v / wall:5.1f}%")
+    if reference:
+        for exp, x in per.items():
+            if x.get("tokens_per_s") and x.get("name") == "deltanet":
+                print(f"training inside the campaign ({x['name']}): {x['tokens_per_s']:,.0f} tokens/s vs "
+                      f"{reference:,.0f} outside the lab = {x['tokens_per_s'] / reference:.2f}x (target >= 0.9x)")
     hops = med(sum(v for k, v in r[3].items() if k == "proposal -> claim") for r in rows)
     print(f"orchestration overhead (event hand-offs, excluding sandbox start): median {hops:.2f} s = "
           f"{100 * hops / wall:.2f}% of an experiment's wall time (target < 1%)")
+
+
+def reference_tokens_per_s(profile: str, steps: int) -> float:
+    """bench/train.py's framework loop (the runner's train()), DeltaNet from the zoo, one thread."""
+    out = subprocess.run([sys.executable, str(Path(__file__).with_name("train.py")), "--worker", "framework",
+                          "--steps", str(steps), "--profile", profile], capture_output=True, text=True, check=True)
+    return float(json.loads(out.stdout.strip().splitlines()[-1])["tokens_per_s"])
+
+
+def run_and_measure(budget: int, profile: str) -> None:
+    from services.common import proc_cpu
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp) / "lab"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHLAB_")}
+        env["ARCHLAB_DATA_DIR"] = str(data_dir)
+        print(f"reference: training loop outside the lab ({profile}, DeltaNet, 1 thread)...", flush=True)
+        ref = reference_tokens_per_s(profile, 60)
+        print(f"  {ref:,.0f} tokens/s", flush=True)
+        t0 = time.monotonic()
+        proc = subprocess.Popen([sys.executable, "-m", "services.cli.main", "run", "--budget", str(budget),
+                                 "--concurrency", "1", "--engineers", "1", "--profile", profile, "--keep-up"],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        window = None
+        try:
+            for line in proc.stdout:
+                print("  | " + line.rstrip(), flush=True)
+                if window is None and "training" in line and "step" in line:   # first heartbeat while training
+                    state = json.loads((data_dir / "stack.json").read_text())
+                    roots = dict(state["processes"], cli=proc.pid)
+                    window = proc_cpu.measure(roots, 30)
+            proc.wait()
+            wall = time.monotonic() - t0
+            print(f"campaign wall time {wall:.0f} s (budget {budget}, {profile})")
+            if window is not None:
+                print("CPU per stack process while the baseline trained (30 s window, % of one core;"
+                      " the engineer's figure includes its training child):")
+                print("\n".join(window.lines()))
+                rest = window.total - window.by_name.get("engineer-1", 0.0)
+                print(f"  everything but the training engineer: {rest:.2f} % of a core")
+            asyncio.run(overhead(data_dir, None, reference=ref))
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+            subprocess.run([sys.executable, "-m", "services.cli.main", "down"], env=env, capture_output=True,
+                           timeout=300)
 
 
 def main() -> None:
@@ -162,11 +224,18 @@ def main() -> None:
     s.add_argument("--jobs-per-engineer", type=int, default=6)
     s.add_argument("--job-s", type=float, default=6.0)
     o = sub.add_parser("overhead")
-    o.add_argument("--data-dir", type=Path, required=True)
+    o.add_argument("--data-dir", type=Path)
     o.add_argument("--campaign")
+    o.add_argument("--run", action="store_true", help="run a fresh campaign first, then measure it")
+    o.add_argument("--budget", type=int, default=2)
+    o.add_argument("--profile", default="cpu-tiny")
     a = ap.parse_args()
     if a.part == "scaling":
         asyncio.run(scaling([int(x) for x in a.engineers.split(",")], a.jobs_per_engineer, a.job_s))
+    elif a.run:
+        run_and_measure(a.budget, a.profile)
+    elif a.data_dir is None:
+        ap.error("overhead needs --data-dir DIR (a finished campaign's stack) or --run")
     else:
         asyncio.run(overhead(a.data_dir, a.campaign))
 

@@ -32,6 +32,8 @@ class ExperimentView:
     tokens_per_s: float | None = None
     engineer_id: str = ""
     last_failure: ev.TrainingFailed | None = None
+    calibrated_step_s: float | None = None   # from the claim: the engineer's measured speed and limit
+    wall_limit_s: float | None = None
     abandoned_reason: str = ""
 
     def label(self) -> str:
@@ -84,6 +86,7 @@ class CampaignView:
             x = self.exp(event)
             x.times.setdefault("training", event.occurred_at)
             x.engineer_id = event.engineer_id
+            x.calibrated_step_s, x.wall_limit_s = event.calibrated_step_s, event.wall_limit_s
         elif isinstance(event, ev.TrainingProgress):
             x = self.exp(event)
             x.step, x.total_steps, x.engineer_id = event.step, event.total_steps, event.engineer_id
@@ -218,6 +221,9 @@ def diagnose(view: CampaignView) -> list[str]:
         where = f"step {x.step}/{x.total_steps}" if x.total_steps else "before its first progress report"
         line = (f"{x.label()} was abandoned: {f.kind} after {f.wall_s:.0f} s at {where}, {_speed(x)} "
                 f"({(f.error or '').strip().splitlines()[0][:200] if f.error else 'no message'}).")
+        if x.wall_limit_s and x.calibrated_step_s:
+            line += (f" Its wall-time limit was {x.wall_limit_s:.0f} s, set from the engineer's calibrated "
+                     f"{x.calibrated_step_s:.3f} s per step on this machine.")
         if f.kind in ("timeout", "too_slow"):
             line += (" Training ran slower than this machine's calibrated speed allows: check that nothing else "
                      "is using the CPU (`archlab status`), or choose a smaller profile (`--profile cpu-micro`).")

@@ -36,12 +36,14 @@ def thin_curve(curve: list, max_points: int = MAX_CURVE_POINTS) -> list[tuple[in
 
 
 def claim_event(proposal: ev.ProposalCreated, *, engineer_id: str, lease_s: float, device: str,
-                takeover_of: str | None = None, resumed_from_step: int = 0) -> ev.TrainingStarted:
+                takeover_of: str | None = None, resumed_from_step: int = 0,
+                calibrated_step_s: float | None = None, wall_limit_s: float | None = None) -> ev.TrainingStarted:
     return ev.TrainingStarted(
         campaign_id=proposal.campaign_id, experiment_id=proposal.experiment_id, causation_id=proposal.event_id,
         producer=PRODUCER, revision=proposal.revision, proposal_event_id=proposal.event_id,
         engineer_id=engineer_id, lease_s=lease_s, profile=proposal.profile, device=device,
-        resumed_from_step=resumed_from_step, takeover_of=takeover_of)
+        resumed_from_step=resumed_from_step, takeover_of=takeover_of, calibrated_step_s=calibrated_step_s,
+        wall_limit_s=wall_limit_s)
 
 
 def heartbeat_event(claim: ev.TrainingStarted, progress: dict[str, Any], *, total_steps: int,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from services.common.sandbox import RESULT_NAME, Limits, SandboxResult, trusted_executables
+from services.engineer.calibrate import train_wall_limit_s
 from services.engineer.profiles import Profile, get_profile
 from services.engineer.scoring import run_and_score
 
@@ -27,10 +28,15 @@ GPU_TOOLS = ("gcc", "cc", "clang", "ld", "ldconfig", "ptxas", "nvcc", "cuobjdump
 
 
 def training_limits(profile: Profile, *, device: str = "cpu", threads: int = 1, writable: tuple[str, ...] = (),
-                    preimport: tuple[str, ...] = RUNNER_PREIMPORT) -> Limits:
-    """The sandbox limits of one training + evaluation run of `profile` (as the engineer worker sets them)."""
+                    preimport: tuple[str, ...] = RUNNER_PREIMPORT, step_s: float | None = None) -> Limits:
+    """The sandbox limits of one training + evaluation run of `profile` (as the engineer worker sets them).
+
+    `step_s`: this machine's measured seconds per step on the profile (services/engineer/calibrate.py);
+    the training time limit then follows it. Without it, the profile's constant applies.
+    """
     cuda = device.startswith("cuda")
-    return Limits(wall_s=profile.train_time_limit_s + profile.eval_time_limit_s + 120, mem_mb=profile.memory_limit_mb,
+    train_s = profile.train_time_limit_s if step_s is None else train_wall_limit_s(step_s, profile.steps)
+    return Limits(wall_s=train_s + profile.eval_time_limit_s + 120, mem_mb=profile.memory_limit_mb,
                   threads=threads, writable=writable, preimport=preimport, strict=False, cuda=cuda,
                   compile=cuda, allow_exec=trusted_executables(GPU_TOOLS) if cuda else ())
 

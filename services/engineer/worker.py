@@ -41,6 +41,7 @@ from schemas.topics import DEAD_LETTER_TOPIC, topic_for
 from services.common import endpoints
 from services.common.bus import Service, ensure_topics
 from services.common.sandbox import RESULT_NAME, Limits, SandboxResult
+from services.engineer import calibrate
 from services.engineer.sandboxed import RUNNER_MODULE, RUNNER_PREIMPORT, training_limits
 from services.engineer.scoring import run_and_score
 from services.common.settings import Settings, get_settings
@@ -73,6 +74,7 @@ class WorkerConfig:
     claim_timeout_s: float = 30.0
     preimport: tuple[str, ...] = RUNNER_PREIMPORT
     keep_scratch: bool = False
+    calibrate: bool = True       # time limits from this machine's measured speed (calibrate.py)
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides) -> "WorkerConfig":
@@ -96,6 +98,7 @@ class Worker:
         self._caught_up_to: dict[TopicPartition, int] = {}
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._step_s: dict[str, float | None] = {}   # profile -> calibrated seconds per step
         self._tasks: list[asyncio.Task] = []
         self.current: tuple[str, int] | None = None     # the run being trained
         self.completed: list[tuple[str, int, str]] = []   # (experiment, revision, outcome) published by us
@@ -250,9 +253,12 @@ class Worker:
         proposal = run.proposal
         exp, rev = run.experiment_id, run.revision
         takeover_of = run.owner_id  # set only when the owner's lease expired
+        step_s = await self.calibrated_step_s(proposal.profile)
+        profile = get_profile(proposal.profile, **self.config.profile_overrides)
         claim = handlers.claim_event(proposal, engineer_id=self.id, lease_s=self.config.lease_s,
                                      device=self.config.device, takeover_of=takeover_of,
-                                     resumed_from_step=run.checkpoint_step or 0)
+                                     resumed_from_step=run.checkpoint_step or 0, calibrated_step_s=step_s,
+                                     wall_limit_s=self.limits_for(profile, self.checkpoint_dir(exp, rev), step_s).wall_s)
         meta = await self.publish(claim)
         claim_tp = TopicPartition(meta.topic, meta.partition)
         seen = await self._until(lambda: self.table.claim_seen(exp, rev, claim.event_id), self.config.claim_timeout_s)
@@ -268,9 +274,25 @@ class Worker:
             self.current = None
 
     # ---------------------------------------------------------------- training
-    def limits_for(self, profile, checkpoint_dir: Path) -> Limits:
+    def limits_for(self, profile, checkpoint_dir: Path, step_s: float | None = None) -> Limits:
         return training_limits(profile, device=self.config.device, threads=self.config.threads,
-                               writable=(str(checkpoint_dir),), preimport=self.config.preimport)
+                               writable=(str(checkpoint_dir),), preimport=self.config.preimport, step_s=step_s)
+
+    async def calibrated_step_s(self, profile_name: str) -> float | None:
+        """This machine's seconds per step on the profile, measured once (None: not measured)."""
+        if not self.config.calibrate or self.config.runner_module != RUNNER_MODULE:
+            return None
+        if profile_name not in self._step_s:
+            try:
+                cal = await calibrate.calibrate(profile_name, threads=self.config.threads)
+                self._step_s[profile_name] = cal["step_s"]
+                self.log.info("speed calibrated", profile=profile_name, step_s=round(cal["step_s"], 4),
+                              tokens_per_s=round(cal["tokens_per_s"]))
+            except Exception as e:  # noqa: BLE001 - the profile's constant limit still applies
+                self.log.warning("speed calibration failed; the profile's constant time limit applies",
+                                 profile=profile_name, error=repr(e))
+                self._step_s[profile_name] = None
+        return self._step_s[profile_name]
 
     async def train(self, proposal: ev.ProposalCreated, claim: ev.TrainingStarted, claim_tp: TopicPartition) -> None:
         exp, rev = proposal.experiment_id, proposal.revision
@@ -301,7 +323,8 @@ class Worker:
         t0 = time.monotonic()
         child = asyncio.ensure_future(asyncio.to_thread(
             run_and_score, self.config.runner_module, [str(scratch / "job.json"), str(scratch / RESULT_NAME)],
-            job=job, scratch=scratch, limits=self.limits_for(profile, ckpt), on_line=on_line, stop=stop))
+            job=job, scratch=scratch, limits=self.limits_for(profile, ckpt, claim.calibrated_step_s), on_line=on_line,
+            stop=stop))
         lost = False
         try:
             while True:

@@ -48,8 +48,11 @@ async def test_a_proposal_trains_for_real_and_results_carry_curve_and_lm_eval_sc
     (res,) = log.of(ev.ResultsReady)
     assert res.role == "baseline" and res.steps == 40 and res.tokens == 40 * 32 * 64 and res.device == "cpu"
     assert [s for s, _ in res.loss_curve] == [10, 20, 30, 40]
-    assert res.loss_curve[-1][1] < res.loss_curve[0][1] and res.final_loss == res.loss_curve[-1][1]
-    assert set(res.metrics) == {"mqar_recall/acc", "mqar_mc/acc"} and 0 <= res.benchmark <= 1
+    # final_loss is the trusted scorer's held-out loss (scoring.py), near the end of the training curve
+    assert res.loss_curve[-1][1] < res.loss_curve[0][1]
+    assert res.final_loss == pytest.approx(res.loss_curve[-1][1], abs=0.3)
+    assert res.metrics["train/claimed_final_loss"] == res.loss_curve[-1][1]
+    assert {"mqar_recall/acc", "mqar_mc/acc"} <= set(res.metrics) and 0 <= res.benchmark <= 1
     assert res.step_time_s == pytest.approx(res.train_s / 40) and res.params > 10_000
     beats = log.of(ev.TrainingProgress)
     assert beats and max(b.step for b in beats) <= 40 and all(b.engineer_id == "eng-a" for b in beats)

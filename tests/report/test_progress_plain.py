@@ -29,7 +29,8 @@ def test_a_baseline_killed_by_its_time_limit_is_diagnosed_with_its_speed():
     view = CampaignView(c)
     events = [
         ev.CampaignStarted(campaign_id=c, experiment_id=c, producer="t", budget=2),
-        ev.TrainingStarted(campaign_id=c, experiment_id=exp, producer="t", engineer_id="engineer-1"),
+        ev.TrainingStarted(campaign_id=c, experiment_id=exp, producer="t", engineer_id="engineer-1",
+                           calibrated_step_s=0.25, wall_limit_s=1320),
         ev.TrainingProgress(campaign_id=c, experiment_id=exp, producer="t", engineer_id="engineer-1", step=412,
                             total_steps=1000, tokens_per_s=2336.0),
         ev.TrainingFailed(campaign_id=c, experiment_id=exp, producer="t", kind="timeout", wall_s=1320,
@@ -42,4 +43,5 @@ def test_a_baseline_killed_by_its_time_limit_is_diagnosed_with_its_speed():
     lines = diagnose(view)
     assert any("timeout after 1320 s at step 412/1000, 2,336 tokens/s" in line and "--profile cpu-micro" in line
                for line in lines), lines
+    assert any("limit was 1320 s, set from the engineer's calibrated 0.250 s per step" in line for line in lines)
     assert any("no candidate was scored" in line and "no parent to sample" in line for line in lines)
