@@ -312,7 +312,7 @@ class ResultsReady(Event):
     tokens_per_s: float = 0.0
     device: str = "cpu"
     peak_mem_mb: float | None = None
-    step_time_s: float | None = None   # mean seconds per training step (the monitor's reference)
+    step_time_s: float | None = None   # a step's cost as the monitor measures it: CPU s on a CPU, wall s on a GPU
 
 
 # ---------------------------------------------------------------- judge / analyst / cognition

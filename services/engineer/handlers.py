@@ -73,7 +73,8 @@ def results_event(proposal: ev.ProposalCreated, result: dict[str, Any], *, engin
         params=int(result.get("params") or 0), tokens=int(result.get("tokens") or 0), steps=steps,
         train_s=train_s, eval_s=float(result.get("eval_s") or 0.0),
         tokens_per_s=float(result.get("tokens_per_s") or 0.0), device=result.get("device") or "cpu",
-        peak_mem_mb=result.get("peak_mem_mb"), step_time_s=(train_s / steps) if steps else None)
+        peak_mem_mb=result.get("peak_mem_mb"),
+        step_time_s=result.get("step_cost_s") or ((train_s / steps) if steps else None))
 
 
 def failure_kind(res: SandboxResult, *, last_step: int, total_steps: int) -> tuple[str, str, dict]:

@@ -66,6 +66,7 @@ class TrainResult:
     resumed_from_step: int | None
     profile: str = ""
     seed: int = 0
+    step_cost_s: float = 0.0   # a step as the monitor measures it (CPU seconds on a CPU): the next reference
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -165,7 +166,8 @@ def run_job(job: TrainJob, on_progress: Callable[..., None] | None = None) -> Tr
         loss_curve=outcome.loss_curve, final_loss=outcome.final_loss, metrics=scores.metrics,
         benchmark=scores.benchmark, params=params, tokens=outcome.tokens, train_s=outcome.train_s,
         eval_s=scores.eval_s, tokens_per_s=outcome.tokens_per_s, device=device, peak_mem_mb=outcome.peak_mem_mb,
-        steps=outcome.steps, resumed_from_step=outcome.resumed_from_step, profile=profile.name, seed=job.seed)
+        steps=outcome.steps, resumed_from_step=outcome.resumed_from_step, profile=profile.name, seed=job.seed,
+        step_cost_s=outcome.step_cost_s)
 
 
 def main(argv: list[str]) -> int:

@@ -36,6 +36,7 @@ class TrainOutcome:
     tokens_per_s: float
     peak_mem_mb: float
     resumed_from_step: int | None
+    step_cost_s: float = 0.0  # mean cost of a step as the monitor measures it (see `step_cost` in train)
 
 
 def lr_at(step: int, total_steps: int, lr: float, warmup_frac: float, decay_frac: float,
@@ -88,7 +89,7 @@ def train(model: CausalLM, profile: Profile, batch_fn: BatchFn, *, seed: int, de
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") and profile.dtype == "auto"
                 else contextlib.nullcontext())
     torch.manual_seed(seed)
-    start_step, loss_curve, train_s, resumed_from = 0, [], 0.0, None
+    start_step, loss_curve, train_s, cost_s, resumed_from = 0, [], 0.0, 0.0, None
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir else None
     if ckpt_path and resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
@@ -98,13 +99,14 @@ def train(model: CausalLM, profile: Profile, batch_fn: BatchFn, *, seed: int, de
         if ckpt.get("rng_cuda") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
         start_step, loss_curve, train_s = ckpt["step"], ckpt["loss_curve"], ckpt["train_s"]
+        cost_s = ckpt.get("cost_s", train_s)
         resumed_from = start_step
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
 
     window_losses: list[float] = []
     for step in range(start_step, profile.steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         lr = lr_at(step, profile.steps, profile.lr, profile.warmup_frac, profile.decay_frac, profile.min_lr_frac)
         for group in opt.param_groups:
             group["lr"] = lr
@@ -118,10 +120,15 @@ def train(model: CausalLM, profile: Profile, batch_fn: BatchFn, *, seed: int, de
         loss_value = loss.item()  # syncs, so the step time below is real
         step_s = time.perf_counter() - t0
         train_s += step_s
+        # On a CPU the process's own CPU seconds, not wall time: a machine busy with other work
+        # (another engineer, the researcher's checks) must not make a program look slow. On a GPU
+        # the wall time (the CPU waits on the device).
+        step_cost = step_s if device.startswith("cuda") else time.process_time() - c0
+        cost_s += step_cost
         done = step + 1
 
         if monitor is not None:
-            monitor.on_step(done, loss_value, step_s)
+            monitor.on_step(done, loss_value, step_cost)
             if monitor.wants_model_check(done):
                 monitor.check_model(done, model, x)
         window_losses.append(loss_value)
@@ -134,7 +141,7 @@ def train(model: CausalLM, profile: Profile, batch_fn: BatchFn, *, seed: int, de
                     "model": model.state_dict(), "optimizer": opt.state_dict(), "step": done,
                     "rng_cpu": torch.get_rng_state(),
                     "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                    "loss_curve": loss_curve, "train_s": train_s})
+                    "loss_curve": loss_curve, "train_s": train_s, "cost_s": cost_s})
             if on_progress is not None:
                 tokens = done * profile.tokens_per_step
                 on_progress(step=done, total_steps=profile.steps, loss=loss_curve[-1][1],
@@ -143,5 +150,6 @@ def train(model: CausalLM, profile: Profile, batch_fn: BatchFn, *, seed: int, de
     tokens = profile.steps * profile.tokens_per_step
     final = loss_curve[-1][1] if loss_curve else math.nan
     return TrainOutcome(loss_curve=loss_curve, final_loss=final, steps=profile.steps, tokens=tokens,
-                        train_s=train_s, tokens_per_s=tokens / train_s if train_s else 0.0,
+                        train_s=train_s, step_cost_s=cost_s / profile.steps if profile.steps else 0.0,
+                        tokens_per_s=tokens / train_s if train_s else 0.0,
                         peak_mem_mb=peak_memory_mb(device), resumed_from_step=resumed_from)

@@ -53,7 +53,8 @@ async def test_a_proposal_trains_for_real_and_results_carry_curve_and_lm_eval_sc
     assert res.final_loss == pytest.approx(res.loss_curve[-1][1], abs=0.3)
     assert res.metrics["train/claimed_final_loss"] == res.loss_curve[-1][1]
     assert {"mqar_recall/acc", "mqar_mc/acc"} <= set(res.metrics) and 0 <= res.benchmark <= 1
-    assert res.step_time_s == pytest.approx(res.train_s / 40) and res.params > 10_000
+    # the monitor's step cost on a CPU is the training process's CPU time: at most its wall time
+    assert 0 < res.step_time_s <= 1.05 * res.train_s / 40 and res.params > 10_000
     beats = log.of(ev.TrainingProgress)
     assert beats and max(b.step for b in beats) <= 40 and all(b.engineer_id == "eng-a" for b in beats)
     assert not any((tmp_path / "scratch" / "eng-a").iterdir())  # scratch removed, checkpoints kept
