@@ -104,6 +104,9 @@ def show(experiment: str = typer.Argument(..., help="experiment id"),
         attempts.add_row(a["occurred_at"], a["kind"], str(a.get("attempt", "")), str(a.get("revision", "")),
                          escape(detail[:160]))
     console.print(attempts)
+    from services.cli.llm_audit import print_llm_requests
+
+    print_llm_requests(console, rec, load_settings(data_dir).data_dir)
     scores = Table(title="scores")
     for col in ("time", "scheme", "fitness", "loss", "benchmark", "qualitative", "note"):
         scores.add_column(col)

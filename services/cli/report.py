@@ -33,9 +33,11 @@ class Cost:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    requests: list = field(default_factory=list)  # the LLMRequests, in log order
 
     def add(self, usage: ev.Usage | None) -> None:
         if usage is not None:
+            self.requests.extend(usage.requests)
             self.calls += usage.calls
             self.prompt_tokens += usage.prompt_tokens
             self.completion_tokens += usage.completion_tokens
@@ -560,10 +562,17 @@ def _cost_section(c: Campaign) -> str:
             f"<tbody>{''.join(rows)}</tbody><tfoot>{foot}</tfoot></table></section>")
 
 
-def render_html(c: Campaign, title: str | None = None) -> str:
+def render_html(c: Campaign, title: str | None = None, prompts: Path | None = None) -> str:
+    from services.cli.llm_audit import llm_section_html
+    from services.researcher.routing import arms_from_events
+
     page_title = title or (c.started.name if c.started and c.started.name else f"campaign {c.campaign_id}")
+    arms = arms_from_events(e for x in c.experiments.values()
+                            for e in [*x.proposals, *x.rejections, *([x.score] if x.score else [])])
+    llm = llm_section_html(((x.experiment_id, x.name, x.cost.requests) for x in c.experiments.values()), prompts,
+                           arms)
     body = "".join([_summary(c), _fitness_section(c), _lineage_section(c), _loss_section(c),
-                    _benchmark_section(c), _problems_section(c), _cost_section(c), _parameters(c)])
+                    _benchmark_section(c), _problems_section(c), _cost_section(c), llm, _parameters(c)])
     # No script, no external resource: the CSP makes that a rule the browser enforces.
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; style-src 'unsafe-inline'; "
@@ -576,14 +585,18 @@ def render_html(c: Campaign, title: str | None = None) -> str:
 
 
 def build_report(events: list[ev.Event], out: Path, title: str | None = None, *, scheme: str = "paper",
-                 campaign_id: str | None = None) -> Path:
-    """Write the campaign's report to `out` (a file, or a directory to hold `report-<campaign>.html`)."""
+                 campaign_id: str | None = None, prompts: Path | None = None) -> Path:
+    """Write the campaign's report to `out` (a file, or a directory to hold `report-<campaign>.html`).
+    `prompts`: the LLM prompt store (what each role was asked and answered goes into the report); by default
+    <data_dir>/llm/prompts when `out` is in <data_dir>/reports (where `archlab run` writes it)."""
     campaign = summarize(events, scheme=scheme, campaign_id=campaign_id)
     out = Path(out)
     if out.is_dir():
         out = out / f"report-{''.join(ch if ch.isalnum() or ch in '-_' else '_' for ch in campaign.campaign_id)}.html"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_html(campaign, title), encoding="utf-8")
+    if prompts is None and (out.parent.parent / "llm" / "prompts").is_dir():
+        prompts = out.parent.parent / "llm" / "prompts"
+    out.write_text(render_html(campaign, title, prompts), encoding="utf-8")
     return out
 
 
@@ -631,5 +644,8 @@ def register(app) -> None:
         if not events:
             typer.echo("no campaign events in the log", err=True)
             raise typer.Exit(1)
-        path = build_report(events, out, title, scheme=scheme, campaign_id=campaign)
+        from services.common.llm import prompt_store
+
+        path = build_report(events, out, title, scheme=scheme, campaign_id=campaign,
+                            prompts=prompt_store(settings.data_dir).root)
         typer.echo(f"wrote {path} ({len(events)} events" + (f", {bad} undecodable skipped)" if bad else ")"))

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     llm_model_debugger: str | None = None
     llm_model_analyst: str | None = None
     llm_model_judge: str | None = None
+    # several planner models: the planner routes its calls over them with a bandit on fitness gain per dollar
+    # (services/researcher/routing.py); JSON in env: ARCHLAB_LLM_MODELS_PLANNER='["gpt-4.1", "gpt-4.1-mini"]'
+    llm_models_planner: list[str] = Field(default_factory=list)
     llm_timeout_s: float = 120.0
     llm_max_retries: int = 4
 

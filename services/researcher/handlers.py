@@ -95,7 +95,7 @@ async def on_parent_sampled(event: ev.ParentSampled, *, proposer, checker, novel
             code_hash=normalized_code_hash(proposal.code), profile=event.profile, seed=event.seed,
             checks={**_checks_record(outcome), "novelty": {"similar_top": verdict.evidence.get("top_similarity"),
                                                             "judge": verdict.evidence.get("judge")},
-                    "rejected_attempts": len(history)},
+                    "rejected_attempts": len(history), **({"routing": proposal.route} if proposal.route else {})},
             usage=merge_usage(proposal.usage, verdict.usage)))
         log.info("proposal_created", attempt=attempt, name=proposal.name)
         return out

@@ -32,6 +32,7 @@ class Proposal:
     origin: Literal["offline", "llm"]
     design: dict[str, Any] | None = None
     usage: Usage | None = None
+    route: dict[str, Any] | None = None  # the model router's decision (routing.py), when one chose the model
 
 
 def known_design(snapshot) -> dict | None:
@@ -92,8 +93,8 @@ def _strip_fence(code: str) -> str:
 class LLMPlanner:
     origin = "llm"
 
-    def __init__(self, llm, context: ContextBuilder):
-        self.llm, self.context = llm, context
+    def __init__(self, llm, context: ContextBuilder, router=None):
+        self.llm, self.context, self.router = llm, context, router
 
     def messages(self, event: ParentSampled, attempt: int, feedback: list[str]) -> list[dict]:
         user = [self.context.brief(event)]
@@ -105,6 +106,9 @@ class LLMPlanner:
         return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n".join(user)}]
 
     async def propose(self, event: ParentSampled, attempt: int, feedback: list[str]) -> Proposal:
+        nonce = planner_nonce(event, attempt)
+        model, route = self.router.choose(event.campaign_id, nonce) if self.router is not None else (None, None)
         answer, usage = await self.llm.acomplete_json("planner", self.messages(event, attempt, feedback), PlannerAnswer,
-                                                      seed=planner_nonce(event, attempt))
-        return Proposal(answer.name.strip(), answer.motivation.strip(), _strip_fence(answer.code), "llm", None, usage)
+                                                      seed=nonce, model=model)
+        return Proposal(answer.name.strip(), answer.motivation.strip(), _strip_fence(answer.code), "llm", None, usage,
+                        route)
