@@ -25,9 +25,10 @@ def requests_of_record(rec: dict[str, Any]) -> list[dict[str, Any]]:
         if where:
             out += [{"on": f"{where} a{a.get('attempt', '')} r{a.get('revision', 0)}", **r}
                     for r in ((a.get("usage") or {}).get("requests") or [])]
-    doc = rec.get("experiment") or {}
-    for key, where in (("score", "ScoreAssigned"), ("insights", "InsightsStored")):
-        out += [{"on": where, **r} for r in (((doc.get(key) or {}).get("usage") or {}).get("requests") or [])]
+    for s in rec.get("scores", []):
+        out += [{"on": "ScoreAssigned", **r} for r in ((s.get("usage") or {}).get("requests") or [])]
+    insights = (rec.get("experiment") or {}).get("insights") or {}
+    out += [{"on": "InsightsStored", **r} for r in ((insights.get("usage") or {}).get("requests") or [])]
     return out
 
 

@@ -26,8 +26,8 @@ def test_requests_of_a_show_record_come_from_attempts_score_and_insights():
     rec = {"attempts": [{"kind": "rejected", "attempt": 1, "usage": {"requests": [req]}},
                         {"kind": "failure", "attempt": 1},
                         {"kind": "proposal", "attempt": 2, "revision": 0, "usage": {"requests": [req]}}],
-           "experiment": {"score": {"usage": {"requests": [{"role": "judge", "digest": "d2"}]}},
-                          "insights": {"usage": None}}}
+           "scores": [{"usage": {"requests": [{"role": "judge", "digest": "d2"}]}}, {"usage": None}],
+           "experiment": {"insights": {"usage": None}}}
     got = requests_of_record(rec)
     assert [(r["on"], r["role"]) for r in got] == [("ProposalRejected a1 r0", "planner"),
                                                     ("ProposalCreated a2 r0", "planner"), ("ScoreAssigned", "judge")]
