@@ -12,7 +12,7 @@ from services.common.llm import LLMError
 from services.judge import fitness as F
 from services.judge.qualitative import judge_qualitative
 from services.judge.score import score_fields
-from services.judge.scale import require_qualitative
+from services.judge.scale import QUALITATIVE_MISSING, judge_late, mark_pending, require_qualitative
 from services.judge.state import JudgeState
 
 log = structlog.get_logger("judge")
@@ -35,11 +35,19 @@ async def on_results_ready(event: ev.ResultsReady, *, state: JudgeState, llm=Non
             log.warning("judge.llm_failed", error=str(e))
     fields = score_fields(event, baseline, qualitative=qualitative, noise=noise, note=note) if llm is not None \
         else quantitative
+    late: list[ev.Event] = []
     if llm is not None and qualitative is None:  # one fitness scale per campaign (scale.py)
         fields = require_qualitative(fields, note or "not judged")
+        if fields["fitness"] is None and (fields.get("error") or "").startswith(QUALITATIVE_MISSING):
+            mark_pending(state, event)
+    elif llm is not None and qualitative is not None:  # the LLM answers: results left without one are scored late
+        late = await judge_late(
+            state, event, lambda r: judge_qualitative(llm, r, baseline, state.proposal(r.experiment_id, r.revision),
+                                                      state.proposal(baseline.experiment_id)),
+            lambda r, q: score_fields(r, baseline, qualitative=q, noise=noise))
     score = event.caused(ev.ScoreAssigned, producer="judge", **fields)
-    log.info("judge.scored", fitness=score.fitness, error=score.error, role=event.role)
-    return [score]
+    log.info("judge.scored", fitness=score.fitness, error=score.error, role=event.role, late=len(late))
+    return [score, *late]
 
 
 async def on_proposal_created(event: ev.ProposalCreated, *, state: JudgeState) -> None:
