@@ -562,7 +562,16 @@ def _cost_section(c: Campaign) -> str:
             f"<tbody>{''.join(rows)}</tbody><tfoot>{foot}</tfoot></table></section>")
 
 
-def render_html(c: Campaign, title: str | None = None, prompts: Path | None = None) -> str:
+def _diagnosis_section(diagnosis: list[str]) -> str:
+    """What went wrong that was not the programs' fault (services/cli/progress.py: diagnose)."""
+    if not diagnosis:
+        return ""
+    items = "".join(f"<li>{esc(line)}</li>" for line in diagnosis)
+    return f"<section id='diagnosis'><h2>Diagnosis</h2><ul>{items}</ul></section>"
+
+
+def render_html(c: Campaign, title: str | None = None, prompts: Path | None = None,
+                diagnosis: list[str] | None = None) -> str:
     from services.cli.llm_audit import llm_section_html
     from services.researcher.routing import arms_from_events
 
@@ -571,7 +580,7 @@ def render_html(c: Campaign, title: str | None = None, prompts: Path | None = No
                             for e in [*x.proposals, *x.rejections, *([x.score] if x.score else [])])
     llm = llm_section_html(((x.experiment_id, x.name, x.cost.requests) for x in c.experiments.values()), prompts,
                            arms)
-    body = "".join([_summary(c), _fitness_section(c), _lineage_section(c), _loss_section(c),
+    body = "".join([_summary(c), _diagnosis_section(diagnosis or []), _fitness_section(c), _lineage_section(c), _loss_section(c),
                     _benchmark_section(c), _problems_section(c), _cost_section(c), llm, _parameters(c)])
     # No script, no external resource: the CSP makes that a rule the browser enforces.
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
@@ -596,7 +605,11 @@ def build_report(events: list[ev.Event], out: Path, title: str | None = None, *,
     out.parent.mkdir(parents=True, exist_ok=True)
     if prompts is None and (out.parent.parent / "llm" / "prompts").is_dir():
         prompts = out.parent.parent / "llm" / "prompts"
-    out.write_text(render_html(campaign, title, prompts), encoding="utf-8")
+    from services.cli.progress import CampaignView, diagnose
+    view = CampaignView(campaign.campaign_id)
+    for event in events:
+        view.apply(event)
+    out.write_text(render_html(campaign, title, prompts, diagnose(view)), encoding="utf-8")
     return out
 
 

@@ -45,3 +45,19 @@ def test_a_baseline_killed_by_its_time_limit_is_diagnosed_with_its_speed():
                for line in lines), lines
     assert any("limit was 1320 s, set from the engineer's calibrated 0.250 s per step" in line for line in lines)
     assert any("no candidate was scored" in line and "no parent to sample" in line for line in lines)
+
+
+def test_the_report_carries_the_same_diagnosis(tmp_path):
+    from services.cli.report import build_report
+    c, exp = "camp-y", "camp-y-base-deltanet"
+    events = [
+        ev.CampaignStarted(campaign_id=c, experiment_id=c, producer="t", budget=1),
+        ev.TrainingStarted(campaign_id=c, experiment_id=exp, producer="t", engineer_id="engineer-1"),
+        ev.TrainingProgress(campaign_id=c, experiment_id=exp, producer="t", engineer_id="engineer-1", step=99,
+                            total_steps=500, tokens_per_s=1234.0),
+        ev.TrainingFailed(campaign_id=c, experiment_id=exp, producer="t", kind="timeout", wall_s=700,
+                          error="wall-time limit of 700 s exceeded"),
+        ev.ExperimentAbandoned(campaign_id=c, experiment_id=exp, producer="t", reason="timeout"),
+    ]
+    html = build_report(events, tmp_path / "r.html").read_text()
+    assert "id='diagnosis'" in html and "timeout after 700 s at step 99/500, 1,234 tokens/s" in html
