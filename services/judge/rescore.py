@@ -18,6 +18,7 @@ import json
 
 from schemas import events as ev
 from services.judge import fitness as F
+from services.judge.scale import require_qualitative
 from services.judge.score import Qualitative, score_fields
 from services.judge.state import usable_as_baseline
 
@@ -69,6 +70,7 @@ def rescore(results: list[ev.ResultsReady], old_scores: list[ev.ScoreAssigned],
             default_baseline.setdefault((r.campaign_id, r.profile), r)
 
     discriminator = f"rescore:{scheme}:{json.dumps(weights, sort_keys=True)}:{baseline_id or ''}"
+    judged_campaigns = {s.campaign_id for s in old_scores if s.qualitative_judged}  # their scale has 3 components
     out = []
     for exp_id, result in latest.items():
         scores = by_experiment.get(exp_id, [])
@@ -81,6 +83,8 @@ def rescore(results: list[ev.ResultsReady], old_scores: list[ev.ScoreAssigned],
         noise = F.SeedNoise.from_dict((seed_noise or {}).get(result.profile))
         fields = score_fields(result, baseline, qualitative=_qualitative_from(scores), weights=weights,
                               noise=noise, scheme=scheme, note=f"rescore ({scheme}) of stored results, no retraining")
+        if weights.get("qualitative") and result.campaign_id in judged_campaigns and fields.get("qualitative") is None:
+            fields = require_qualitative(fields, "no judged qualitative score to reuse")  # one scale (scale.py)
         out.append(result.caused(ev.ScoreAssigned, producer="judge", discriminator=discriminator,
                                  rescore_of=old.event_id if old else None, **fields))
     return out

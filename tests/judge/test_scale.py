@@ -59,3 +59,20 @@ async def test_pending_results_wait_while_the_llm_stays_down_and_stay_in_their_c
     assert [s.experiment_id for s in out] == ["x"]                         # c1's pending results are not c2's
     out = await on_results_ready(result("y", 1.9, 0.52, campaign_id="c1"), state=state, llm=llm)
     assert [s.experiment_id for s in out] == ["y", "a", "b"] and all(s.fitness is not None for s in out)
+
+
+async def test_a_rescore_keeps_one_scale_where_the_campaign_was_judged():
+    from services.judge.rescore import rescore
+
+    state, llm = JudgeState(), SwitchableLLM()
+    base_r, judged_r, missing_r = result("base", 2.0, 0.5, role="baseline"), result("j", 1.9, 0.52), \
+        result("m", 1.9, 0.52)
+    scores = [*await on_results_ready(base_r, state=state, llm=llm), *await on_results_ready(judged_r, state=state,
+                                                                                             llm=llm)]
+    llm.down = True
+    scores += await on_results_ready(missing_r, state=state, llm=llm)
+    new = {s.experiment_id: s for s in rescore([base_r, judged_r, missing_r], scores, scheme="again")}
+    assert new["j"].fitness is not None and new["m"].fitness is None and new["m"].error.startswith("qualitative_missing")
+    quantitative = {s.experiment_id: s for s in rescore([base_r, judged_r, missing_r], scores, scheme="quant",
+                                                        weights={"loss": 1, "benchmark": 1, "qualitative": 0})}
+    assert quantitative["m"].fitness == quantitative["j"].fitness  # without the qualitative, one scale again
