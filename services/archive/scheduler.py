@@ -5,7 +5,9 @@ The campaign runs in two phases:
    member's code, trained unchanged). Roots (imported experiments) join the pool as they are.
 2. Candidates, once every baseline has ended: keep `concurrency` candidates in flight; each time
    one ends, sample the next, until `budget` candidates have been sampled; when all have ended,
-   CampaignCompleted.
+   CampaignCompleted. A campaign with spending limits (`config["budget"]`, services/archive/budget.py)
+   samples no candidate whose estimated cost, on top of what is spent and in flight, would pass a limit;
+   once nothing is in flight it completes with the limit as its reason.
 
 "Ended" (kept simple): InsightsStored or ExperimentAbandoned. A TrainingFailed is not an end by
 itself: the debugger either revises (a new ProposalCreated) or gives up, and giving up is an
@@ -20,6 +22,7 @@ from __future__ import annotations
 from typing import Callable
 
 from schemas import events as ev
+from services.archive import budget as spending
 from services.archive.pool import sample_parent
 from services.archive.storage.base import Record, Store
 
@@ -108,7 +111,13 @@ def schedule(store: Store, campaign_id: str, *, zoo_source: Callable[[str], str]
             break
         in_flight += not ended(doc)
         sampled += 1
+    limits = spending.limits(p)     # --max-llm-cost / --max-device-hours: no new work past them (budget.py)
+    spent = spending.spend(store, campaign, ended) if limits else None
+    over = None
     while sampled < budget and in_flight < concurrency:
+        over = spent.would_exceed(extra=len(out) + 1) if spent else None
+        if over:
+            break
         draw = sample_parent(store, campaign, sampled)
         if draw is None:
             roots_missing = any(store.get_experiment(r) is None for r in p.get("roots") or [])
@@ -122,6 +131,8 @@ def schedule(store: Store, campaign_id: str, *, zoo_source: Callable[[str], str]
                             policy=draw.info["policy"], draw=draw.info))
         sampled += 1
         in_flight += 1
+    if over and not out and in_flight == 0:
+        return [_completed(campaign, sampled + len(p.get("baselines") or []), over)]
     if not out and sampled >= budget and in_flight == 0:
         out.append(_completed(campaign, budget + len(p.get("baselines") or []), "budget spent"))
     return out

@@ -133,6 +133,13 @@ async def watch(bootstrap: str, view: CampaignView, display, *, timeout_s: float
             task.cancel()
 
 
+def _budget_config(max_llm_cost: float | None, max_device_hours: float | None) -> dict:
+    """CampaignStarted.config for the spending limits (services/archive/budget.py); {} without any."""
+    limits = {k: float(v) for k, v in (("max_llm_cost_usd", max_llm_cost), ("max_device_hours", max_device_hours))
+              if v}
+    return {"budget": limits} if limits else {}
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def run(budget: int = typer.Option(6, min=1, help="candidate experiments to run (baselines not counted)"),
@@ -147,6 +154,12 @@ def register(app: typer.Typer) -> None:
             resume: bool = typer.Option(False, "--resume", help="continue the last campaign where it stopped"),
             keep_up: bool = typer.Option(False, "--keep-up", help="leave the stack running at the end"),
             timeout: float = typer.Option(6 * 3600, help="give up watching after this many seconds"),
+            max_llm_cost: Optional[float] = typer.Option(
+                None, "--max-llm-cost", min=0, help="USD: no new experiment once LLM spend (in flight counted) "
+                                                    "would pass it"),
+            max_device_hours: Optional[float] = typer.Option(
+                None, "--max-device-hours", min=0, help="device hours: no new experiment once training time "
+                                                        "(in flight counted) would pass it"),
             data_dir: Optional[Path] = typer.Option(None, "--data-dir")):
         """Run a discovery campaign end to end on the embedded stack (offline unless an LLM is configured)."""
         from services.cli import stack
@@ -183,7 +196,8 @@ def register(app: typer.Typer) -> None:
                     campaign_id=campaign_id, experiment_id=campaign_id, producer="cli", name=campaign_id,
                     profile=profile, budget=budget, concurrency=concurrency, seed=seed, policy=policy,
                     cold_start=cold_start, baselines=[s.strip() for s in start_from.split(",") if s.strip()],
-                    proposer="llm" if settings.llm_configured else "offline")
+                    proposer="llm" if settings.llm_configured else "offline",
+                    config=_budget_config(max_llm_cost, max_device_hours))
                 asyncio.run(publish_once(settings, started))
                 cfile.write_text(json.dumps({"campaign_id": campaign_id, "started_at": time.time()}))
                 console.print(f"started campaign [bold]{campaign_id}[/]: {budget} candidates, concurrency "

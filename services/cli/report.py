@@ -353,6 +353,23 @@ def _delta(value: float | None, ref: float | None, lower_is_better: bool) -> str
     return f"<span class='{'delta-good' if good else 'delta-bad'}'>{d:+.4f}</span>"
 
 
+def _budget_cards(c: Campaign, llm_usd: float, card) -> list[str]:
+    """Spend against the campaign's limits (--max-llm-cost, --max-device-hours); none without limits. Device time
+    counts results' train + eval and failed runs' wall time, as the scheduler does (services/archive/budget.py)."""
+    limits = ((c.started.config if c.started else {}) or {}).get("budget") or {}
+    out = []
+    if limits.get("max_llm_cost_usd"):
+        cap = float(limits["max_llm_cost_usd"])
+        out.append(card("LLM budget", f"${llm_usd:.2f} / ${cap:.2f}", f"{100 * llm_usd / cap:.0f}% of --max-llm-cost",
+                        "bad" if llm_usd > cap else ""))
+    if limits.get("max_device_hours"):
+        cap = float(limits["max_device_hours"])
+        used = sum(x.compute_s + x.failed_s for x in c.experiments.values()) / 3600
+        out.append(card("device budget", f"{used:.3f} h / {cap:g} h", f"{100 * used / cap:.0f}% of --max-device-hours",
+                        "bad" if used > cap else ""))
+    return out
+
+
 def _summary(c: Campaign) -> str:
     s, n = c.started, c.counts()
     best, base = c.best, c.baseline_for(c.best)
@@ -383,7 +400,7 @@ def _summary(c: Campaign) -> str:
         card("compute", _duration(compute), ", ".join(f"{k}: {v}" for k, v in devices.most_common()) or "–"),
         card("LLM cost", f"${cost.cost_usd:.2f}",
              f"{cost.calls} calls, {cost.prompt_tokens + cost.completion_tokens:,} tokens"),
-    ]
+    ] + _budget_cards(c, cost.cost_usd, card)
     vs = ""
     if best is not None and base is not None and best.results and base.results:
         b, r = best.results, base.results

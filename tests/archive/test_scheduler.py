@@ -58,13 +58,13 @@ def fake_lab(e: ev.Event) -> list[ev.Event]:
     return []
 
 
-async def run_campaign(store, started: ev.CampaignStarted, max_events: int = 5000) -> list[ev.Event]:
+async def run_campaign(store, started: ev.CampaignStarted, max_events: int = 5000, lab=fake_lab) -> list[ev.Event]:
     """Deliver every event (FIFO) to the archive handler and to the lab; returns the log."""
     log, queue = [], [started]
     while queue and len(log) < max_events:
         e = queue.pop(0)
         log.append(e)
-        queue += await on_event(e, store=store, zoo_source=zoo) + fake_lab(e)
+        queue += await on_event(e, store=store, zoo_source=zoo) + lab(e)
     return log
 
 
