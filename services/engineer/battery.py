@@ -177,11 +177,11 @@ def heldout_bytes(n: int, T: int, gen: torch.Generator) -> Batch:
 # the sizes of the default battery (sequence 128, d 64, one head): chosen so that softmax attention learns every
 # task within the profile's steps while the recurrent mixers' fixed-size state leaves room (docs/zoo.md)
 SIZES: dict[str, dict] = {
-    "recall": {"num_kv": (4, 8, 16, 32), "n_keys": 64, "n_values": 64},
-    "fuzzy_recall": {"num_kv": (4, 8, 12), "alphabet": 8, "n_values": 64},
-    "noisy_recall": {"num_kv": (4, 8, 16), "noise": 24, "n_keys": 64, "n_values": 64},
+    "recall": {"num_kv": (8, 24, 40, 56), "n_keys": 96, "n_values": 128},
+    "fuzzy_recall": {"num_kv": (4, 8, 12, 16), "alphabet": 8, "n_values": 64},
+    "noisy_recall": {"num_kv": (8, 20, 32), "noise": 24, "n_keys": 96, "n_values": 128},
     "selective_copy": {"num_data": (4, 8, 16), "span": 64, "n_values": 32},
-    "copy": {"length": (8, 16, 32, 48), "n_values": 128},
+    "copy": {"length": (16, 32, 48, 62), "n_values": 224},
     "memorize": {"size": 64},
     "bytes": {},
 }

@@ -74,8 +74,9 @@ class Profile:
 
 
 _TINY_LAYER = {"use_short_conv": True, "conv_size": 4}
-# memorize (a fixed key -> value table) is left out: every mixer learns it within 20 steps (0.77 measured)
-BATTERY_TASKS = ("recall", "fuzzy_recall", "noisy_recall", "selective_copy", "copy", "bytes")
+# left out of the default (measured, docs/zoo.md): memorize (every mixer learns the table within 20 steps) and
+# selective_copy (at this budget softmax attention learns it worst: 0.36 vs DeltaNet 0.56)
+BATTERY_TASKS = ("recall", "fuzzy_recall", "noisy_recall", "copy", "bytes")
 
 PROFILES: dict[str, Profile] = {p.name: p for p in [
     Profile(
@@ -88,6 +89,8 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
         eval_tasks=("mqar_recall", "mqar_mc"), eval_examples=128,
         monitor_warmup_steps=10, leak_check_every=50,
         train_time_limit_s=300, eval_time_limit_s=240, memory_limit_mb=6144,
+        # DeltaNet seeds 0, 1, 2: recall 0.859, 0.945, 0.242 (seed 2 stays on the plateau in 200 steps)
+        seed_noise={"loss": 1.397, "benchmark": 0.477},
     ),
     Profile(
         name="cpu-tiny",

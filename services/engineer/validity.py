@@ -93,6 +93,9 @@ def profile_fingerprint(profile: str, overrides: dict | None = None) -> str:
         return "unknown"
     for k in ("description", "seed_noise"):
         fields.pop(k, None)
+    if fields.get("task") == "battery":  # the tasks' sizes live in battery.py, not in the profile
+        from services.engineer.battery import SIZES
+        fields["battery_sizes"] = {t: SIZES.get(t) for t in fields.get("battery_tasks") or ()}
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

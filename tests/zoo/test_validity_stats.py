@@ -125,3 +125,12 @@ def test_battery_profiles_rank_by_benchmark_and_report_headroom():
     assert fit["deltanet"]["fitness"] == pytest.approx(0.5)  # the baseline scores sigma(0) on both components
     assert fit["softmax"]["fitness"] > 0.9 > 0.1 > fit["linear"]["fitness"]
     assert [m for m, _ in sorted(fit.items(), key=lambda kv: -kv[1]["fitness"])] == list(tasks)
+
+
+def test_cache_key_follows_the_battery_sizes(tmp_path, monkeypatch):
+    from services.engineer import battery
+    cache = ZooCache(tmp_path)
+    cache.put("x = 1\n", "cpu-tiny", 0, {"final_loss": 1.0, "benchmark": 0.5})
+    assert cache.get("x = 1\n", "cpu-tiny", 0) is not None
+    monkeypatch.setitem(battery.SIZES, "copy", {"length": (4,), "n_values": 8})
+    assert cache.get("x = 1\n", "cpu-tiny", 0) is None  # resized tasks: a new benchmark
