@@ -74,6 +74,10 @@ class Profile:
 
 
 _TINY_LAYER = {"use_short_conv": True, "conv_size": 4}
+# the at-scale profiles' corpus and tokenizer (their names promise a parameter count with this vocabulary:
+# tests/engineer/test_profile_sizes.py)
+FINEWEB_EDU, FINEWEB_EDU_CONFIG = "HuggingFaceFW/fineweb-edu", "sample-10BT"
+GPT2_VOCAB = 50257
 # left out of the default (measured, docs/zoo.md): memorize (every mixer learns the table within 20 steps) and
 # selective_copy (at this budget softmax attention learns it worst: 0.36 vs DeltaNet 0.56)
 BATTERY_TASKS = ("recall", "fuzzy_recall", "noisy_recall", "copy", "bytes")
@@ -126,11 +130,12 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
     ),
     Profile(
         name="explore-20m",
-        description="the paper's exploration stage: 8 layers, hidden 256, 8 heads, conv 4; 2000 steps x 256 x 2048 "
-                    "tokens; AdamW 3e-4 WSD. Bytes by default; set task='hf' + hf_dataset/hf_tokenizer/vocab_size "
-                    "for FineWeb-edu",
-        hidden_size=256, num_layers=8, num_heads=8, vocab_size=256, layer_kwargs=_TINY_LAYER, max_params=40_000_000,
-        task="bytes", seq_len=2048, steps=2000, batch_size=256, lr=3e-4, warmup_frac=0.05, decay_frac=0.2,
+        description="the paper's exploration stage: 8 layers, hidden 256, 8 heads, conv 4, GPT-2 tokenizer "
+                    "(DeltaNet 19.2M parameters, 12.9M of them the tied embedding); FineWeb-edu, 2000 steps x 256 x "
+                    "2048 tokens = 1.05B; AdamW 3e-4 WSD (docs/profiles.md)",
+        hidden_size=256, num_layers=8, num_heads=8, vocab_size=GPT2_VOCAB, layer_kwargs=_TINY_LAYER,
+        max_params=40_000_000, task="hf", hf_dataset=FINEWEB_EDU, hf_config=FINEWEB_EDU_CONFIG, hf_tokenizer="gpt2",
+        seq_len=2048, steps=2000, batch_size=256, lr=3e-4, warmup_frac=0.05, decay_frac=0.2,
         log_every=10, checkpoint_every=200,
         eval_tasks=("bytes_bpb", "stdlib_mc", "arc_easy", "hellaswag", "piqa", "lambada_openai"),
         eval_examples=512, eval_batch_size=32, eval_limit=1000,
@@ -138,10 +143,12 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
     ),
     Profile(
         name="verify-340m",
-        description="the paper's verification stage: 24 layers, hidden 1024, 8 heads; FineWeb-edu when configured",
-        hidden_size=1024, num_layers=24, num_heads=8, vocab_size=256, layer_kwargs=_TINY_LAYER,
-        max_params=500_000_000,
-        task="bytes", seq_len=2048, steps=20000, batch_size=256, lr=3e-4, warmup_frac=0.01, decay_frac=0.2,
+        description="the paper's verification stage: 24 layers, hidden 1024, 8 heads, conv 4, GPT-2 tokenizer "
+                    "(DeltaNet 354M parameters); FineWeb-edu, 20000 steps x 256 x 2048 tokens = 10.5B; AdamW 3e-4 WSD "
+                    "(docs/profiles.md)",
+        hidden_size=1024, num_layers=24, num_heads=8, vocab_size=GPT2_VOCAB, layer_kwargs=_TINY_LAYER,
+        max_params=500_000_000, task="hf", hf_dataset=FINEWEB_EDU, hf_config=FINEWEB_EDU_CONFIG, hf_tokenizer="gpt2",
+        seq_len=2048, steps=20000, batch_size=256, lr=3e-4, warmup_frac=0.01, decay_frac=0.2,
         log_every=10, checkpoint_every=500,
         eval_tasks=("bytes_bpb", "stdlib_mc", "arc_easy", "arc_challenge", "hellaswag", "piqa", "lambada_openai",
                     "winogrande", "boolq", "social_iqa"),
