@@ -173,6 +173,13 @@ def register(app: typer.Typer) -> None:
         except (KeyError, ValueError) as e:
             console.print(f"[red]{e}[/]")
             raise typer.Exit(2)
+        from services.engineer import datastage
+
+        try:   # a profile trained on staged data runs only once that data is there (datastage.py)
+            datastage.require(get_profile(profile), settings.data_dir)
+        except datastage.DataNotStaged as e:
+            console.print(f"[red]{e}[/]")
+            raise typer.Exit(2)
         unknown = [s.strip() for s in start_from.split(",") if s.strip() and s.strip() not in zoo_names()]
         if unknown:
             console.print(f"[red]unknown zoo member(s)[/] {unknown}; known: {', '.join(zoo_names())}")

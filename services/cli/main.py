@@ -187,7 +187,7 @@ def topics_list():
 
 # Commands of other areas: each module exposes register(app).
 for _module in ("services.cli.campaign", "services.cli.report", "services.cli.archive", "services.cli.judge", "services.cli.cognition",
-                "services.cli.researcher", "services.cli.zoo"):
+                "services.cli.researcher", "services.cli.zoo", "services.cli.data"):
     if importlib.util.find_spec(_module) is not None:
         importlib.import_module(_module).register(app)
 

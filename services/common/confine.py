@@ -115,6 +115,10 @@ def confine_argv(argv: list[str], *, scratch: Path, writable: list[str] | tuple[
     for hidden in hidden_dirs():  # over the read-only binds, under the read-write ones
         if hidden.exists() and any(_inside(hidden, s) for s in seen):
             args += ["--tmpfs", str(hidden)]
+    for r in readable:   # a named read-only dir inside a hidden data dir (the staged data cache) shows through
+        r = Path(r).resolve()
+        if r.exists() and any(_inside(r, h) for h in hidden_dirs()):
+            args += ["--ro-bind", str(r), str(r)]
     for w in [scratch, *writable]:
         w = Path(w).resolve()
         w.mkdir(parents=True, exist_ok=True)

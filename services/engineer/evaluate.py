@@ -82,7 +82,7 @@ class HFTokenizer:
 def tokenizer_for(profile: Profile):
     if profile.task == "mqar":
         return SymbolTokenizer()
-    if profile.task == "hf":
+    if profile.task == "hf" and profile.hf_tokenizer != "bytes":   # "bytes": the staged stdlib corpus (datastage)
         return HFTokenizer(profile.hf_tokenizer)
     return ByteTokenizer()
 

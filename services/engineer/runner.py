@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
 import sys
 import time
@@ -111,8 +112,19 @@ def make_batch_fn(profile: Profile, seed: int) -> data.BatchFn:
         return battery_batch_fn(profile.battery_tasks, seed, profile.batch_size, profile.seq_len)
     if profile.task == "bytes":
         return data.window_batch_fn(data.load_byte_corpus().train, seed, profile.batch_size, profile.seq_len)
-    tokens = data.load_hf_tokens(profile.hf_dataset, profile.hf_config, profile.hf_tokenizer,
-                                 profile.hf_tokens or profile.steps * profile.tokens_per_step)
+    from services.engineer import datastage
+    stage = os.environ.get(datastage.STAGE_ENV)   # the sandbox: staged tokens, bound read-only (datastage.py)
+    if not stage and os.environ.get("ARCHLAB_SANDBOX") != "1":   # trusted side (held-out loss): the data dir's
+        from services.common.settings import load_settings
+        stage = datastage.staged(profile, load_settings().data_dir)
+    if stage:
+        tokens = datastage.load_staged_tokens(profile, stage)
+    elif os.environ.get("ARCHLAB_SANDBOX") == "1":   # offline: the hub is out of reach, say what prepares it
+        raise datastage.DataNotStaged(f"profile {profile.name}: no staged training data in the sandbox; prepare "
+                                      f"it with `{datastage.prepare_command(profile)}`")
+    else:
+        tokens = data.load_hf_tokens(profile.hf_dataset, profile.hf_config, profile.hf_tokenizer,
+                                     profile.hf_tokens or profile.steps * profile.tokens_per_step)
     return data.window_batch_fn(tokens, seed, profile.batch_size, profile.seq_len)
 
 

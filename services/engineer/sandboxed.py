@@ -16,6 +16,7 @@ from typing import Callable
 
 from services.common.sandbox import RESULT_NAME, Limits, SandboxResult, trusted_executables
 from services.engineer.calibrate import train_wall_limit_s
+from services.engineer.datastage import STAGE_ENV, require
 from services.engineer.profiles import Profile, get_profile
 from services.engineer.scoring import run_and_score
 
@@ -28,28 +29,34 @@ GPU_TOOLS = ("gcc", "cc", "clang", "ld", "ldconfig", "ptxas", "nvcc", "cuobjdump
 
 
 def training_limits(profile: Profile, *, device: str = "cpu", threads: int = 1, writable: tuple[str, ...] = (),
-                    preimport: tuple[str, ...] = RUNNER_PREIMPORT, step_s: float | None = None) -> Limits:
+                    preimport: tuple[str, ...] = RUNNER_PREIMPORT, step_s: float | None = None,
+                    data_stage: str | Path | None = None) -> Limits:
     """The sandbox limits of one training + evaluation run of `profile` (as the engineer worker sets them).
 
     `step_s`: this machine's measured seconds per step on the profile (services/engineer/calibrate.py);
     the training time limit then follows it. Without it, the profile's constant applies.
+    `data_stage`: the profile's staged data (datastage.require), bound read-only and named in the child's env.
     """
     cuda = device.startswith("cuda")
     train_s = profile.train_time_limit_s if step_s is None else train_wall_limit_s(step_s, profile.steps)
     return Limits(wall_s=train_s + profile.eval_time_limit_s + 120, mem_mb=profile.memory_limit_mb,
                   threads=threads, writable=writable, preimport=preimport, strict=False, cuda=cuda,
-                  compile=cuda, allow_exec=trusted_executables(GPU_TOOLS) if cuda else ())
+                  compile=cuda, allow_exec=trusted_executables(GPU_TOOLS) if cuda else (),
+                  readable=(str(data_stage),) if data_stage else (),
+                  extra_env={STAGE_ENV: str(data_stage)} if data_stage else {})
 
 
 def run_training_sandboxed(code: str, profile: str, seed: int, *, scratch: str | Path,
                            profile_overrides: dict | None = None, checkpoint_dir: str | Path | None = None,
                            resume: bool = False, reference_step_s: float | None = None, device: str = "cpu",
                            threads: int = 1, on_progress: Callable[[dict], None] | None = None,
-                           stop: threading.Event | None = None) -> SandboxResult:
+                           stop: threading.Event | None = None, data_dir: str | Path | None = None) -> SandboxResult:
     """Train and evaluate `code` on `profile` in a sandbox child; blocks until it ends.
 
     `on_progress` receives each progress dict the runner prints (step, total_steps, loss, ...), in the
     calling thread of the sandbox's reader. On success `res.result` is the TrainResult as a dict.
+    A profile that trains on staged data (datastage.py) raises DataNotStaged, naming the command, while its
+    data is missing under `data_dir` (default: the settings' data dir).
     """
     scratch = Path(scratch).resolve()
     scratch.mkdir(parents=True, exist_ok=True)
@@ -70,6 +77,10 @@ def run_training_sandboxed(code: str, profile: str, seed: int, *, scratch: str |
                 return
             on_progress(update)
 
-    limits = training_limits(prof, device=device, threads=threads, writable=(str(ckpt),))
+    if data_dir is None and prof.task == "hf":
+        from services.common.settings import load_settings
+        data_dir = load_settings().data_dir
+    stage = require(prof, data_dir) if data_dir is not None else None
+    limits = training_limits(prof, device=device, threads=threads, writable=(str(ckpt),), data_stage=stage)
     return run_and_score(RUNNER_MODULE, [str(scratch / "job.json"), str(scratch / RESULT_NAME)], job=job,
                          scratch=scratch, limits=limits, on_line=on_line, stop=stop)

@@ -42,6 +42,7 @@ from services.common import endpoints
 from services.common.bus import Service, ensure_topics
 from services.common.sandbox import RESULT_NAME, Limits, SandboxResult
 from services.engineer import calibrate
+from services.engineer import datastage
 from services.engineer.sandboxed import RUNNER_MODULE, RUNNER_PREIMPORT, training_limits
 from services.engineer.scoring import run_and_score
 from services.common.settings import Settings, get_settings
@@ -274,9 +275,26 @@ class Worker:
             self.current = None
 
     # ---------------------------------------------------------------- training
-    def limits_for(self, profile, checkpoint_dir: Path, step_s: float | None = None) -> Limits:
+    def limits_for(self, profile, checkpoint_dir: Path, step_s: float | None = None,
+                   data_stage: Path | None = None) -> Limits:
         return training_limits(profile, device=self.config.device, threads=self.config.threads,
-                               writable=(str(checkpoint_dir),), preimport=self.config.preimport, step_s=step_s)
+                               writable=(str(checkpoint_dir),), preimport=self.config.preimport, step_s=step_s,
+                               data_stage=data_stage)
+
+    async def staged_data(self, profile) -> Path | None:
+        """The profile's staged data (datastage.py), prepared here, trusted and network-allowed, before this
+        engineer's first job of the profile. None: the profile needs none, or preparing failed (logged; the
+        offline child then fails naming `archlab data prepare`)."""
+        if not datastage.needs_staging(profile):
+            return None
+        found = datastage.staged(profile, self.settings.data_dir)
+        if found is None:
+            self.log.info("staging the profile's data", profile=profile.name)
+            try:
+                found = await asyncio.to_thread(datastage.prepare, profile, self.settings.data_dir)
+            except Exception as e:  # noqa: BLE001 - no network, no hub: the run fails with the command to run
+                self.log.warning("data staging failed", profile=profile.name, error=repr(e))
+        return found
 
     async def calibrated_step_s(self, profile_name: str) -> float | None:
         """This machine's seconds per step on the profile, measured once (None: not measured)."""
@@ -323,7 +341,8 @@ class Worker:
         t0 = time.monotonic()
         child = asyncio.ensure_future(asyncio.to_thread(
             run_and_score, self.config.runner_module, [str(scratch / "job.json"), str(scratch / RESULT_NAME)],
-            job=job, scratch=scratch, limits=self.limits_for(profile, ckpt, claim.calibrated_step_s), on_line=on_line,
+            job=job, scratch=scratch, limits=self.limits_for(profile, ckpt, claim.calibrated_step_s,
+                                                             await self.staged_data(profile)), on_line=on_line,
             stop=stop))
         lost = False
         try:
