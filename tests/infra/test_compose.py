@@ -173,3 +173,22 @@ def test_only_the_llm_services_get_the_llm_key_and_the_engineer_may_sandbox():
     opts = services["engineer"].get("security_opt") or []
     assert {"seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"} <= set(opts)
     assert "bubblewrap" in DOCKERFILE.read_text()
+
+
+def test_the_engineers_data_cache_is_a_named_volume_prepared_by_an_init_job(compose):
+    services = compose["services"]
+    assert "archlab-datasets" in compose["volumes"]
+    init = services["data-init"]
+    assert init["command"][:3] == ["archlab", "data", "prepare"] and init["restart"].startswith("on-failure")
+    assert "archlab-datasets:/data/datasets" in init["volumes"] and env_of(init)["ARCHLAB_DATA_DIR"] == "/data"
+    engineer = services["engineer"]
+    assert "archlab-datasets:/data/datasets:ro" in engineer["volumes"] and "archlab-data:/data" in engineer["volumes"]
+    assert engineer["depends_on"]["data-init"]["condition"] == "service_completed_successfully"
+    # the cache lies where the code looks for it: <ARCHLAB_DATA_DIR>/datasets
+    from services.engineer.datastage import cache_root
+    assert str(cache_root("/data")) == "/data/datasets"
+    # the init job's profile is one that needs staging, and the CLI knows the command
+    from services.engineer.datastage import needs_staging
+    from services.engineer.profiles import get_profile
+    default = re.fullmatch(r"\$\{DATA_PROFILE:-([\w-]+)\}", init["command"][3]).group(1)
+    assert needs_staging(get_profile(default))
