@@ -145,6 +145,9 @@ class CampaignStarted(Event):
     max_attempts: int = 10             # proposal attempts per experiment
     max_revisions: int = 3             # debugger revisions per experiment
     config: dict[str, Any] = Field(default_factory=dict)
+    # the profile's seed noise on the baseline, {"loss": .., "benchmark": ..}: the judge's fitness scales and
+    # its `significant` (empty: the judge falls back to its setting, then to the profile's measured default)
+    seed_noise: dict[str, float] = Field(default_factory=dict)
 
 
 class CampaignCompleted(Event):

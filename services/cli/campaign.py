@@ -28,6 +28,7 @@ from services.common import endpoints
 from services.common.log_reader import read_log
 from services.common.bus import publish_once
 from services.common.settings import Settings, load_settings
+from services.judge.fitness import campaign_seed_noise
 
 console = Console()
 
@@ -162,10 +163,11 @@ def register(app: typer.Typer) -> None:
                                                         "(in flight counted) would pass it"),
             data_dir: Optional[Path] = typer.Option(None, "--data-dir")):
         """Run a discovery campaign end to end on the embedded stack (offline unless an LLM is configured)."""
-        from services.cli import stack
+        from services.cli import secrets, stack
         from services.engineer.profiles import get_profile
 
         settings = stack.absolute(load_settings(data_dir))
+        secrets.drop_secrets_from_environment(settings.data_dir)  # execs again without the key (secrets.py)
         from services.engineer.zoo import zoo_names
 
         try:
@@ -204,7 +206,8 @@ def register(app: typer.Typer) -> None:
                     profile=profile, budget=budget, concurrency=concurrency, seed=seed, policy=policy,
                     cold_start=cold_start, baselines=[s.strip() for s in start_from.split(",") if s.strip()],
                     proposer="llm" if settings.llm_configured else "offline",
-                    config=_budget_config(max_llm_cost, max_device_hours))
+                    config=_budget_config(max_llm_cost, max_device_hours),
+                    seed_noise=campaign_seed_noise(profile, settings.judge_seed_noise))
                 asyncio.run(publish_once(settings, started))
                 cfile.write_text(json.dumps({"campaign_id": campaign_id, "started_at": time.time()}))
                 console.print(f"started campaign [bold]{campaign_id}[/]: {budget} candidates, concurrency "

@@ -145,7 +145,7 @@ def evaluate_file(path: str | Path, *, profile: str = "cpu-tiny", seed: int = 0,
 
     # 4. fitness by the judge's formula
     base = next(r for r in out.rows if r.name == baseline and r.source != "file")
-    noise = F.SeedNoise.from_dict((seed_noise or {}).get(profile)) if not overrides else None
+    noise = F.resolve_noise(profile, seed_noise) if not overrides else None
     base_ev = SimpleNamespace(experiment_id=f"zoo:{baseline}", final_loss=base.final_loss, benchmark=base.benchmark)
     for r in out.rows:
         if not r.ok:

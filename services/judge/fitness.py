@@ -2,11 +2,17 @@
 
 ASI-Arch scores a program with three components, each in [0, 1]:
 
-    loss_score      = σ(6 · clip((baseline_loss − loss) / (0.1 · baseline_loss), −1, 1))
-    benchmark_score = σ(6 · clip((benchmark − baseline_benchmark) / (0.1 · baseline_benchmark), −1, 1))
+    loss_score      = σ(6 · clip((baseline_loss − loss) / scale_loss, −1, 1))
+    benchmark_score = σ(6 · clip((benchmark − baseline_benchmark) / scale_benchmark, −1, 1))
     qualitative     = the LLM judge's weighted (performance, innovation, complexity), rescaled to [0, 1]
 
     fitness = (loss_score + benchmark_score + qualitative) / 3          # the paper's formula
+
+The paper's scales are 10 % of the baseline's value. Here, when the profile's seed noise is known
+(measured on the baseline over seeds, stored with the campaign; see `resolve_noise`), each scale is
+NOISE_MULTIPLE (10) × that metric's seed noise: a difference the same program shows between seeds moves a
+component only a little (0.5 → 0.65), a real improvement (several noises) moves it far. Without a noise
+the paper's 10 % scale is used.
 
 Signs: a lower loss and a higher benchmark are better, so both deltas are positive when the
 program beats the baseline; the baseline itself scores σ(0) = 0.5 on each. Clipping at ±1 means
@@ -28,7 +34,8 @@ from dataclasses import dataclass
 
 PAPER_WEIGHTS = {"loss": 1.0, "benchmark": 1.0, "qualitative": 1.0}
 STEEPNESS = 6.0        # σ(6·x): the paper's slope
-RELATIVE_SCALE = 0.1   # a delta of 10 % of the baseline value maps to x = 1
+RELATIVE_SCALE = 0.1   # a delta of 10 % of the baseline value maps to x = 1 (when no seed noise is known)
+NOISE_MULTIPLE = 10.0  # with a measured seed noise: a delta of 10 seed noises maps to x = 1
 
 # the judge's three qualitative criteria (each scored 1..10 by the LLM) and their weights
 QUALITATIVE_WEIGHTS = {"performance": 0.5, "innovation": 0.3, "complexity": 0.2}
@@ -56,21 +63,26 @@ def finite(name: str, value: float | None) -> float:
     return value
 
 
-def relative_score(delta: float, baseline_value: float, what: str) -> float:
-    """σ(6·clip(delta / (0.1·baseline_value))): 0.5 at the baseline, → 1 better, → 0 worse."""
+def relative_score(delta: float, baseline_value: float, what: str, noise: float | None = None) -> float:
+    """σ(6·clip(delta / scale)): 0.5 at the baseline, → 1 better, → 0 worse.
+
+    scale = NOISE_MULTIPLE · noise when the metric's seed noise is known (a delta of one seed noise moves
+    the score from 0.5 to σ(0.6) ≈ 0.65, three to ≈ 0.86, ten saturate), else the paper's 0.1 · baseline."""
+    if noise is not None and noise > 0:
+        return sigmoid(STEEPNESS * clip(delta / (NOISE_MULTIPLE * noise)))
     if baseline_value <= 0:
         raise FitnessError(f"baseline {what} is {baseline_value}: the relative delta is undefined")
     return sigmoid(STEEPNESS * clip(delta / (RELATIVE_SCALE * baseline_value)))
 
 
-def loss_score(loss: float | None, baseline_loss: float | None) -> float:
+def loss_score(loss: float | None, baseline_loss: float | None, noise: float | None = None) -> float:
     loss, base = finite("final_loss", loss), finite("baseline final_loss", baseline_loss)
-    return relative_score(base - loss, base, "loss")          # lower loss is better
+    return relative_score(base - loss, base, "loss", noise)          # lower loss is better
 
 
-def benchmark_score(benchmark: float | None, baseline_benchmark: float | None) -> float:
+def benchmark_score(benchmark: float | None, baseline_benchmark: float | None, noise: float | None = None) -> float:
     bench, base = finite("benchmark", benchmark), finite("baseline benchmark", baseline_benchmark)
-    return relative_score(bench - base, base, "benchmark")    # higher benchmark is better
+    return relative_score(bench - base, base, "benchmark", noise)    # higher benchmark is better
 
 
 def qualitative_score(criteria: dict[str, float], weights: dict[str, float] = QUALITATIVE_WEIGHTS) -> float:
@@ -102,6 +114,32 @@ class SeedNoise:
         if not d:
             return None
         return cls(loss=d.get("loss"), benchmark=d.get("benchmark"))
+
+
+def resolve_noise(profile: str, *sources: dict | None) -> SeedNoise | None:
+    """The seed noise that scores a result of `profile`: the first source that has one. Each source is
+    either {"loss": .., "benchmark": ..} (a campaign's stored noise) or {profile: {...}} (the judge's setting);
+    the last resort is the profile's own measured default (profiles.Profile.seed_noise)."""
+    for src in sources:
+        if not src:
+            continue
+        entry = src.get(profile) if profile in src else src
+        noise = SeedNoise.from_dict(entry if isinstance(entry, dict) and ("loss" in entry or "benchmark" in entry)
+                                    else None)
+        if noise is not None:
+            return noise
+    try:
+        from services.engineer.profiles import get_profile
+        return SeedNoise.from_dict(dict(get_profile(profile.split("+")[0]).seed_noise))
+    except KeyError:
+        return None
+
+
+def campaign_seed_noise(profile: str, setting: dict | None = None) -> dict[str, float]:
+    """What a new campaign stores (CampaignStarted.seed_noise): the operator's setting for the profile, else the
+    profile's measured default; {} when neither is known."""
+    noise = resolve_noise(profile, setting)
+    return {k: v for k, v in (("loss", noise.loss), ("benchmark", noise.benchmark)) if v is not None} if noise else {}
 
 
 def significant(delta_loss: float, delta_benchmark: float, noise: SeedNoise | None) -> bool | None:

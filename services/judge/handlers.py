@@ -22,7 +22,7 @@ async def on_results_ready(event: ev.ResultsReady, *, state: JudgeState, llm=Non
                            seed_noise: dict[str, dict[str, float]] | None = None) -> list[ev.Event]:
     state.add_result(event)
     baseline = state.baseline(event.campaign_id, event.profile)
-    noise = F.SeedNoise.from_dict((seed_noise or {}).get(event.profile))
+    noise = F.resolve_noise(event.profile, state.campaign_noise(event.campaign_id), seed_noise)
 
     qualitative, note = None, ""
     quantitative = score_fields(event, baseline, noise=noise)

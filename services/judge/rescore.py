@@ -80,7 +80,7 @@ def rescore(results: list[ev.ResultsReady], old_scores: list[ev.ScoreAssigned],
             baseline = latest[old.baseline_experiment_id]
         if baseline is None:
             baseline = default_baseline.get((result.campaign_id, result.profile))
-        noise = F.SeedNoise.from_dict((seed_noise or {}).get(result.profile))
+        noise = F.resolve_noise(result.profile, seed_noise)
         fields = score_fields(result, baseline, qualitative=_qualitative_from(scores), weights=weights,
                               noise=noise, scheme=scheme, note=f"rescore ({scheme}) of stored results, no retraining")
         if weights.get("qualitative") and result.campaign_id in judged_campaigns and fields.get("qualitative") is None:

@@ -32,14 +32,16 @@ def score_fields(result: ev.ResultsReady, baseline: ev.ResultsReady | None, *,
     out.update(baseline_experiment_id=baseline.experiment_id, baseline_loss=baseline.final_loss,
                baseline_benchmark=baseline.benchmark)
     try:
-        ls = F.loss_score(result.final_loss, baseline.final_loss)
-        bs = F.benchmark_score(result.benchmark, baseline.benchmark)
+        ls = F.loss_score(result.final_loss, baseline.final_loss, noise.loss if noise else None)
+        bs = F.benchmark_score(result.benchmark, baseline.benchmark, noise.benchmark if noise else None)
     except F.FitnessError as e:
         out["error"] = str(e)
         return out
     out.update(loss_score=ls, benchmark_score=bs)
     components = {"loss": ls, "benchmark": bs, "qualitative": None}
     notes = [note] if note else []
+    if noise is not None:
+        notes.append(f"scales from seed noise: loss {noise.loss}, benchmark {noise.benchmark} (x{F.NOISE_MULTIPLE:g})")
     if qualitative is not None:
         components["qualitative"] = qualitative.score
         out.update(qualitative=qualitative.score, qualitative_judged=True, qualitative_detail=qualitative.detail,

@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS proposals (
     experiment_id TEXT, revision INTEGER, name TEXT, code TEXT, motivation TEXT, role TEXT,
     PRIMARY KEY (experiment_id, revision));
 CREATE TABLE IF NOT EXISTS campaigns (campaign_id TEXT PRIMARY KEY, baselines TEXT);
+CREATE TABLE IF NOT EXISTS campaign_noise (campaign_id TEXT PRIMARY KEY, noise TEXT);
 """
 
 
@@ -54,6 +55,14 @@ class JudgeState:
     def add_campaign(self, c: ev.CampaignStarted) -> None:
         with self.lock, self.db:
             self.db.execute("INSERT OR REPLACE INTO campaigns VALUES (?,?)", (c.campaign_id, json.dumps(c.baselines)))
+            self.db.execute("INSERT OR REPLACE INTO campaign_noise VALUES (?,?)",
+                            (c.campaign_id, json.dumps(c.seed_noise or {})))
+
+    def campaign_noise(self, campaign_id: str) -> dict[str, float]:
+        """The seed noise the campaign was started with ({} when none was stored)."""
+        with self.lock:
+            row = self.db.execute("SELECT noise FROM campaign_noise WHERE campaign_id=?", (campaign_id,)).fetchone()
+        return json.loads(row[0]) if row else {}
 
     def baseline(self, campaign_id: str, profile: str) -> ev.ResultsReady | None:
         """The campaign's reference baseline: the first baseline the campaign named, when it has results;

@@ -21,15 +21,19 @@ def test_wsd_schedule_values():
 
 
 def test_profiles_are_data_and_errors_name_the_valid_ones():
-    assert {"cpu-micro", "cpu-tiny", "explore-20m", "verify-340m"} <= set(PROFILES)
-    tiny = get_profile("cpu-tiny")
-    assert (tiny.seq_len, tiny.mqar_num_kv, tiny.vocab_size, tiny.hidden_size, tiny.num_layers, tiny.num_heads,
-            tiny.lr, tiny.batch_size, tiny.steps) == (128, 32, 256, 64, 2, 1, 3e-3, 64, 600)
+    assert {"cpu-micro", "cpu-tiny", "cpu-mqar", "explore-20m", "verify-340m"} <= set(PROFILES)
+    mqar = get_profile("cpu-mqar")
+    assert (mqar.seq_len, mqar.mqar_num_kv, mqar.vocab_size, mqar.hidden_size, mqar.num_layers, mqar.num_heads,
+            mqar.lr, mqar.batch_size, mqar.steps) == (128, 32, 256, 64, 2, 1, 3e-3, 64, 600)
+    tiny = get_profile("cpu-tiny")  # the default: the battery
+    assert tiny.task == "battery" and tiny.eval_tasks == ("battery",) and len(tiny.battery_tasks) >= 5
+    assert (tiny.seq_len, tiny.vocab_size, tiny.hidden_size, tiny.num_layers, tiny.num_heads) == (128, 256, 64, 2, 1)
+    assert tiny.seed_noise.get("benchmark", 0) > 0 and tiny.seed_noise.get("loss", 0) > 0  # measured
     explore = get_profile("explore-20m")
     assert (explore.num_layers, explore.hidden_size, explore.num_heads, explore.steps, explore.batch_size,
             explore.seq_len, explore.lr) == (8, 256, 8, 2000, 256, 2048, 3e-4)
     assert get_profile("verify-340m").num_layers == 24 and get_profile("verify-340m").hidden_size == 1024
-    assert get_profile("cpu-tiny", steps=5).steps == 5 and get_profile("cpu-tiny").steps == 600
+    assert get_profile("cpu-tiny", steps=5).steps == 5 and get_profile("cpu-tiny").steps > 5
     with pytest.raises(KeyError, match="cpu-micro.*cpu-tiny"):
         get_profile("gpu-huge")
 

@@ -67,9 +67,10 @@ async def test_handler_scores_against_the_campaigns_measured_baseline():
     cand = result("cand", 1.9, 0.52)
     [score] = await on_results_ready(cand, state=state, seed_noise={"cpu-tiny": {"loss": 0.05}})
     assert isinstance(score, ev.ScoreAssigned) and score.error is None
-    assert score.loss_score == pytest.approx(0.9525741, abs=1e-6)
+    # the loss scale is 10 seed noises (0.5): x = 0.1 / 0.5; the benchmark has no noise: the paper's 10 %
+    assert score.loss_score == pytest.approx(F.sigmoid(6 * 0.2), abs=1e-6)
     assert score.benchmark_score == pytest.approx(0.9168273, abs=1e-6)
-    assert score.fitness == pytest.approx((0.9525741 + 0.9168273) / 2, abs=1e-6)
+    assert score.fitness == pytest.approx((F.sigmoid(1.2) + 0.9168273) / 2, abs=1e-6)
     assert score.qualitative is None and score.qualitative_judged is False
     assert "not judged" in score.note
     assert (score.baseline_experiment_id, score.baseline_loss, score.baseline_benchmark) == ("base", 2.0, 0.5)
@@ -128,8 +129,9 @@ async def test_llm_qualitative_enters_the_mean_of_three():
     state, llm = JudgeState(), FakeLLM()
     await on_proposal_created(ev.ProposalCreated(campaign_id=CAMPAIGN, experiment_id="cand", name="cand",
                                                  code="class DeltaNet: pass  # MARKER", motivation="why"), state=state)
-    await on_results_ready(result("base", 2.0, 0.5, role="baseline"), state=state)
-    [s] = await on_results_ready(result("cand", 1.9, 0.52), state=state, llm=llm)
+    paper = {"profile": "explore-20m"}  # no measured seed noise: the paper's 10 % scales
+    await on_results_ready(result("base", 2.0, 0.5, role="baseline", **paper), state=state)
+    [s] = await on_results_ready(result("cand", 1.9, 0.52, **paper), state=state, llm=llm)
     assert s.qualitative_judged and s.qualitative == pytest.approx(5.8 / 9)
     assert s.fitness == pytest.approx((0.9525741 + 0.9168273 + 5.8 / 9) / 3, abs=1e-6)
     assert s.qualitative_detail["performance"] == 8 and s.usage.model == "fake"
@@ -166,3 +168,45 @@ async def test_llm_judge_over_http_with_the_scripted_server(scripted_llm, tmp_pa
     assert s.qualitative == pytest.approx(0.5) and s.fitness == pytest.approx(0.5)
     assert s.qualitative_judged and s.usage.calls == 2 and scripted_llm.request_count == 2
     assert "Candidate metrics" in scripted_llm.prompt(0)
+
+
+def test_noise_scales_make_the_score_smooth_and_noise_small():
+    noise = 0.02
+    at_noise = F.benchmark_score(0.52, 0.5, noise)   # one seed noise better
+    three = F.benchmark_score(0.56, 0.5, noise)      # three seed noises better
+    assert F.benchmark_score(0.5, 0.5, noise) == pytest.approx(0.5)
+    assert 0.6 < at_noise < 0.7 < 0.8 < three < 0.9
+    assert F.benchmark_score(0.48, 0.5, noise) == pytest.approx(1 - at_noise)
+    # the paper's 10 % scale jumps: one seed noise (4 % of the baseline) already scores 0.81
+    assert F.benchmark_score(0.52, 0.5) > 0.8
+    assert F.loss_score(1.0, 1.1, 0.01) > 0.99 and F.loss_score(1.1, 1.0, 0.01) < 0.01  # 10 noises saturate
+
+
+def test_resolve_noise_prefers_the_campaign_then_the_setting_then_the_profile():
+    from services.engineer.profiles import get_profile
+    assert F.resolve_noise("cpu-tiny", {"loss": 0.3, "benchmark": 0.04}, {"cpu-tiny": {"loss": 9.0}}) == \
+        F.SeedNoise(loss=0.3, benchmark=0.04)
+    assert F.resolve_noise("cpu-tiny", {}, {"cpu-tiny": {"loss": 9.0}}) == F.SeedNoise(loss=9.0)
+    assert F.resolve_noise("cpu-tiny", {}, {"explore-20m": {"loss": 9.0}}) == \
+        F.SeedNoise.from_dict(get_profile("cpu-tiny").seed_noise)
+    assert F.resolve_noise("cpu-tiny") is not None  # significance is on by default on the default profile
+    assert F.resolve_noise("no-such-profile") is None
+
+
+async def test_campaign_stored_noise_scales_the_fitness():
+    state = JudgeState()
+    await on_campaign_started(ev.CampaignStarted(campaign_id=CAMPAIGN, experiment_id=CAMPAIGN,
+                                                 seed_noise={"loss": 0.01, "benchmark": 0.01}), state=state)
+    await on_results_ready(result("base", 2.0, 0.5, role="baseline"), state=state)
+    [small] = await on_results_ready(result("small", 2.0, 0.505), state=state, seed_noise={"cpu-tiny": {"benchmark": 1}})
+    assert small.benchmark_score == pytest.approx(F.sigmoid(6 * 0.005 / 0.1)) and small.significant is False
+    [big] = await on_results_ready(result("big", 1.95, 0.55), state=state)
+    assert big.benchmark_score == pytest.approx(F.sigmoid(3.0)) and big.significant is True
+
+
+def test_a_new_campaign_stores_the_setting_or_the_profiles_noise():
+    assert F.campaign_seed_noise("cpu-tiny", {"cpu-tiny": {"loss": 0.5, "benchmark": 0.02}}) == \
+        {"loss": 0.5, "benchmark": 0.02}
+    from services.engineer.profiles import get_profile
+    assert F.campaign_seed_noise("cpu-tiny", {}) == get_profile("cpu-tiny").seed_noise
+    assert F.campaign_seed_noise("no-such-profile") == {}

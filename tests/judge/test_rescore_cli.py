@@ -32,7 +32,8 @@ async def _scores(bootstrap):
 
 def test_rescore_command_publishes_a_new_scheme(kafka_broker, tmp_path, monkeypatch):
     settings = Settings(kafka_bootstrap=kafka_broker, data_dir=tmp_path, partitions=4)
-    results = [ev.ResultsReady(campaign_id="c", experiment_id=e, name=e, role=role, final_loss=loss, benchmark=b)
+    results = [ev.ResultsReady(campaign_id="c", experiment_id=e, name=e, role=role, final_loss=loss, benchmark=b,
+                              profile="explore-20m")  # no measured seed noise: the paper's scales
                for e, role, loss, b in [("base", "baseline", 2.0, 0.5), ("low-loss", "candidate", 1.8, 0.495),
                                         ("high-bench", "candidate", 2.0, 0.51)]]
 
