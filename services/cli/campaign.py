@@ -163,10 +163,11 @@ def register(app: typer.Typer) -> None:
                                                         "(in flight counted) would pass it"),
             data_dir: Optional[Path] = typer.Option(None, "--data-dir")):
         """Run a discovery campaign end to end on the embedded stack (offline unless an LLM is configured)."""
-        from services.cli import stack
+        from services.cli import secrets, stack
         from services.engineer.profiles import get_profile
 
         settings = stack.absolute(load_settings(data_dir))
+        secrets.drop_secrets_from_environment(settings.data_dir)  # execs again without the key (secrets.py)
         from services.engineer.zoo import zoo_names
 
         try:

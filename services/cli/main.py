@@ -31,9 +31,10 @@ DataDir = typer.Option(None, "--data-dir", help="State directory (default: $ARCH
 @app.command()
 def up(engineers: int = typer.Option(1, min=1, help="engineer worker processes"), data_dir: Optional[Path] = DataDir):
     """Start the embedded stack: Kafka-protocol broker, milvus-lite, and one process per service."""
-    from services.cli import stack
+    from services.cli import secrets, stack
 
     settings = load_settings(data_dir)
+    secrets.drop_secrets_from_environment(settings.data_dir)  # execs again without the key (services/cli/secrets.py)
     state = stack.up(settings, engineers=engineers, progress=lambda m: console.print(f"[green]•[/] {m}"))
     console.print(f"[bold]stack up[/]: broker {state.kafka}, {len(state.processes)} processes, "
                   f"data in {state.data_dir}")
@@ -55,8 +56,9 @@ def restart(name: str = typer.Argument(..., help="process name as `archlab statu
             timeout: float = typer.Option(300, help="seconds to wait for the service to report it started"),
             data_dir: Optional[Path] = DataDir):
     """Stop and start one process of the running stack (the broker keeps its port and data)."""
-    from services.cli import stack
+    from services.cli import secrets, stack
 
+    secrets.drop_secrets_from_environment(load_settings(data_dir).data_dir)
     try:
         stack.restart(load_settings(data_dir), name, timeout=timeout,
                       progress=lambda m: console.print(f"[green]•[/] {m}"))

@@ -120,7 +120,9 @@ def _launch(settings: Settings, state: StackState, pname: str) -> tuple[ChildPro
     if pname.startswith("engineer-"):
         env["ARCHLAB_ENGINEER_ID"] = pname
     if pname.rsplit("-", 1)[0] not in confine.LLM_SERVICES and pname not in confine.LLM_SERVICES:
-        env = confine.without_secrets(env)  # least privilege: the engineer runs generated code (docs/security.md)
+        # least privilege: the engineer runs generated code (docs/security.md); neither the key nor the path of
+        # its file (ARCHLAB_LLM_API_KEY_FILE, set by services/cli/secrets.py) reaches a non-LLM service
+        env = confine.without_secrets(env)
     log_path = Path(settings.data_dir) / "logs" / f"{pname}.log"
     offset = log_path.stat().st_size if log_path.exists() else 0
     child = ChildProcess(pname, [sys.executable, "-m", module, *args], log_path, env=env)

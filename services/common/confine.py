@@ -115,6 +115,11 @@ def confine_argv(argv: list[str], *, scratch: Path, writable: list[str] | tuple[
     for hidden in hidden_dirs():  # over the read-only binds, under the read-write ones
         if hidden.exists() and any(_inside(hidden, s) for s in seen):
             args += ["--tmpfs", str(hidden)]
+    key_file = os.environ.get("ARCHLAB_LLM_API_KEY_FILE")  # an LLM key file outside the data dir, inside a bind
+    if key_file and Path(key_file).resolve().is_file():
+        kf = Path(key_file).resolve()
+        if any(_inside(kf, s) for s in seen) and not any(_inside(kf, h) for h in hidden_dirs()):
+            args += ["--ro-bind", "/dev/null", str(kf)]
     for r in readable:   # a named read-only dir inside a hidden data dir (the staged data cache) shows through
         r = Path(r).resolve()
         if r.exists() and any(_inside(r, h) for h in hidden_dirs()):

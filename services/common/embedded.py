@@ -47,6 +47,13 @@ def noida_binary() -> Path:
     return Path(str(resources.files("noida_db") / "noida-db"))
 
 
+def _without_secrets() -> dict[str, str]:
+    """This environment minus credentials (the broker and milvus need none; the LLM services get theirs
+    through an explicit env from services/cli/stack.py)."""
+    from services.common.confine import without_secrets
+    return without_secrets(dict(os.environ))
+
+
 @dataclass
 class ChildProcess:
     """A long-running child in its own process group, with its log file."""
@@ -61,7 +68,8 @@ class ChildProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env=self.env, cwd=self.cwd, start_new_session=True)
+                                     env=self.env if self.env is not None else _without_secrets(),
+                                     cwd=self.cwd, start_new_session=True)
         log.close()
         return self.proc.pid
 

@@ -96,7 +96,8 @@ class Embedder:
     @classmethod
     def from_settings(cls, settings=None, dim: int | None = None) -> "Embedder":
         if settings is not None and getattr(settings, "embeddings_base_url", None):
-            backend = _OpenAIEmbeddings(settings.embeddings_base_url, getattr(settings, "llm_api_key", None),
+            from services.common.llm import api_key
+            backend = _OpenAIEmbeddings(settings.embeddings_base_url, api_key(settings),
                                         settings.embeddings_model, getattr(settings, "llm_timeout_s", 60.0), dim)
             return cls(backend, f"openai:{settings.embeddings_model}")
         return cls(_LocalMiniLM(), "local:all-MiniLM-L6-v2")

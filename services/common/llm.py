@@ -163,6 +163,20 @@ def prompt_store(data_dir) -> PromptStore:
     return PromptStore(Path(data_dir) / "llm" / "prompts")
 
 
+def api_key(settings) -> str | None:
+    """The LLM key: the content of settings.llm_api_key_file (whitespace stripped) when set, else llm_api_key."""
+    path = getattr(settings, "llm_api_key_file", None)
+    if not path:
+        return getattr(settings, "llm_api_key", None)
+    try:
+        key = Path(path).read_text().strip()
+    except OSError as e:
+        raise LLMUnavailable(f"cannot read the LLM key file {path} (ARCHLAB_LLM_API_KEY_FILE): {e}") from e
+    if not key:
+        raise LLMUnavailable(f"the LLM key file {path} (ARCHLAB_LLM_API_KEY_FILE) is empty")
+    return key
+
+
 class LLMClient:
     def __init__(self, settings, *, backoff_s: float = 1.0, invalid_retries: int = 2, cache: bool = True):
         self.settings = settings
@@ -181,12 +195,12 @@ class LLMClient:
 
     def _openai(self):
         if not self.configured:
-            raise LLMUnavailable("no LLM configured: set ARCHLAB_LLM_BASE_URL and/or ARCHLAB_LLM_API_KEY")
+            raise LLMUnavailable("no LLM configured: set ARCHLAB_LLM_BASE_URL and/or ARCHLAB_LLM_API_KEY(_FILE)")
         with self._lock:
             if self._client is None:
                 import openai
                 self._client = openai.OpenAI(base_url=self.settings.llm_base_url,
-                                             api_key=self.settings.llm_api_key or "not-needed",
+                                             api_key=api_key(self.settings) or "not-needed",
                                              timeout=self.settings.llm_timeout_s, max_retries=0)
         return self._client
 

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # --- LLM (OpenAI-compatible: OpenAI, Azure, vLLM, Ollama). Unset base URL and key: offline mode.
     llm_base_url: str | None = None
     llm_api_key: str | None = None
+    # a file holding the key (a docker secret, <data_dir>/secrets/llm_api_key written by the CLI): read by the
+    # LLM client instead of llm_api_key, so that the key is in no process's environment (docs/security.md)
+    llm_api_key_file: str | None = None
     llm_model: str = "gpt-4.1-mini"      # default for every role
     llm_model_planner: str | None = None
     llm_model_novelty: str | None = None
@@ -74,7 +77,7 @@ class Settings(BaseSettings):
 
     @property
     def llm_configured(self) -> bool:
-        return bool(self.llm_base_url or self.llm_api_key)
+        return bool(self.llm_base_url or self.llm_api_key or self.llm_api_key_file)
 
     def model_for(self, role: str) -> str:
         return getattr(self, f"llm_model_{role}", None) or self.llm_model

@@ -192,3 +192,34 @@ def test_the_engineers_data_cache_is_a_named_volume_prepared_by_an_init_job(comp
     from services.engineer.profiles import get_profile
     default = re.fullmatch(r"\$\{DATA_PROFILE:-([\w-]+)\}", init["command"][3]).group(1)
     assert needs_staging(get_profile(default))
+
+
+def test_the_secrets_override_gives_the_key_file_to_the_llm_services_only(tmp_path):
+    """infra/docker-compose.secrets.yml: the key as a docker secret (a file at /run/secrets/llm_api_key named by
+    ARCHLAB_LLM_API_KEY_FILE) in the LLM services, and in no other service (issue 13, point 3)."""
+    from services.common.confine import LLM_SERVICES
+
+    override = yaml.safe_load((ROOT / "infra" / "docker-compose.secrets.yml").read_text())
+    assert set(override["services"]) == set(LLM_SERVICES)
+    for svc in override["services"].values():
+        assert svc["secrets"] == ["llm_api_key"]
+        assert env_of(svc) == {"ARCHLAB_LLM_API_KEY_FILE": "/run/secrets/llm_api_key"}
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.skip("docker-compose is not installed (apt-get install -y docker-compose)")
+    key = tmp_path / "llm_api_key"
+    key.write_text("sk-never-in-the-config")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHLAB_")}
+    out = subprocess.run([binary, "-f", str(COMPOSE), "-f", str(ROOT / "infra" / "docker-compose.secrets.yml"),
+                          "config"], capture_output=True, text=True, env={**env, "ARCHLAB_LLM_API_KEY_FILE": str(key)},
+                         timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "sk-never-in-the-config" not in out.stdout
+    resolved = yaml.safe_load(out.stdout)
+    with_file = {n for n, s in resolved["services"].items() if "ARCHLAB_LLM_API_KEY_FILE" in env_of(s)}
+    with_secret = {n for n, s in resolved["services"].items() if s.get("secrets")}
+    assert with_file == with_secret == set(LLM_SERVICES)
+    assert env_of(resolved["services"]["researcher"])["ARCHLAB_KAFKA_BOOTSTRAP"] == "kafka:9092"  # merged, not replaced
+    missing = subprocess.run([binary, "-f", str(COMPOSE), "-f", str(ROOT / "infra" / "docker-compose.secrets.yml"),
+                              "config"], capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    assert missing.returncode != 0 and "ARCHLAB_LLM_API_KEY_FILE" in missing.stderr
