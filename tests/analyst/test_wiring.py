@@ -61,8 +61,13 @@ async def test_results_to_score_to_insights_with_cognitions(kafka_broker, tmp_pa
         assert insights, "no InsightsStored for the candidate"
         scores = {e.experiment_id: e for e in await collect(kafka_broker, ev.ScoreAssigned)}
         assert scores["b"].fitness == pytest.approx(0.5)
-        # loss 2.1 vs 2.0: -0.1/0.2=-0.5 -> σ(-3); bench 0.45 vs 0.5: -0.05/0.05=-1 -> σ(-6)
-        assert scores["k"].fitness == pytest.approx((0.0474259 + 0.0024726) / 2, abs=1e-6)
+        # scales are 10 x the profile's seed noise (cpu-tiny, the results' default profile):
+        # loss 2.1 vs 2.0 -> σ(6·clip(-0.1 / (10·noise_loss))); bench 0.45 vs 0.5 -> σ(6·clip(-0.05 / (10·noise_bench)))
+        from services.judge.fitness import clip, resolve_noise, sigmoid
+        noise = resolve_noise("cpu-tiny")
+        expected = (sigmoid(6 * clip(-0.1 / (10 * noise.loss))) + sigmoid(6 * clip(-0.05 / (10 * noise.benchmark)))) / 2
+        assert 0 < expected < 0.02   # far worse than the baseline on both metrics
+        assert scores["k"].fitness == pytest.approx(expected, abs=1e-6)
         ins = insights[0]
         assert ins.offline and ins.ablation["changed"] == {"short_conv": {"parent": True, "child": False}}
         assert ins.cognition_ids and all(i.startswith("seed:") for i in ins.cognition_ids)
