@@ -65,7 +65,8 @@ async def test_results_to_score_to_insights_with_cognitions(kafka_broker, tmp_pa
         # loss 2.1 vs 2.0 -> σ(6·clip(-0.1 / (10·noise_loss))); bench 0.45 vs 0.5 -> σ(6·clip(-0.05 / (10·noise_bench)))
         from services.judge.fitness import clip, resolve_noise, sigmoid
         noise = resolve_noise("cpu-tiny")
-        expected = (sigmoid(6 * clip(-0.1 / (10 * noise.loss))) + sigmoid(6 * clip(-0.05 / (10 * noise.benchmark)))) / 2
+        expected = (sigmoid(6 * clip(-0.1 / (10 * noise.loss)))
+                    + sigmoid(6 * clip(-0.05 / (10 * noise.benchmark)))) / 2
         assert 0 < expected < 0.02   # far worse than the baseline on both metrics
         assert scores["k"].fitness == pytest.approx(expected, abs=1e-6)
         ins = insights[0]
