@@ -14,7 +14,8 @@ def main(argv):
         data = REPO / ".archlab"
         out = {"pids": [p for p in os.listdir("/proc") if p.isdigit()],
                "archlab_dir": os.listdir(data) if data.is_dir() else None,
-               "host_dirs": [d for d in ("/home", "/var", "/srv", "/opt", "/mnt", "/root/.ssh") if os.path.exists(d)],
+               "host_dirs": [d for d in ("/home", "/var", "/srv", "/opt", "/mnt", os.path.join("/root", ".ssh"))
+                             if os.path.exists(d)],
                "root_visible": sorted(os.listdir("/root")) if os.path.isdir("/root") else []}
         out["root_visible"] = [d for d in out["root_visible"] if d != ".pyenv"] + out["host_dirs"]
     else:  # interfaces of the namespace (no audit event): only loopback
