@@ -40,7 +40,7 @@ ARMS = ("evolution", "best-of-n", "uct")
 
 def _train(code: str, profile: str, seed: int, overrides: dict) -> tuple[dict | None, float, str]:
     """(TrainResult dict or None, CPU seconds, error) of one program trained in the sandbox."""
-    from services.engineer.sandboxed import run_training_sandboxed
+    from lab.training.sandboxed import run_training_sandboxed
 
     with tempfile.TemporaryDirectory(prefix="archlab-discovery-") as scratch:
         res = run_training_sandboxed(code, profile, seed, scratch=scratch, profile_overrides=overrides)
@@ -52,8 +52,8 @@ def _train(code: str, profile: str, seed: int, overrides: dict) -> tuple[dict | 
 
 def _zoo(name: str, profile: str, seed: int, overrides: dict, cache_dir: Path | None) -> dict:
     """A zoo member's result (trusted code: in-process, cached like `archlab zoo bench`)."""
-    from services.engineer.validity import ZooCache, train_in_process
-    from services.engineer.zoo import zoo_source
+    from lab.tools.validity import ZooCache, train_in_process
+    from lab.zoo import zoo_source
 
     cache = ZooCache(cache_dir) if cache_dir else None
     hit = cache.get(zoo_source(name), profile, seed, overrides) if cache else None
@@ -71,9 +71,9 @@ def campaign(arm: str, seed: int, budget: int, profile: str, overrides: dict, ca
     import torch
 
     from services.archive.policies import POLICIES, Member
-    from services.judge import fitness as F
-    from services.judge.score import score_fields
-    from services.researcher.checks import static_check
+    from lab.judging import fitness as F
+    from lab.judging.score import score_fields
+    from lab.checks import static_check
     from services.researcher.codegen import render
     from services.researcher.genome import ZOO_DESIGNS, canonical
     from services.researcher.mutator import mutate
@@ -167,7 +167,7 @@ def main() -> None:
     overrides = {"steps": args.steps} if args.steps else {}
     t0 = time.monotonic()
     # the zoo rows first (shared by every arm of a seed), then the campaigns
-    from services.engineer.validity import ZooCache  # noqa: F401  (import check before forking)
+    from lab.tools.validity import ZooCache  # noqa: F401  (import check before forking)
     jobs = [(a, s) for s in seeds for a in arms]
     results = []
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:

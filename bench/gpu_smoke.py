@@ -43,8 +43,8 @@ def rel_err(a, b) -> float:
 
 def load_member(name: str):
     """(layer class, the program's globals: `_HAS_FLA_OPS` switches fla's kernels on and off, core op)."""
-    from services.engineer.runner import load_layer_class
-    from services.engineer.zoo.registry import ZOO, zoo_source
+    from lab.program import load_layer_class
+    from lab.zoo.registry import ZOO, zoo_source
 
     cls = load_layer_class(zoo_source(name))
     g = cls.forward.__globals__
@@ -94,7 +94,7 @@ def check_naive(device: str) -> list[str]:
     import torch
     import torch.nn.functional as F
 
-    from services.engineer.zoo import naive
+    from lab.zoo import naive
 
     B, T, H, K, V = 2, 100, 2, 16, 16
     gen = torch.Generator().manual_seed(0)
@@ -129,9 +129,9 @@ def train_explore(device: str, profile_name: str, steps: int, micro: int, seq_le
     """Parts 2 and 3: train DeltaNet at the profile's shape with the engineer's train(); figures + failures."""
     import torch
 
-    from services.engineer.profiles import get_profile
-    from services.engineer.runner import build_model, make_batch_fn
-    from services.engineer.train import train
+    from lab.training.profiles import get_profile
+    from lab.training.runner import build_model, make_batch_fn
+    from lab.training.train import train
 
     cls, g, _ = load_member("deltanet")
     base = get_profile(profile_name)
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         if not torch.cuda.is_available():
             print("not measured: no CUDA")
             return 0
-        from services.common.program import ensure_fla_importable
+        from lab.program import ensure_fla_importable
 
         if ensure_fla_importable() != "fla":
             print("FAIL: CUDA is here but flash-linear-attention is not importable (pip install -e '.[gpu]')")

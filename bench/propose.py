@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.researcher.checks import SanityChecker, static_check  # noqa: E402
+from lab.checks import SanityChecker, static_check  # noqa: E402
 from services.researcher.codegen import render  # noqa: E402
 from services.researcher.genome import ZOO_DESIGNS  # noqa: E402
 from services.researcher.mutator import mutate  # noqa: E402

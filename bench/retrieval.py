@@ -55,7 +55,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from services.cognition.corpus import parse_corpus_dir
-    from services.cognition.retrieval import CognitionBase
+    from services.common.cognition_base import CognitionBase
     from services.cognition.seed import load_seed
     from services.common import vectors
     from services.common.embedded import free_port, milvus_process, stop_pid, wait_port

@@ -27,7 +27,7 @@ H100_BF16_DENSE_FLOPS = 989e12
 
 def program_source(which: str) -> str:
     if which == "zoo":
-        from services.engineer.zoo.registry import zoo_source
+        from lab.zoo.registry import zoo_source
         return zoo_source("deltanet")
     return (REPO / "tests" / "engineer" / "programs" / "deltanet.py").read_text()
 
@@ -35,10 +35,11 @@ def program_source(which: str) -> str:
 def worker(kind: str, steps: int, program: str, profile_name: str) -> dict:
     import torch
 
-    from services.engineer.model import lm_loss
-    from services.engineer.profiles import get_profile
-    from services.engineer.runner import build_model, load_layer_class, make_batch_fn
-    from services.engineer.train import default_device, peak_memory_mb, train
+    from lab.training.model import lm_loss
+    from lab.training.profiles import get_profile
+    from lab.program import load_layer_class
+    from lab.training.runner import build_model, make_batch_fn
+    from lab.training.train import default_device, peak_memory_mb, train
 
     device = default_device()
     profile = get_profile(profile_name, steps=steps, log_every=1, checkpoint_every=steps)
@@ -69,9 +70,10 @@ def explore_line(program: str) -> str:
     import torch
     if not torch.cuda.is_available():
         return "explore-20m: not measured: no CUDA"
-    from services.engineer.model import lm_loss
-    from services.engineer.profiles import get_profile
-    from services.engineer.runner import build_model, load_layer_class, make_batch_fn
+    from lab.training.model import lm_loss
+    from lab.training.profiles import get_profile
+    from lab.program import load_layer_class
+    from lab.training.runner import build_model, make_batch_fn
     profile = get_profile("explore-20m")
     micro = 16  # sequences per micro-batch: 16 x 2048 tokens
     model = build_model(load_layer_class(program_source(program)), profile).cuda()

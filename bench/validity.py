@@ -4,7 +4,7 @@ against the literature's recall order, and the seed noise the judge uses (ARCHLA
     python bench/validity.py [--members softmax,deltanet,linear] [--seeds 0,1] [--steps N]
                              [--profile cpu-tiny[,cpu-bytes]] [--jobs 2] [--json-out report.json]
 
-The same command as `archlab zoo bench` (services/cli/zoo.py; the logic is services/engineer/validity.py).
+The same command as `archlab zoo bench` (services/cli/zoo.py; the logic is lab/tools/validity.py).
 """
 from __future__ import annotations
 

@@ -1,8 +1,20 @@
-"""Bytes <-> typed events. Events are plain JSON on the wire, so kcat and friends can tap them."""
+"""Bytes <-> typed events. Events are plain JSON on the wire, so kcat and friends can tap them.
+
+Old events stay readable. When an event's fields change incompatibly, raise its class's
+`SCHEMA_VERSION` and register an upcaster that turns the old payload into the new one:
+
+    @upcaster("ScoreAssigned", from_version=1)
+    def _score_v1_to_v2(data: dict) -> dict:
+        data["loss_score"] = data.pop("loss_component")
+        return data
+
+`decode` applies them in order (v1 -> v2 -> v3) before validation. An additive change (a new
+optional field) needs no upcaster and no version bump: readers keep unknown fields and fill defaults.
+"""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import ValidationError
 
@@ -34,6 +46,35 @@ class InvalidEvent(EventDecodeError):
     kind = "invalid"
 
 
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+UPCASTERS: dict[tuple[str, int], Upcaster] = {}   # (event type, version v) -> payload v to payload v + 1
+
+
+def upcaster(type_name: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
+    """Register `fn` as the upcaster of `type_name` payloads of version `from_version` (to the next)."""
+    if type_name not in EVENT_TYPES:
+        raise KeyError(f"no event type {type_name!r}; known: {sorted(EVENT_TYPES)}")
+
+    def register(fn: Upcaster) -> Upcaster:
+        key = (type_name, from_version)
+        if key in UPCASTERS:
+            raise ValueError(f"{type_name} v{from_version} already has an upcaster: {UPCASTERS[key].__name__}")
+        UPCASTERS[key] = fn
+        return fn
+    return register
+
+
+def upcast(data: dict[str, Any], cls: type[Event]) -> dict[str, Any]:
+    """The payload at `cls.SCHEMA_VERSION`: each registered upcaster from its version on, in order."""
+    version = data.get("schema_version", 1)
+    while version < cls.SCHEMA_VERSION:
+        fn = UPCASTERS.get((cls.__name__, version))
+        data = fn(dict(data)) if fn is not None else dict(data)
+        version += 1
+        data["schema_version"] = version
+    return data
+
+
 def encode(event: Event) -> bytes:
     return event.model_dump_json().encode()
 
@@ -63,6 +104,10 @@ def decode(raw: bytes | str | dict[str, Any], expected: type[Event] | None = Non
         raise UnsupportedSchemaVersion(
             f"{type_name} schema_version {version} is newer than this reader's {cls.SCHEMA_VERSION}; "
             f"upgrade archlab to read it", raw_bytes)
+    try:
+        data = upcast(data, cls)
+    except Exception as e:  # noqa: BLE001 - an upcaster that cannot read this payload: a clear, recorded error
+        raise InvalidEvent(f"{type_name} v{version} could not be upcast: {e!r}", raw_bytes) from None
     try:
         return cls.model_validate(data)
     except ValidationError as e:

@@ -257,7 +257,7 @@ class TrainingStarted(Event):
     device: str = "cpu"
     resumed_from_step: int = 0
     takeover_of: str | None = None     # the engineer whose lease expired
-    # this engineer's measured speed on the profile (services/engineer/calibrate.py) and the wall-time
+    # this engineer's measured speed on the profile (lab/training/calibrate.py) and the wall-time
     # limit it derived from it for this run; None: not calibrated, the profile's constant applies
     calibrated_step_s: float | None = None
     wall_limit_s: float | None = None

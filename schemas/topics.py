@@ -21,19 +21,22 @@ class TopicSpec:
     event_type: str | None  # None for the dead-letter topic
 
 
-# Who reacts to what (documentation of the event flow; the AsyncAPI document is built from it and a
-# test checks it against each service's wiring). The archive consumes every topic.
+# Who reacts to what: the consumer groups of each event type (documentation of the event flow; the
+# AsyncAPI document is built from it, and tests/test_consumers.py checks it against every service's
+# real wiring). The archive consumes every topic; the engineer reads its work topics without a group;
+# "researcher-routing" exists when the researcher routes between several LLM planners.
 CONSUMERS: dict[str, tuple[str, ...]] = {
-    "CampaignStarted": ("judge", "archive"),
+    "CampaignStarted": ("judge-campaigns", "archive"),
     "ParentSampled": ("researcher", "debugger-memory", "archive"),
-    "ProposalCreated": ("engineer", "researcher-novelty", "debugger-memory", "judge", "analyst", "archive"),
-    "ProposalRejected": ("archive",),
+    "ProposalCreated": ("engineer", "researcher-novelty", "researcher-routing", "debugger-memory", "judge-proposals",
+                        "analyst", "archive"),
+    "ProposalRejected": ("researcher-routing", "archive"),
     "TrainingStarted": ("engineer", "archive"),
     "TrainingProgress": ("engineer", "archive"),
     "TrainingFailed": ("engineer", "debugger", "archive"),
     "ResultsReady": ("engineer", "judge", "analyst", "archive"),
-    "ScoreAssigned": ("analyst", "archive"),
-    "InsightsStored": ("archive",),
+    "ScoreAssigned": ("researcher-routing", "analyst", "archive"),
+    "InsightsStored": ("analyst", "archive"),
     "CognitionIngested": ("cognition", "archive"),
     "ExperimentAbandoned": ("archive",),
     "ExperimentImported": ("archive",),

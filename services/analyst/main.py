@@ -30,7 +30,7 @@ def make_llm(settings: Settings):
 
 def make_cognition_base(settings: Settings):
     """The cognition base over the shared Milvus; None (analysis without cognitions) if unreachable."""
-    from services.cognition.retrieval import CognitionBase
+    from services.common.cognition_base import CognitionBase
 
     try:
         return CognitionBase.from_settings(settings)

@@ -7,12 +7,11 @@ rebuilds it.
 """
 from __future__ import annotations
 
-import sqlite3
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from schemas import events as ev
+from services.common.sqlite_state import StateDB
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS proposals (experiment_id TEXT, revision INTEGER, campaign_id TEXT, parent_id TEXT,
@@ -45,26 +44,20 @@ class Record:
 
 class AnalystState:
     def __init__(self, path: Path | str = ":memory:"):
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(SCHEMA)
-        self.lock = threading.Lock()
+        self.db = StateDB(path, SCHEMA)
 
     def _latest(self, table: str, e: ev.Event) -> None:
         # keep the latest event per experiment (occurred_at, then event_id: deterministic on replay)
-        with self.lock, self.db:
-            row = self.db.execute(f"SELECT occurred_at, event_id FROM {table} WHERE experiment_id=?",
-                                  (e.experiment_id,)).fetchone()
+        with self.db.transaction() as tx:
+            row = tx.execute(f"SELECT occurred_at, event_id FROM {table} WHERE experiment_id=?",
+                             (e.experiment_id,)).fetchone()
             if row is None or (row[0], row[1]) < (e.occurred_at.isoformat(), e.event_id):
-                self.db.execute(f"INSERT OR REPLACE INTO {table} VALUES (?,?,?,?)",
-                                (e.experiment_id, e.occurred_at.isoformat(), e.event_id, e.model_dump_json()))
+                tx.execute(f"INSERT OR REPLACE INTO {table} VALUES (?,?,?,?)",
+                           (e.experiment_id, e.occurred_at.isoformat(), e.event_id, e.model_dump_json()))
 
     def add_proposal(self, p: ev.ProposalCreated) -> None:
-        with self.lock, self.db:
-            self.db.execute("INSERT OR REPLACE INTO proposals VALUES (?,?,?,?,?)",
-                            (p.experiment_id, p.revision, p.campaign_id, p.parent_id, p.model_dump_json()))
+        self.db.execute("INSERT OR REPLACE INTO proposals VALUES (?,?,?,?,?)",
+                        (p.experiment_id, p.revision, p.campaign_id, p.parent_id, p.model_dump_json()))
 
     def add_results(self, r: ev.ResultsReady) -> None:
         self._latest("results", r)
@@ -79,37 +72,33 @@ class AnalystState:
     def record(self, experiment_id: str | None) -> Record | None:
         if not experiment_id:
             return None
-        with self.lock:
-            p = self.db.execute("SELECT body FROM proposals WHERE experiment_id=? ORDER BY revision DESC LIMIT 1",
-                                (experiment_id,)).fetchone()
-            r = self.db.execute("SELECT body FROM results WHERE experiment_id=?", (experiment_id,)).fetchone()
-            s = self.db.execute("SELECT body FROM scores WHERE experiment_id=?", (experiment_id,)).fetchone()
+        # one statement: the three bodies are read from one snapshot
+        p, r, s = self.db.one(
+            "SELECT (SELECT body FROM proposals WHERE experiment_id=?1 ORDER BY revision DESC LIMIT 1), "
+            "(SELECT body FROM results WHERE experiment_id=?1), (SELECT body FROM scores WHERE experiment_id=?1)",
+            (experiment_id,))
         if not (p or r or s):
             return None
         return Record(experiment_id,
-                      ev.ProposalCreated.model_validate_json(p[0]) if p else None,
-                      ev.ResultsReady.model_validate_json(r[0]) if r else None,
-                      ev.ScoreAssigned.model_validate_json(s[0]) if s else None)
+                      ev.ProposalCreated.model_validate_json(p) if p else None,
+                      ev.ResultsReady.model_validate_json(r) if r else None,
+                      ev.ScoreAssigned.model_validate_json(s) if s else None)
 
     def siblings(self, campaign_id: str, parent_id: str | None, exclude: str) -> list[Record]:
         """Other complete experiments of the campaign with the same parent."""
         if not parent_id:
             return []
-        with self.lock:
-            ids = [row[0] for row in self.db.execute(
-                "SELECT DISTINCT experiment_id FROM proposals WHERE campaign_id=? AND parent_id=? AND experiment_id!=? "
-                "ORDER BY experiment_id", (campaign_id, parent_id, exclude))]
+        ids = [row[0] for row in self.db.query(
+            "SELECT DISTINCT experiment_id FROM proposals WHERE campaign_id=? AND parent_id=? AND experiment_id!=? "
+            "ORDER BY experiment_id", (campaign_id, parent_id, exclude))]
         records = [self.record(i) for i in ids]
         return [r for r in records if r is not None and r.results is not None and r.score is not None]
 
     def mark_analysed(self, experiment_id: str, insights_event_id: str) -> None:
-        with self.lock, self.db:
-            self.db.execute("INSERT OR REPLACE INTO analysed VALUES (?,?)", (experiment_id, insights_event_id))
+        self.db.execute("INSERT OR REPLACE INTO analysed VALUES (?,?)", (experiment_id, insights_event_id))
 
     def analysed(self, experiment_id: str) -> str | None:
-        with self.lock:
-            row = self.db.execute("SELECT insights_event_id FROM analysed WHERE experiment_id=?",
-                                  (experiment_id,)).fetchone()
+        row = self.db.one("SELECT insights_event_id FROM analysed WHERE experiment_id=?", (experiment_id,))
         return row[0] if row else None
 
     def close(self) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lab.lifecycle import Lifecycle
 from services.archive.storage.base import Record, Store
 
 
@@ -54,9 +55,10 @@ def device_s(store: Store, doc: Record) -> float:
     failures = [a for a in store.attempts(eid) if a.get("kind") == "failure"]
     total = sum(float(a.get("wall_s") or 0.0) for a in failures)
     results = doc.get("results") or {}
-    if doc["facts"].get("results"):
+    life = Lifecycle.of(doc)
+    if life.has("results"):
         total += float(results.get("train_s") or 0.0) + float(results.get("eval_s") or 0.0)
-    r = doc["revisions"]
+    r = life.revisions
     running = r["started"] > max(r["failed"], r["results"])
     progress = doc.get("progress") or {}
     if running and int(progress.get("revision", 0)) == r["started"]:
@@ -67,7 +69,7 @@ def device_s(store: Store, doc: Record) -> float:
 def profile_run_s(profile: str) -> float:
     """The profile's bound on one run: train + eval time limits (0 when the profile is unknown here)."""
     try:
-        from services.engineer.profiles import get_profile   # a plain dataclass module: light to import
+        from lab.training.profiles import get_profile   # a plain dataclass module: light to import
         p = get_profile(profile)
     except Exception:
         return 0.0
@@ -106,7 +108,7 @@ def spend(store: Store, campaign: Record, ended=None) -> Spend:
     if ended is None:
         from services.archive.scheduler import ended
     p = campaign.get("params") or {}
-    docs = [d for d in store.experiments(campaign["campaign_id"]) if d["facts"].get("sampled")]
+    docs = [d for d in store.experiments(campaign["campaign_id"]) if Lifecycle.of(d).has("sampled")]
     s = Spend(limits=limits(p))
     done_llm, done_dev, flying = [], [], []
     for d in docs:

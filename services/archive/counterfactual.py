@@ -83,7 +83,7 @@ def _rerank(pool_ids: list[str], fitness: dict[str, float | None], children: Cou
 def counterfactual(events: list[ev.Event], campaign_id: str, *, weights: dict[str, float] | None = None,
                    policy: str | None = None, policy_params: dict | None = None,
                    scheme: str = "counterfactual") -> Counterfactual:
-    from services.judge.rescore import rescore
+    from lab.judging.rescore import rescore
 
     mine = sorted((e for e in events if e.campaign_id == campaign_id), key=lambda e: (e.occurred_at, e.event_id))
     started = next((e for e in mine if isinstance(e, ev.CampaignStarted)), None)

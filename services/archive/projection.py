@@ -21,6 +21,7 @@ import math
 from datetime import timezone
 from typing import Any, Callable
 
+from lab.lifecycle import Lifecycle, new_revisions
 from schemas import events as ev
 from services.archive.storage.base import Record, Store
 
@@ -76,7 +77,7 @@ def new_experiment(experiment_id: str) -> Record:
         "code": None, "motivation": None, "design": None, "origin": None, "code_hash": None,
         "sampling": None, "imported": None, "training": None, "progress": None, "failure": None,
         "results": None, "fitness": None, "score": None, "scores": {}, "insights": None, "abandoned": None,
-        "facts": {}, "revisions": {"proposed": -1, "started": -1, "failed": -1, "results": -1},
+        "facts": {}, "revisions": new_revisions(),
         "times": {}, "created_at": None, "updated_at": None, "_v": {},
     }
 
@@ -90,36 +91,17 @@ def _experiment(store: Store, event: ev.Event, campaign_prio: int) -> Record:
     return doc
 
 
-def _fact(doc: Record, name: str, event: ev.Event) -> None:
-    doc["facts"][name] = True
-    t = ts(event)
-    doc["times"][name] = min(doc["times"].get(name, t), t)
-
-
-def _revision(doc: Record, name: str, revision: int) -> None:
-    doc["revisions"][name] = max(doc["revisions"][name], revision)
+def _fact(doc: Record, event: ev.Event) -> None:
+    """Fold the event into the document's lifecycle facts and note when each fact first happened."""
+    name = Lifecycle.of(doc).apply(event)
+    if name is not None:
+        t = ts(event)
+        doc["times"][name] = min(doc["times"].get(name, t), t)
 
 
 def status_of(doc: Record) -> str:
-    """The status as a precedence over facts (never over arrival order).
-
-    done (results or imported) > abandoned | rejected-only (abandoned without any proposal that
-    passed the checks) > failed (the latest proposed revision failed; the debugger may still fix
-    it) > training (a proposal passed the checks: queued or running) > proposing (rejections so
-    far) > sampled.
-    """
-    f, r = doc["facts"], doc["revisions"]
-    if f.get("results") or f.get("imported"):
-        return "done"
-    if f.get("abandoned"):
-        return "rejected-only" if f.get("rejected") and not f.get("proposed") else "abandoned"
-    if f.get("failed") and r["failed"] >= r["proposed"]:
-        return "failed"
-    if f.get("proposed"):
-        return "training"
-    if f.get("rejected"):
-        return "proposing"
-    return "sampled"
+    """The experiment's status: the lab's one lifecycle (lab/lifecycle.py) over the document's facts."""
+    return Lifecycle.of(doc).status
 
 
 def campaign_scheme(store: Store, campaign_id: str | None) -> str:
@@ -161,7 +143,7 @@ def on_campaign_completed(store: Store, e: ev.CampaignCompleted) -> None:
 def on_parent_sampled(store: Store, e: ev.ParentSampled) -> None:
     doc = _experiment(store, e, campaign_prio=3)
     v = _version(e, 3)
-    _fact(doc, "sampled", e)
+    _fact(doc, e)
     _set(doc, "role", "baseline" if e.mode == "baseline" else "candidate", v)
     _set(doc, "sampling", _body(e, "parent", "references") | {
         "event_id": e.event_id, "parent": {"experiment_id": e.parent.experiment_id, "name": e.parent.name},
@@ -180,7 +162,7 @@ def on_parent_sampled(store: Store, e: ev.ParentSampled) -> None:
 def on_experiment_imported(store: Store, e: ev.ExperimentImported) -> None:
     doc = _experiment(store, e, campaign_prio=3)
     v = _version(e, 3)
-    _fact(doc, "imported", e)
+    _fact(doc, e)
     for field, value in (("role", "imported"), ("name", e.name), ("code", e.code), ("motivation", e.motivation),
                          ("parent_id", e.parent_id), ("origin", "imported")):
         _set(doc, field, value, v)
@@ -193,15 +175,14 @@ def on_experiment_imported(store: Store, e: ev.ExperimentImported) -> None:
 
 def on_experiment_abandoned(store: Store, e: ev.ExperimentAbandoned) -> None:
     doc = _experiment(store, e, campaign_prio=1)
-    _fact(doc, "abandoned", e)
+    _fact(doc, e)
     _set(doc, "abandoned", _body(e) | {"at": ts(e), "event_id": e.event_id}, _version(e, 1))
     _save(store, doc)
 
 
 def on_proposal_created(store: Store, e: ev.ProposalCreated) -> None:
     doc = _experiment(store, e, campaign_prio=2)
-    _fact(doc, "proposed", e)
-    _revision(doc, "proposed", e.revision)
+    _fact(doc, e)
     v = _version(e, 2, e.revision, e.attempt)
     for field, value in (("name", e.name), ("code", e.code), ("motivation", e.motivation), ("design", e.design),
                          ("origin", e.origin), ("code_hash", e.code_hash)):
@@ -217,7 +198,7 @@ def on_proposal_created(store: Store, e: ev.ProposalCreated) -> None:
 
 def on_proposal_rejected(store: Store, e: ev.ProposalRejected) -> None:
     doc = _experiment(store, e, campaign_prio=1)
-    _fact(doc, "rejected", e)
+    _fact(doc, e)
     store.put_attempt(_body(e) | {"event_id": e.event_id, "experiment_id": e.experiment_id, "occurred_at": ts(e),
                                   "kind": "rejected"})
     _save(store, doc)
@@ -225,8 +206,7 @@ def on_proposal_rejected(store: Store, e: ev.ProposalRejected) -> None:
 
 def on_training_started(store: Store, e: ev.TrainingStarted) -> None:
     doc = _experiment(store, e, campaign_prio=1)
-    _fact(doc, "started", e)
-    _revision(doc, "started", e.revision)
+    _fact(doc, e)
     _set(doc, "training", _body(e) | {"at": ts(e), "event_id": e.event_id}, _version(e, 1, e.revision))
     _save(store, doc)
 
@@ -239,8 +219,7 @@ def on_training_progress(store: Store, e: ev.TrainingProgress) -> None:
 
 def on_training_failed(store: Store, e: ev.TrainingFailed) -> None:
     doc = _experiment(store, e, campaign_prio=1)
-    _fact(doc, "failed", e)
-    _revision(doc, "failed", e.revision)
+    _fact(doc, e)
     _set(doc, "failure", {"kind": e.kind, "error": e.error, "revision": e.revision, "at": ts(e),
                           "event_id": e.event_id}, _version(e, 1, e.revision))
     rec = _body(e, "kind") | {"failure_kind": e.kind}
@@ -251,8 +230,7 @@ def on_training_failed(store: Store, e: ev.TrainingFailed) -> None:
 
 def on_results_ready(store: Store, e: ev.ResultsReady) -> None:
     doc = _experiment(store, e, campaign_prio=1)
-    _fact(doc, "results", e)
-    _revision(doc, "results", e.revision)
+    _fact(doc, e)
     _set(doc, "results", _body(e) | {"at": ts(e), "event_id": e.event_id}, _version(e, 1, e.revision))
     _set(doc, "name", e.name, _version(e, 1, e.revision))
     _set(doc, "role", e.role, _version(e, 1))
@@ -261,7 +239,7 @@ def on_results_ready(store: Store, e: ev.ResultsReady) -> None:
 
 def on_score_assigned(store: Store, e: ev.ScoreAssigned) -> None:
     doc = _experiment(store, e, campaign_prio=0)
-    _fact(doc, "scored", e)
+    _fact(doc, e)
     rec = _body(e) | {"event_id": e.event_id, "experiment_id": e.experiment_id, "campaign_id": e.campaign_id,
                       "occurred_at": ts(e), "fitness": _finite(e.fitness)}
     store.put_score(rec)
@@ -279,7 +257,7 @@ def on_score_assigned(store: Store, e: ev.ScoreAssigned) -> None:
 
 def on_insights_stored(store: Store, e: ev.InsightsStored) -> None:
     doc = _experiment(store, e, campaign_prio=1)
-    _fact(doc, "insights", e)
+    _fact(doc, e)
     _set(doc, "insights", _body(e) | {"at": ts(e), "event_id": e.event_id}, _version(e, 1))
     _save(store, doc)
 

@@ -46,7 +46,7 @@ def promotion_candidates(store: Store, campaign_id: str, k: int) -> list[Promoti
 
 def stage_agreement(pairs: list[tuple[float, float]]) -> float | None:
     """Kendall's tau-b of (exploration fitness, verification fitness); None with fewer than two pairs."""
-    from services.engineer.validity import kendall_tau_b
+    from lab.tools.validity import kendall_tau_b
 
     pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
     if len(pairs) < 2:

@@ -9,7 +9,7 @@ The campaign runs in two phases:
    samples no candidate whose estimated cost, on top of what is spent and in flight, would pass a limit;
    once nothing is in flight it completes with the limit as its reason.
 
-"Ended" (kept simple): InsightsStored or ExperimentAbandoned. A TrainingFailed is not an end by
+"Ended" is the lifecycle's `ended` (lab/lifecycle.py): InsightsStored or ExperimentAbandoned. A TrainingFailed is not an end by
 itself: the debugger either revises (a new ProposalCreated) or gives up, and giving up is an
 ExperimentAbandoned. An experiment that is scored but never analysed keeps its slot in flight.
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from lab.lifecycle import Lifecycle
 from schemas import events as ev
 from services.archive import budget as spending
 from services.archive.pool import sample_parent
@@ -38,11 +39,11 @@ def candidate_id(campaign_id: str, ordinal: int) -> str:
 
 
 def ended(doc: Record | None) -> bool:
-    return bool(doc) and bool(doc["facts"].get("insights") or doc["facts"].get("abandoned"))
+    return doc is not None and Lifecycle.of(doc).ended
 
 
 def _zoo_source(name: str) -> str:
-    from services.engineer.zoo.registry import zoo_source  # lazy: the engineer's package is heavy
+    from lab.zoo.registry import zoo_source  # lazy: the engineer's package is heavy
 
     return zoo_source(name)
 
@@ -93,7 +94,7 @@ def schedule(store: Store, campaign_id: str, *, zoo_source: Callable[[str], str]
     for name in p.get("baselines") or []:
         exp_id = baseline_id(campaign_id, name)
         doc = store.get_experiment(exp_id)
-        if doc is None or not doc["facts"].get("sampled"):
+        if doc is None or not Lifecycle.of(doc).has("sampled"):
             parent = ev.ProgramSnapshot(experiment_id=f"zoo:{name}", name=name, code=zoo_source(name))
             out.append(_sampled(campaign, exp_id, mode="baseline", parent=parent,
                                 policy=p.get("policy", "topk-uniform"), draw={"phase": "baseline", "zoo": name}))
@@ -107,7 +108,7 @@ def schedule(store: Store, campaign_id: str, *, zoo_source: Callable[[str], str]
     sampled, in_flight = 0, 0
     while sampled < budget:
         doc = store.get_experiment(candidate_id(campaign_id, sampled))
-        if doc is None or not doc["facts"].get("sampled"):
+        if doc is None or not Lifecycle.of(doc).has("sampled"):
             break
         in_flight += not ended(doc)
         sampled += 1

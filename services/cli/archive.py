@@ -40,8 +40,6 @@ def _num(x, digits: int = 4) -> str:
 def leaderboard(campaign: Optional[str] = typer.Option(None, help="only this campaign (default: all)"),
                 limit: int = typer.Option(50, help="rows"), data_dir: Optional[Path] = DataDir):
     """Experiments ranked by fitness, with its components, loss, benchmark and parent."""
-    from services.archive import queries
-
     with _open(data_dir) as store:
         print_leaderboard(store, campaign, limit)
 
@@ -157,10 +155,9 @@ def export(fmt: str = typer.Option("jsonl", "--format", help="jsonl | csv"),
            data_dir: Optional[Path] = DataDir):
     """Export every experiment (jsonl: full records with attempts and scores; csv: one row each)."""
     from services.archive import queries
+    from services.cli.choices import one_of
 
-    if fmt not in ("jsonl", "csv"):
-        console.print("[red]--format must be jsonl or csv[/]")
-        raise typer.Exit(2)
+    one_of(fmt, ("jsonl", "csv"), "--format", "format")
     with _open(data_dir) as store:
         n = queries.export(store, out, fmt, campaign)
     console.print(f"wrote {n} experiments to {out}")
@@ -178,17 +175,26 @@ def replay(shuffle_seed: Optional[int] = typer.Option(None, help="replay in a sh
     """Rebuild the read model from offset 0 of every topic into a fresh SQLite file and compare digests.
 
     Publishes nothing and calls no LLM or GPU."""
+    from services.archive.policies import POLICIES
     from services.archive.projection import digest
     from services.archive.replay import interleave, read_log_events, replay_events
     from services.archive.storage import SQLiteStore, open_store
+    from services.cli.choices import one_of
+    from services.cli.judge import parse_weights
     from services.common import endpoints
 
+    if policy is not None:   # the counterfactual's inputs are checked before the log is read
+        one_of(policy, POLICIES, "--policy", "parent policy")
+    try:
+        weights = parse_weights(rescore) if rescore is not None else None
+    except (typer.BadParameter, ValueError) as e:  # an unknown weight name, or a value that is no number
+        raise typer.BadParameter(str(e), param_hint="--rescore") from None
     settings = load_settings(data_dir)
     bootstrap = endpoints.kafka_bootstrap(settings)
     t = time.perf_counter()
     events, bad = asyncio.run(read_log_events(bootstrap))
     if rescore is not None or policy is not None:
-        print_counterfactual(events, campaign, rescore, policy)
+        print_counterfactual(events, campaign, weights, policy)
         return
     read_s = time.perf_counter() - t
     if shuffle_seed is not None:
@@ -234,23 +240,19 @@ def wait_for_archive(bootstrap: str, timeout: float = 60.0) -> None:
     console.print("[yellow]the archive still lags behind the log; comparing anyway[/]")
 
 
-def print_counterfactual(events, campaign: Optional[str], rescore: Optional[str], policy: Optional[str]) -> None:
-    """`replay --rescore/--policy`: re-run scoring and parent selection of a finished campaign from the log."""
+def print_counterfactual(events, campaign: Optional[str], weights: Optional[dict[str, float]],
+                         policy: Optional[str]) -> None:
+    """`replay --rescore/--policy`: re-run scoring and parent selection of a finished campaign from the log
+    (`weights` parsed and `policy` checked by the caller)."""
     from schemas import events as ev
     from services.archive.counterfactual import counterfactual
-    from services.archive.policies import POLICIES
-    from services.cli.judge import parse_weights
 
-    if policy is not None and policy not in POLICIES:
-        console.print(f"[red]unknown policy[/] {policy!r}; known: {', '.join(POLICIES)}")
-        raise typer.Exit(2)
     starts = sorted((e for e in events if isinstance(e, ev.CampaignStarted)), key=lambda e: e.occurred_at)
     if not starts:
         console.print("[red]no campaign in the log[/]")
         raise typer.Exit(1)
     campaign = campaign or starts[-1].campaign_id
     try:
-        weights = parse_weights(rescore) if rescore is not None else None
         cf = counterfactual(events, campaign, weights=weights, policy=policy)
     except ValueError as e:
         console.print(f"[red]{escape(str(e))}[/]")

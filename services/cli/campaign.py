@@ -28,7 +28,7 @@ from services.common import endpoints
 from services.common.log_reader import read_log
 from services.common.bus import publish_once
 from services.common.settings import Settings, load_settings
-from services.judge.fitness import campaign_seed_noise
+from lab.judging.fitness import campaign_seed_noise
 
 console = Console()
 
@@ -163,28 +163,23 @@ def register(app: typer.Typer) -> None:
                                                         "(in flight counted) would pass it"),
             data_dir: Optional[Path] = typer.Option(None, "--data-dir")):
         """Run a discovery campaign end to end on the embedded stack (offline unless an LLM is configured)."""
+        from services.archive.policies import POLICIES
         from services.cli import secrets, stack
-        from services.engineer.profiles import get_profile
+        from services.cli.choices import each_one_of, one_of
+        from lab.training.profiles import PROFILES, get_profile
+        from lab.zoo import zoo_names
 
+        one_of(profile, PROFILES, "--profile", "profile")     # names checked before anything starts
+        baselines = each_one_of(start_from, zoo_names(), "--from", "zoo member")
+        one_of(policy, POLICIES, "--policy", "parent policy")
         settings = stack.absolute(load_settings(data_dir))
         secrets.drop_secrets_from_environment(settings.data_dir)  # execs again without the key (secrets.py)
-        from services.engineer.zoo import zoo_names
-
-        try:
-            get_profile(profile)
-        except (KeyError, ValueError) as e:
-            console.print(f"[red]{e}[/]")
-            raise typer.Exit(2)
-        from services.engineer import datastage
+        from lab.training import datastage
 
         try:   # a profile trained on staged data runs only once that data is there (datastage.py)
             datastage.require(get_profile(profile), settings.data_dir)
         except datastage.DataNotStaged as e:
             console.print(f"[red]{e}[/]")
-            raise typer.Exit(2)
-        unknown = [s.strip() for s in start_from.split(",") if s.strip() and s.strip() not in zoo_names()]
-        if unknown:
-            console.print(f"[red]unknown zoo member(s)[/] {unknown}; known: {', '.join(zoo_names())}")
             raise typer.Exit(2)
         started_here = stack.running_state(settings) is None
         if started_here:
@@ -204,7 +199,7 @@ def register(app: typer.Typer) -> None:
                 started = ev.CampaignStarted(
                     campaign_id=campaign_id, experiment_id=campaign_id, producer="cli", name=campaign_id,
                     profile=profile, budget=budget, concurrency=concurrency, seed=seed, policy=policy,
-                    cold_start=cold_start, baselines=[s.strip() for s in start_from.split(",") if s.strip()],
+                    cold_start=cold_start, baselines=baselines,
                     proposer="llm" if settings.llm_configured else "offline",
                     config=_budget_config(max_llm_cost, max_device_hours),
                     seed_noise=campaign_seed_noise(profile, settings.judge_seed_noise))

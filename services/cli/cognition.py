@@ -26,12 +26,12 @@ Direct = typer.Option(False, "--direct", help="upsert into the vector store here
 
 def ingest(settings: Settings, entries, *, direct: bool, usage=None) -> None:
     """Publish CognitionIngested events for `entries`, or upsert them directly."""
-    from services.cognition.model import to_event
+    from services.common.cognition_model import to_event
 
     if not entries:
         return
     if direct:
-        from services.cognition.retrieval import CognitionBase
+        from services.common.cognition_base import CognitionBase
 
         base = CognitionBase.from_settings(settings)
         base.upsert(list(entries))
@@ -94,7 +94,7 @@ def search(query: str = typer.Argument(..., help="a shortcoming, e.g. 'fails ass
            k: int = typer.Option(5, "-k"), min_score: float = typer.Option(0.0, help="minimum cosine similarity"),
            data_dir: Optional[Path] = DataDir):
     """The k cognitions whose trigger patterns match the query best."""
-    from services.cognition.retrieval import CognitionBase
+    from services.common.cognition_base import CognitionBase
 
     hits = CognitionBase.from_settings(load_settings(data_dir)).search(query, k=k, min_score=min_score)
     table = Table(title=f"cognitions for: {query}")
@@ -108,7 +108,7 @@ def search(query: str = typer.Argument(..., help="a shortcoming, e.g. 'fails ass
 @cognition_app.command("count")
 def count(data_dir: Optional[Path] = DataDir):
     """How many cognitions the base holds."""
-    from services.cognition.retrieval import CognitionBase
+    from services.common.cognition_base import CognitionBase
 
     console.print(CognitionBase.from_settings(load_settings(data_dir)).count())
 

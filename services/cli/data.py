@@ -1,5 +1,5 @@
 """`archlab data prepare PROFILE` / `archlab data status`: a profile's training data staged into the
-content-addressed cache under the data dir (services/engineer/datastage.py). Trusted and network-allowed:
+content-addressed cache under the data dir (lab/training/datastage.py). Trusted and network-allowed:
 the sandboxed training child only reads what this step wrote."""
 from __future__ import annotations
 
@@ -17,22 +17,15 @@ console = Console()
 data_app = typer.Typer(help="stage training data for the offline sandbox (content-addressed cache)")
 
 
-def _profile(name: str):
-    from services.engineer.profiles import get_profile
-    try:
-        return get_profile(name)
-    except KeyError as e:
-        console.print(f"[red]{e}[/]")
-        raise typer.Exit(2)
-
-
 @data_app.command("prepare")
 def prepare(profile: str = typer.Argument(..., help="profile whose training data to stage (e.g. explore-20m)"),
             data_dir: Optional[Path] = typer.Option(None, "--data-dir")):
     """Fetch or build PROFILE's training tokens into <data dir>/datasets/<key>/ (idempotent)."""
-    from services.engineer import datastage
+    from lab.training import datastage
+    from lab.training.profiles import PROFILES
+    from services.cli.choices import one_of
 
-    p = _profile(profile)
+    p = PROFILES[one_of(profile, PROFILES, "PROFILE", "profile")]
     settings = load_settings(data_dir)
     if not datastage.needs_staging(p):
         console.print(f"profile {p.name} (task {p.task}) generates its data inside the sandbox: nothing to stage")
@@ -52,8 +45,8 @@ def prepare(profile: str = typer.Argument(..., help="profile whose training data
 @data_app.command("status")
 def status(data_dir: Optional[Path] = typer.Option(None, "--data-dir")):
     """Which profiles need staged data, and whether it is there."""
-    from services.engineer import datastage
-    from services.engineer.profiles import PROFILES
+    from lab.training import datastage
+    from lab.training.profiles import PROFILES
 
     settings = load_settings(data_dir)
     t = Table("profile", "data", "tokens", "staged")

@@ -55,7 +55,7 @@ def rescore_cmd(scheme: str = typer.Option(..., help="name of the new weighting,
     """Publish new ScoreAssigned events (scheme=NAME, rescore_of=old id) for every stored result."""
     from services.common.bus import publish_once
     from services.common import endpoints
-    from services.judge.rescore import rescore
+    from lab.judging.rescore import rescore
 
     settings = Settings()
     if data_dir is not None:

@@ -120,13 +120,12 @@ def tap(types: list[str] = typer.Option([], "--type", "-t", help="event type(s),
     """Stream events as JSON lines (the audit tap)."""
     from schemas.events import EVENT_TYPES
     from schemas.topics import DEAD_LETTER_TOPIC, topic_for
+    from services.cli.choices import one_of
     from services.common import endpoints
     from services.common.log_reader import read_log
 
-    unknown = [t for t in types if t not in EVENT_TYPES]
-    if unknown:
-        console.print(f"[red]unknown event type(s)[/] {unknown}; known: {', '.join(sorted(EVENT_TYPES))}")
-        raise typer.Exit(2)
+    for t in types:
+        one_of(t, sorted(EVENT_TYPES), "--type", "event type")
     topics = [topic_for(t) for t in (types or sorted(EVENT_TYPES))]
     if dead_letters:
         topics.append(DEAD_LETTER_TOPIC)

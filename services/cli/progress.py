@@ -10,9 +10,10 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from lab.lifecycle import SETTLED, Lifecycle, concerns
 from schemas import events as ev
 
-TERMINAL = ("done", "abandoned", "score_error")
+TERMINAL = SETTLED   # the lifecycle's settled states (lab/lifecycle.py)
 
 
 @dataclass
@@ -20,7 +21,6 @@ class ExperimentView:
     experiment_id: str
     role: str = "candidate"
     name: str = ""
-    status: str = "sampled"            # sampled proposing training scoring analysing done abandoned score_error
     fitness: float | None = None
     final_loss: float | None = None
     benchmark: float | None = None
@@ -35,6 +35,11 @@ class ExperimentView:
     calibrated_step_s: float | None = None   # from the claim: the engineer's measured speed and limit
     wall_limit_s: float | None = None
     abandoned_reason: str = ""
+    life: Lifecycle = field(default_factory=Lifecycle)
+
+    @property
+    def status(self) -> str:
+        return self.life.status
 
     def label(self) -> str:
         return f"{self.experiment_id[-10:]} {self.name or '?'} ({self.role})"
@@ -59,6 +64,8 @@ class CampaignView:
         if event.campaign_id != self.campaign_id:
             return
         self.events += 1
+        if concerns(event):
+            self.exp(event).life.apply(event)
         if isinstance(event, ev.CampaignStarted):
             self.started = event
         elif isinstance(event, ev.CampaignCompleted):
@@ -68,7 +75,6 @@ class CampaignView:
             x = self.exp(event)
             x.role = "baseline" if event.mode == "baseline" else "candidate"
             x.name = x.name or (event.parent.name if event.mode == "baseline" else "")
-            x.status = "proposing"
             x.times.setdefault("sampled", event.occurred_at)
         elif isinstance(event, ev.ProposalRejected):
             self.exp(event).rejections += 1
@@ -76,8 +82,6 @@ class CampaignView:
         elif isinstance(event, ev.ProposalCreated):
             x = self.exp(event)
             x.name, x.role = event.name, event.role
-            if x.status in ("sampled", "proposing"):
-                x.status = "training"
             if event.revision == 0 and "proposed" not in x.times:
                 x.times["proposed"] = event.occurred_at
                 if "sampled" in x.times:
@@ -99,8 +103,6 @@ class CampaignView:
         elif isinstance(event, ev.ResultsReady):
             x = self.exp(event)
             x.final_loss, x.benchmark, x.name = event.final_loss, event.benchmark, event.name or x.name
-            if x.status not in TERMINAL:
-                x.status = "scoring"
             if "results" not in x.times:
                 x.times["results"] = event.occurred_at
                 self.stage_seconds["train+eval"].append(event.train_s + event.eval_s)
@@ -108,22 +110,17 @@ class CampaignView:
             x = self.exp(event)
             if event.rescore_of is None:
                 x.fitness = event.fitness
-                if event.fitness is None and x.status not in TERMINAL:
-                    x.status = "score_error"
-                elif x.status not in TERMINAL:
-                    x.status = "analysing"
                 if "results" in x.times and "scored" not in x.times:
                     x.times["scored"] = event.occurred_at
                     self.stage_seconds["judge"].append((event.occurred_at - x.times["results"]).total_seconds())
         elif isinstance(event, ev.InsightsStored):
             x = self.exp(event)
-            x.status = "done"
             if "scored" in x.times and "insights" not in x.times:
                 x.times["insights"] = event.occurred_at
                 self.stage_seconds["analyse"].append((event.occurred_at - x.times["scored"]).total_seconds())
         elif isinstance(event, ev.ExperimentAbandoned):
             x = self.exp(event)
-            x.status, x.abandoned_reason = "abandoned", event.reason
+            x.abandoned_reason = event.reason
 
     # ---------------------------------------------------------------- summaries
     def counts(self) -> Counter:

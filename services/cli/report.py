@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
+from lab.lifecycle import IN_FLIGHT, Lifecycle, concerns
 from schemas import events as ev
 from services.cli.report_svg import (
     Curve, FitnessPoint, TreeNode, colorbar_svg, esc, fitness_svg, fmt, lineage_svg, loss_svg, short,
@@ -63,6 +64,7 @@ class Experiment:
     insights: ev.InsightsStored | None = None
     abandoned: ev.ExperimentAbandoned | None = None
     cost: Cost = field(default_factory=Cost)
+    life: Lifecycle = field(default_factory=Lifecycle)
 
     @property
     def name(self) -> str:
@@ -95,22 +97,8 @@ class Experiment:
 
     @property
     def status(self) -> str:
-        if self.abandoned is not None:
-            return "abandoned"
-        if self.results is not None:
-            if self.score is None:
-                return "unscored"
-            return "scored" if self.score.fitness is not None else "score error"
-        if self.imported is not None and not self.proposals:
-            return "imported"
-        last_proposal = self.proposals[-1].occurred_at if self.proposals else None
-        if self.failures and (last_proposal is None or self.failures[-1].occurred_at >= last_proposal):
-            return "failed"
-        if self.started:
-            return "training"
-        if self.proposals:
-            return "proposed"
-        return "rejected" if self.rejections else "sampled"
+        """The lab's one lifecycle (lab/lifecycle.py), scores of the report's scheme only."""
+        return self.life.status
 
     @property
     def device(self) -> str:
@@ -177,8 +165,7 @@ class Campaign:
             "recovered": sum(1 for x in cands if x.failures and x.results is not None),
             "abandoned": sum(1 for x in self.experiments.values() if x.abandoned is not None),
             "rejections": sum(len(x.rejections) for x in self.experiments.values()),
-            "in_flight": sum(1 for x in cands if x.status in ("sampled", "rejected", "proposed", "training",
-                                                              "failed")),
+            "in_flight": sum(1 for x in cands if x.status in IN_FLIGHT),
         }
 
 
@@ -221,6 +208,8 @@ def summarize(events: list[ev.Event], scheme: str = "paper", campaign_id: str | 
         x = xs.get(e.experiment_id)
         if x is None:
             x = xs[e.experiment_id] = Experiment(e.experiment_id, first_at=e.occurred_at)
+        if concerns(e) and not (isinstance(e, ev.ScoreAssigned) and e.scheme != scheme):
+            x.life.apply(e)
         if isinstance(e, ev.ParentSampled):
             x.sampled = e
             if e.mode == "baseline":
@@ -297,9 +286,9 @@ tfoot td { font-weight:600; border-top:2px solid var(--line); }
 code, pre { font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; font-size:12px; }
 pre.excerpt { margin:0; white-space:pre-wrap; word-break:break-word; max-width:560px; color:#333; }
 .pill { display:inline-block; padding:1px 8px; border-radius:10px; font-size:12px; background:#e8ebf0; }
-.pill.scored { background:#dff3e6; color:#17623a; } .pill.abandoned, .pill.failed, .pill.score-error
- { background:#fbe3e0; color:#8e2a1f; } .pill.baseline { background:#e4e4e4; }
-.pill.training, .pill.proposed { background:#e3ecfb; color:#284b8f; }
+.pill.done, .pill.analysing { background:#dff3e6; color:#17623a; } .pill.abandoned, .pill.failed, .pill.score_error,
+.pill.rejected-only { background:#fbe3e0; color:#8e2a1f; } .pill.baseline { background:#e4e4e4; }
+.pill.training, .pill.scoring { background:#e3ecfb; color:#284b8f; }
 .yes { color:var(--good); font-weight:600; } .no { color:var(--muted); }
 .delta-good { color:var(--good); } .delta-bad { color:var(--bad); }
 .legend { display:flex; flex-wrap:wrap; gap:18px; align-items:center; color:var(--muted); font-size:12px;

@@ -19,12 +19,13 @@ def register(app: typer.Typer) -> None:
                 check: bool = typer.Option(False, help="also run the sanity checks in the sandbox"),
                 profile: str = typer.Option("cpu-tiny")):
         """One offline proposal: a child of a zoo genome, with its name and motivation."""
+        from services.cli.choices import one_of
         from services.researcher.codegen import render
         from services.researcher.genome import ZOO_DESIGNS
         from services.researcher.mutator import mutate
 
-        if parent not in ZOO_DESIGNS:
-            raise typer.BadParameter(f"unknown parent {parent!r}; choose from {', '.join(ZOO_DESIGNS)}")
+        one_of(parent, ZOO_DESIGNS, "--parent", "zoo genome")
+        _check_profile(profile)
         design, name, motivation = mutate(ZOO_DESIGNS[parent], [], seed, [])
         code = render(design, name, motivation)
         console.print(f"[bold]{name}[/bold]\n{motivation}")
@@ -39,13 +40,21 @@ def register(app: typer.Typer) -> None:
     @app.command("check")
     def check_file(path: Path, profile: str = typer.Option("cpu-tiny")):
         """Run the researcher's sanity checks (static + sandboxed) on a layer program file."""
+        _check_profile(profile)
         outcome = _checker().check(path.read_text(), profile)
         _print_outcome(outcome)
         raise typer.Exit(0 if outcome.ok else 1)
 
 
+def _check_profile(profile: str) -> None:
+    from lab.training.profiles import PROFILES
+    from services.cli.choices import one_of
+
+    one_of(profile, PROFILES, "--profile", "profile")
+
+
 def _checker():
-    from services.researcher.checks import SanityChecker
+    from lab.checks import SanityChecker
     return SanityChecker()
 
 

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from services.common import confine
+from lab import confine
 
 KEY_VAR = "ARCHLAB_LLM_API_KEY"
 FILE_VAR = "ARCHLAB_LLM_API_KEY_FILE"

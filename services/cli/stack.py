@@ -17,7 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.common import confine, endpoints
+from lab import confine
+from services.common import endpoints
 from services.common.embedded import (ChildProcess, EmbeddedKafka, free_port, milvus_process, pid_alive, port_open,
                                       stop_pid, wait_port)
 from services.common.settings import Settings
@@ -29,7 +30,7 @@ SERVICES: list[tuple[str, str, list[str]]] = [
     ("researcher", "services.researcher.main", []),
     ("judge", "services.judge.main", []),
     ("analyst", "services.analyst.main", []),
-    ("debugger", "services.engineer.main", ["--debugger"]),
+    ("debugger", "services.debugger.main", []),
     ("engineer", "services.engineer.main", []),
 ]
 

@@ -35,7 +35,7 @@ def _fmt(x: float | None, digits: int = 4) -> str:
 @zoo_app.command("list")
 def list_cmd():
     """The zoo's members: core op, mechanisms, citation."""
-    from services.engineer.zoo import ZOO
+    from lab.zoo import ZOO
 
     table = Table(title="architecture zoo")
     for col in ("name", "core op", "quadratic", "mechanisms", "citation"):
@@ -49,8 +49,8 @@ def list_cmd():
 
 def print_validity(report) -> None:
     """Tables of a ValidityReport: per profile, members (best first) x metrics as mean +- spread."""
-    from services.engineer.battery import TASKS as BATTERY_TASKS
-    from services.engineer.validity import HIGHER_IS_BETTER, JUDGE_METRICS
+    from lab.training.battery import TASKS as BATTERY_TASKS
+    from lab.tools.validity import HIGHER_IS_BETTER, JUDGE_METRICS
 
     for prof, members in report.summary.items():
         metric = report.rankings[prof]["metric"]
@@ -131,10 +131,14 @@ def bench(members: str = typer.Option(None, "--members", help="comma-separated z
                                          "own (deltanet), or pooled over members: mean (conservative) or median"),
           data_dir: Optional[Path] = DataDir):
     """Validity of the proxy: train zoo members x seeds, rank them, Kendall tau vs the literature, seed noise."""
-    from services.engineer.validity import ZooCache, run_validity
-    from services.engineer.zoo import zoo_names
+    from lab.tools.validity import NOISE_POOLS, ZooCache, run_validity
+    from lab.training.profiles import PROFILES
+    from lab.zoo import zoo_names
+    from services.cli.choices import each_one_of, one_of
 
-    names = _names(members) or zoo_names()
+    names = each_one_of(members, zoo_names(), "--members", "zoo member") or zoo_names()
+    profiles = each_one_of(profile, PROFILES, "--profile", "profile")
+    one_of(noise_pool, NOISE_POOLS, "--noise-pool", "noise pool")
     seed_list = [int(s) for s in _names(seeds)]
     store = ZooCache(load_settings(data_dir).data_dir / "zoo-cache") if cache else None
     console.print(f"training {len(names)} member(s) x {len(seed_list)} seed(s) on {profile}"
@@ -147,13 +151,8 @@ def bench(members: str = typer.Option(None, "--members", help="comma-separated z
         console.print(f"[{done}/{total}] {rec.member} seed {rec.seed} {rec.profile}"
                       f"{' (cached)' if rec.cached else f' {rec.train_s + rec.eval_s:.0f} s'}: {what}")
 
-    try:
-        report = run_validity(names, seed_list, _names(profile), steps=steps, jobs=jobs, threads=threads,
-                              cache=store, verbose=not quiet, noise_pool=noise_pool,
-                              on_record=on_record)
-    except KeyError as e:
-        console.print(f"[red]{e.args[0]}[/]")
-        raise typer.Exit(2)
+    report = run_validity(names, seed_list, profiles, steps=steps, jobs=jobs, threads=threads,
+                          cache=store, verbose=not quiet, noise_pool=noise_pool, on_record=on_record)
     print_validity(report)
     if json_out is not None:
         json_out.write_text(json.dumps(report.to_json(), indent=1))
@@ -213,8 +212,14 @@ def evaluate_cmd(file: Path = typer.Argument(..., exists=True, dir_okay=False, h
     """Run a layer file through the lab's sanity checks, sandboxed training and evaluation, next to zoo members."""
     from dataclasses import asdict
 
-    from services.engineer.evaluate_file import evaluate_file
+    from lab.tools.evaluate_file import evaluate_file
+    from lab.training.profiles import PROFILES
+    from lab.zoo import zoo_names
+    from services.cli.choices import each_one_of, one_of
 
+    one_of(profile, PROFILES, "--profile", "profile")
+    compared = each_one_of(compare, zoo_names(), "--compare", "zoo member")
+    one_of(baseline, zoo_names(), "--baseline", "zoo member")
     settings = load_settings(data_dir)
 
     def progress(name: str, update: dict) -> None:
@@ -224,13 +229,9 @@ def evaluate_cmd(file: Path = typer.Argument(..., exists=True, dir_okay=False, h
                 update["step"] % max(10, update["total_steps"] // 10) == 0 or update["step"] == update["total_steps"]):
             console.print(f"  {name} step {update['step']}/{update['total_steps']} loss {update.get('loss', 0):.3f}")
 
-    try:
-        result = evaluate_file(file, profile=profile, seed=seed, compare=_names(compare), baseline=baseline,
-                               data_dir=settings.data_dir, steps=steps, seed_noise=settings.judge_seed_noise,
-                               use_cache=cache, progress=progress)
-    except KeyError as e:
-        console.print(f"[red]{e.args[0]}[/]")
-        raise typer.Exit(2)
+    result = evaluate_file(file, profile=profile, seed=seed, compare=compared, baseline=baseline,
+                           data_dir=settings.data_dir, steps=steps, seed_noise=settings.judge_seed_noise,
+                           use_cache=cache, progress=progress)
     print_evaluation(result)
     if json_out is not None:
         json_out.write_text(json.dumps(asdict(result), indent=1, default=str))

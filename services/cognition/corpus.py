@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from services.cognition.model import CognitionEntry
+from services.common.cognition_model import CognitionEntry
 
 CORPUS_KEYS = {
     "EXPERIMENTAL_TRIGGER_PATTERNS": "trigger_patterns",

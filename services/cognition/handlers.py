@@ -5,8 +5,8 @@ Every write to the base is an event, so dropping the collection and replaying th
 from __future__ import annotations
 
 from schemas import events as ev
-from services.cognition.model import from_event
-from services.cognition.retrieval import CognitionBase
+from services.common.cognition_model import from_event
+from services.common.cognition_base import CognitionBase
 
 
 async def on_cognition_ingested(event: ev.CognitionIngested, *, base: CognitionBase) -> None:

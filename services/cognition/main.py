@@ -11,8 +11,8 @@ import functools
 
 from schemas import events as ev
 from services.cognition import handlers
-from services.cognition.model import to_event
-from services.cognition.retrieval import CognitionBase
+from services.common.cognition_model import to_event
+from services.common.cognition_base import CognitionBase
 from services.cognition.seed import load_seed
 from services.common.bus import Service
 from services.common.settings import Settings

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from schemas import events as ev
 from services.cognition.corpus import paper_key_of
-from services.cognition.model import CognitionEntry
+from services.common.cognition_model import CognitionEntry
 
 MAX_PAPER_CHARS = 40_000   # abstract, introduction and method fit; appendices rarely matter here
 

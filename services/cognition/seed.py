@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from services.cognition.model import CognitionEntry
+from services.common.cognition_model import CognitionEntry
 
 SEED_DIR = Path(__file__).resolve().parent / "seed"
 

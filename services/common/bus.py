@@ -59,10 +59,12 @@ async def ensure_topics(bootstrap: str, partitions: int, replication_factor: int
         await admin.close()
 
 
-async def publish_events(broker: KafkaBroker, events: Iterable[Event]) -> None:
-    for event in events:
-        await broker.publish(codec.encode(event), topic=topic_for(event), key=event.key,
-                             headers={"content-type": "application/json", "event-type": event.type})
+async def publish_events(broker: KafkaBroker, events: Iterable[Event]) -> list:
+    """Publish in order, each acknowledged before the next; returns each record's metadata (topic, partition,
+    offset), which the engineer needs to read its own claim back."""
+    return [await broker.publish(codec.encode(event), topic=topic_for(event), key=event.key,
+                                 headers={"content-type": "application/json", "event-type": event.type})
+            for event in events]
 
 
 async def publish_once(settings: Settings, *events: Event, client_id: str = "archlab-cli") -> None:
@@ -117,8 +119,8 @@ class Service:
     def on_startup(self, fn: Callable[[], Awaitable[None]]) -> None:
         self._startup.append(fn)
 
-    async def publish(self, *events: Event) -> None:
-        await publish_events(self.broker, events)
+    async def publish(self, *events: Event) -> list:
+        return await publish_events(self.broker, events)
 
     # ---------------------------------------------------------------- one message
     async def handle(self, group: str, topic: str, raw: bytes, *, partition: int | None = None,
@@ -134,7 +136,7 @@ class Service:
             event = codec.decode(raw, expected=route.event_cls)
         except codec.EventDecodeError as e:
             self.log.error("undecodable event", error_kind=e.kind, error=str(e), **where)
-            await self._dead_letter(group, topic, raw, e.kind, str(e), partition=partition, offset=offset, key=key)
+            await self.dead_letter(group, topic, raw, e.kind, str(e), partition=partition, offset=offset, key=key)
             return []
         with structlog.contextvars.bound_contextvars(event_id=event.event_id, experiment_id=event.experiment_id,
                                                      event_type=event.type):
@@ -150,7 +152,7 @@ class Service:
                     tb = traceback.format_exc()
                     self.log.warning("handler failed", attempt=attempt, of=attempts, error=repr(e), **where)
                     if attempt == attempts:
-                        await self._dead_letter(group, topic, raw, "handler_error", repr(e), tb=tb,
+                        await self.dead_letter(group, topic, raw, "handler_error", repr(e), tb=tb,
                                                 attempts=attempts, event_id=event.event_id,
                                                 partition=partition, offset=offset, key=key)
                         self.guard.mark(group, event.event_id)
@@ -162,7 +164,7 @@ class Service:
                 self.log.info("handled", published=[e.type for e in produced], **where)
             return produced
 
-    async def _dead_letter(self, group: str, topic: str, raw: bytes, kind: str, error: str, *, tb: str = "",
+    async def dead_letter(self, group: str, topic: str, raw: bytes, kind: str, error: str, *, tb: str = "",
                            attempts: int = 0, event_id: str | None = None, partition: int | None = None,
                            offset: int | None = None, key: bytes | None = None) -> None:
         try:

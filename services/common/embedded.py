@@ -50,7 +50,7 @@ def noida_binary() -> Path:
 def _without_secrets() -> dict[str, str]:
     """This environment minus credentials (the broker and milvus need none; the LLM services get theirs
     through an explicit env from services/cli/stack.py)."""
-    from services.common.confine import without_secrets
+    from lab.confine import without_secrets
     return without_secrets(dict(os.environ))
 
 

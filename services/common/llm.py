@@ -25,7 +25,6 @@ import asyncio
 import hashlib
 import json
 import re
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from schemas.events import LLMRequest, Usage
+from services.common.sqlite_state import StateDB
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -101,29 +101,22 @@ def parse_json_content(text: str) -> Any:
 
 
 class ResponseCache:
-    """SQLite cache of validated answers; safe across threads and processes (one connection per call)."""
+    """SQLite cache of validated answers; safe across threads and processes (WAL, one locked connection)."""
+
+    SCHEMA = ("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, model TEXT, content TEXT, "
+              "prompt_tokens INTEGER, completion_tokens INTEGER, created REAL)")
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, model TEXT, content TEXT, "
-                       "prompt_tokens INTEGER, completion_tokens INTEGER, created REAL)")
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30)
-        db.execute("PRAGMA journal_mode=WAL")
-        return db
+        self._db = StateDB(self.path, self.SCHEMA)
 
     def get(self, key: str) -> str | None:
-        with self._connect() as db:
-            row = db.execute("SELECT content FROM responses WHERE key = ?", (key,)).fetchone()
+        row = self._db.one("SELECT content FROM responses WHERE key = ?", (key,))
         return row[0] if row else None
 
     def put(self, key: str, model: str, content: str, prompt_tokens: int, completion_tokens: int) -> None:
-        with self._connect() as db:
-            db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)",
-                       (key, model, content, prompt_tokens, completion_tokens, time.time()))
+        self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)",
+                         (key, model, content, prompt_tokens, completion_tokens, time.time()))
 
 
 def request_key(model: str, messages: list[dict], schema: type[BaseModel], seed: int | None = None) -> str:

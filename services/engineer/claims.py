@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from lab.lifecycle import Lifecycle
 from schemas import events as ev
 
 RunKey = tuple[str, int]  # (experiment_id, revision)
@@ -77,8 +78,7 @@ class WorkTable:
         self.clock = clock
         self.born = clock()   # claims of our engineer_id older than this are a previous life's
         self.runs: dict[RunKey, Run] = {}
-        self.latest_revision: dict[str, int] = {}        # experiment -> newest revision proposed
-        self.with_results: set[str] = set()              # experiments that have a ResultsReady
+        self.lives: dict[str, Lifecycle] = {}            # experiment -> its lifecycle (lab/lifecycle.py)
         self.baseline_step_s: dict[tuple[str, str, str], float] = {}  # (campaign, profile, device) -> s/step
         self._seen: set[str] = set()
         self._arrivals = 0
@@ -98,13 +98,12 @@ class WorkTable:
         if event.event_id in self._seen:
             return False
         self._seen.add(event.event_id)
+        self.lives.setdefault(event.experiment_id, Lifecycle()).apply(event)
         if isinstance(event, ev.ProposalCreated):
             run = self.run(event.experiment_id, event.revision)
             if run.proposal is None:
                 run.proposal, run.arrival = event, self._arrivals
                 self._arrivals += 1
-            self.latest_revision[event.experiment_id] = max(event.revision,
-                                                            self.latest_revision.get(event.experiment_id, 0))
         elif isinstance(event, ev.TrainingStarted):
             self._apply_claim(event)
         elif isinstance(event, ev.TrainingProgress):
@@ -117,7 +116,6 @@ class WorkTable:
                 run.checkpoint_step = max(run.checkpoint_step or 0, event.checkpoint_step)
         elif isinstance(event, ev.ResultsReady):
             self.run(event.experiment_id, event.revision).outcome = "results"
-            self.with_results.add(event.experiment_id)
             if event.role == "baseline" and event.step_time_s:
                 self.baseline_step_s.setdefault((event.campaign_id, event.profile, event.device), event.step_time_s)
         elif isinstance(event, ev.TrainingFailed):
@@ -135,8 +133,9 @@ class WorkTable:
 
     # ---------------------------------------------------------------- questions the worker asks
     def is_over(self, run: Run) -> bool:
-        return (run.outcome is not None or run.experiment_id in self.with_results
-                or run.revision < self.latest_revision.get(run.experiment_id, 0))
+        """The run needs no (more) training: the lifecycle's answer for its revision."""
+        life = self.lives.get(run.experiment_id)
+        return run.outcome is not None or (life is not None and life.run_over(run.revision))
 
     def claimable(self, now: float | None = None) -> list[Run]:
         """Runs an idle engineer may claim now: baselines first (candidates need their step time), then FIFO."""

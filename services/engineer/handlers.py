@@ -1,7 +1,6 @@
 """The engineer's events: what a claim, a heartbeat, a result and a failure look like.
 
-Plain functions, no Kafka: the worker (worker.py) calls them and publishes what they return; the
-debugger's handlers (one async function per event) return the events to publish.
+Plain functions, no Kafka: the worker (worker.py) calls them and publishes what they return.
 
 Deterministic ids where a fact must exist once: ResultsReady and TrainingFailed of a run have
 event_id = derived_id(experiment, type, revision), so even two engineers that both finished the
@@ -14,8 +13,8 @@ from typing import Any
 
 from schemas import events as ev
 from schemas.events import derived_id
-from services.common.program import code_hash
-from services.common.sandbox import SandboxResult
+from lab.program import code_hash
+from lab.sandbox import SandboxResult
 
 PRODUCER = "engineer"
 MAX_CURVE_POINTS = 200
@@ -93,7 +92,7 @@ def failure_kind(res: SandboxResult, *, last_step: int, total_steps: int) -> tup
             return error.get("kind", "runtime_error"), message, evidence
         if etype in COMPILE_ERRORS and last_step == 0:
             return "compile_error", message, evidence
-        if "services/engineer/evaluate.py" in (error.get("traceback") or "") or (
+        if "lab/training/evaluate.py" in (error.get("traceback") or "") or (
                 total_steps and last_step >= total_steps):
             return "eval_error", message, evidence
         return "runtime_error", message, evidence
@@ -112,21 +111,3 @@ def failure_event(proposal: ev.ProposalCreated, res: SandboxResult, *, engineer_
         producer=PRODUCER, revision=proposal.revision, engineer_id=engineer_id, kind=kind, error=error[:2000],
         traceback=res.traceback[-12000:], log_tail=log_tail, evidence=evidence, wall_s=res.wall_s,
         code=proposal.code)
-
-
-# ---------------------------------------------------------------- the debugger's consumer
-async def on_proposal_created(event: ev.ProposalCreated, *, debugger) -> list[ev.Event]:
-    """Remember the proposal: a failure's revision needs its name, motivation, profile and seed."""
-    debugger.memory.remember_proposal(event)
-    return []
-
-
-async def on_parent_sampled(event: ev.ParentSampled, *, debugger) -> list[ev.Event]:
-    """Remember the campaign's revision budget for this experiment."""
-    debugger.memory.remember_budget(event.experiment_id, event.max_revisions)
-    return []
-
-
-async def on_training_failed(event: ev.TrainingFailed, *, debugger) -> list[ev.Event]:
-    """A revised ProposalCreated (revision n+1), or ExperimentAbandoned."""
-    return await debugger.handle_failure(event)

@@ -19,7 +19,6 @@ from the last checkpoint.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import shutil
@@ -36,19 +35,18 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas import codec
 from schemas import events as ev
-from schemas.events import DeadLetter
-from schemas.topics import DEAD_LETTER_TOPIC, topic_for
+from schemas.topics import topic_for
 from services.common import endpoints
 from services.common.bus import Service, ensure_topics
-from services.common.sandbox import RESULT_NAME, Limits, SandboxResult
-from services.engineer import calibrate
-from services.engineer import datastage
-from services.engineer.sandboxed import RUNNER_MODULE, RUNNER_PREIMPORT, training_limits
-from services.engineer.scoring import run_and_score
+from lab.sandbox import RESULT_NAME, Limits, SandboxResult
+from lab.training import calibrate
+from lab.training import datastage
+from lab.training.sandboxed import RUNNER_MODULE, RUNNER_PREIMPORT, progress_of, training_job, training_limits
+from lab.training.scoring import run_and_score
 from services.common.settings import Settings, get_settings
 from services.engineer import handlers
 from services.engineer.claims import Run, WorkTable
-from services.engineer.profiles import get_profile
+from lab.training.profiles import get_profile
 
 WORK_EVENTS = (ev.ProposalCreated, ev.TrainingStarted, ev.TrainingProgress, ev.ResultsReady, ev.TrainingFailed)
 
@@ -70,7 +68,7 @@ class WorkerConfig:
     heartbeat_s: float = 5.0
     threads: int = 1
     device: str = "cpu"
-    runner_module: str = "services.engineer.runner"
+    runner_module: str = "lab.training.runner"
     profile_overrides: dict = field(default_factory=dict)  # e.g. {"steps": 30} in tests
     claim_timeout_s: float = 30.0
     preimport: tuple[str, ...] = RUNNER_PREIMPORT
@@ -204,13 +202,10 @@ class Worker:
         self.table.apply(event)
 
     async def _dead_letter(self, tp: TopicPartition, msg, kind: str, error: str) -> None:
-        raw = msg.value or b""
-        letter = DeadLetter(service="engineer", group=f"engineer-{self.id}", topic=tp.topic, partition=tp.partition,
-                            offset=msg.offset, key=msg.key.decode(errors="replace") if msg.key else None,
-                            error_kind=kind, error=error, payload_text=raw.decode(errors="replace"))
         try:
-            await self.svc.broker.publish(letter.model_dump_json().encode(), topic=DEAD_LETTER_TOPIC, key=msg.key)
-        except Exception as e:  # noqa: BLE001
+            await self.svc.dead_letter(f"engineer-{self.id}", tp.topic, msg.value or b"", kind, error,
+                                       partition=tp.partition, offset=msg.offset, key=msg.key)
+        except Exception as e:  # noqa: BLE001 - the broker is away: the error is logged above already
             self.log.warning("dead-letter publish failed", error=repr(e))
 
     async def _until(self, predicate: Callable[[], bool], timeout: float) -> bool:
@@ -227,8 +222,9 @@ class Worker:
         return await self._until(lambda: self.position(tp) >= end, timeout)
 
     async def publish(self, event: ev.Event):
-        return await self.svc.broker.publish(codec.encode(event), topic=topic_for(event), key=event.key,
-                                             headers={"content-type": "application/json", "event-type": event.type})
+        """Publish one event through the service's bus; its record metadata (the claim's partition, offset)."""
+        (meta,) = await self.svc.publish(event)
+        return meta
 
     # ---------------------------------------------------------------- claiming
     async def _schedule(self) -> None:
@@ -319,23 +315,18 @@ class Worker:
         ckpt.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=f"{exp[:16]}-r{rev}-", dir=self.scratch_root()))
         reference = self.table.reference_step_s(proposal, self.config.device)
-        job = {"code": proposal.code, "profile": proposal.profile, "seed": proposal.seed,
-               "workdir": str(scratch / "work"), "checkpoint_dir": str(ckpt), "resume": True,
-               "reference_step_s": reference, "profile_overrides": self.config.profile_overrides}
-        if self.config.runner_module == RUNNER_MODULE:  # the real runner: scored by trusted code (scoring.py),
-            job.update(evaluate=False, checks=proposal.revision > 0)  # a revision meets the dynamic checks
-        (scratch / "job.json").write_text(json.dumps(job))
+        real_runner = self.config.runner_module == RUNNER_MODULE   # tests swap in a fake runner, scored as is
+        job = training_job(proposal.code, proposal.profile, proposal.seed, scratch=scratch, checkpoint_dir=ckpt,
+                           resume=True, reference_step_s=reference, profile_overrides=self.config.profile_overrides,
+                           evaluate=not real_runner, checks=real_runner and proposal.revision > 0)
 
         loop = asyncio.get_running_loop()
         progress: dict = {}
         stop = threading.Event()
 
         def on_line(line: str) -> None:  # in the sandbox thread
-            if line.startswith('{"progress"'):
-                try:
-                    update = json.loads(line)["progress"]
-                except (ValueError, KeyError, TypeError):
-                    return
+            update = progress_of(line)
+            if update is not None:
                 loop.call_soon_threadsafe(progress.update, update)
 
         t0 = time.monotonic()

@@ -9,9 +9,9 @@ import structlog
 
 from schemas import events as ev
 from services.common.llm import LLMError
-from services.judge import fitness as F
+from lab.judging import fitness as F
 from services.judge.qualitative import judge_qualitative
-from services.judge.score import score_fields
+from lab.judging.score import score_fields
 from services.judge.scale import QUALITATIVE_MISSING, judge_late, mark_pending, require_qualitative
 from services.judge.state import JudgeState
 

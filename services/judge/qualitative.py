@@ -15,8 +15,8 @@ import json
 from pydantic import BaseModel, Field
 
 from schemas import events as ev
-from services.judge import fitness as F
-from services.judge.score import Qualitative
+from lab.judging import fitness as F
+from lab.judging.score import Qualitative
 
 MAX_CODE_CHARS = 12_000
 

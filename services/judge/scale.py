@@ -15,53 +15,26 @@ from __future__ import annotations
 from typing import Any, Awaitable, Callable
 
 from schemas import events as ev
+from lab.judging.score import QUALITATIVE_MISSING, require_qualitative  # noqa: F401 - re-exported for the judge
 from services.common.llm import LLMError
-
-QUALITATIVE_MISSING = "qualitative_missing"
-
-
-def require_qualitative(fields: dict[str, Any], why: str) -> dict[str, Any]:
-    """The ScoreAssigned fields of a result whose LLM judgement is missing while the campaign's scale has it:
-    no fitness, an explicit error, the quantitative components kept for a later rescore."""
-    if fields.get("fitness") is None:  # already an error (no baseline, invalid metrics): that error stands
-        return fields
-    out = dict(fields)
-    out.update(fitness=None, significant=None, qualitative=None, qualitative_judged=False,
-               error=f"{QUALITATIVE_MISSING}: the LLM judge gave no qualitative score ({why}); this campaign's "
-                     "fitness has three components, so a 2-of-3 mean is not ranked; it is scored late when the "
-                     "judge's LLM answers again)",
-               note="; ".join(n for n in (fields.get("note"), "not ranked until scored late") if n))
-    return out
-
 
 # ---------------------------------------------------------------- scored late
 # a pending result: judged later by the handling of `trigger` (an event id), whose late score is kept in `score`,
-# so a redelivery of that trigger publishes the same late score again (the publish may have failed)
-PENDING = ("CREATE TABLE IF NOT EXISTS qualitative_pending (result_event_id TEXT PRIMARY KEY, campaign_id TEXT, "
-           "profile TEXT, trigger TEXT, score TEXT)")
-
-
-def _db(state):
-    with state.lock, state.db:
-        state.db.execute(PENDING)
-    return state.db
+# so a redelivery of that trigger publishes the same late score again (the publish may have failed);
+# the table, qualitative_pending, is in the judge's state (services/judge/state.py)
 
 
 def mark_pending(state, result: ev.ResultsReady) -> None:
     """Remember a result whose qualitative judgement failed: the judge asks again later (judge_late)."""
-    db = _db(state)
-    with state.lock, db:
-        db.execute("INSERT OR IGNORE INTO qualitative_pending VALUES (?,?,?,NULL,NULL)",
-                   (result.event_id, result.campaign_id, result.profile))
+    state.db.execute("INSERT OR IGNORE INTO qualitative_pending VALUES (?,?,?,NULL,NULL)",
+                     (result.event_id, result.campaign_id, result.profile))
 
 
 def _pending(state, trigger: str, campaign_id: str, profile: str) -> list[tuple[ev.ResultsReady, str | None]]:
-    db = _db(state)
-    with state.lock:
-        rows = db.execute(
-            "SELECT r.body, p.score FROM qualitative_pending p JOIN results r ON r.event_id = p.result_event_id "
-            "WHERE p.campaign_id=? AND p.profile=? AND (p.trigger IS NULL OR p.trigger=?) "
-            "ORDER BY r.occurred_at, r.event_id", (campaign_id, profile, trigger)).fetchall()
+    rows = state.db.query(
+        "SELECT r.body, p.score FROM qualitative_pending p JOIN results r ON r.event_id = p.result_event_id "
+        "WHERE p.campaign_id=? AND p.profile=? AND (p.trigger IS NULL OR p.trigger=?) "
+        "ORDER BY r.occurred_at, r.event_id", (campaign_id, profile, trigger))
     return [(ev.ResultsReady.model_validate_json(body), score) for body, score in rows]
 
 
@@ -85,8 +58,7 @@ async def judge_late(state, trigger: ev.Event, judge: Callable[[ev.ResultsReady]
         fields["note"] = "; ".join(n for n in (fields.get("note"), "scored late: the LLM judge failed at first") if n)
         score = result.caused(ev.ScoreAssigned, producer="judge", discriminator="late",
                               rescore_of=ev.derived_id(result.event_id, "ScoreAssigned", ""), **fields)
-        with state.lock, state.db:
-            state.db.execute("UPDATE qualitative_pending SET trigger=?, score=? WHERE result_event_id=?",
-                             (trigger.event_id, score.model_dump_json(), result.event_id))
+        state.db.execute("UPDATE qualitative_pending SET trigger=?, score=? WHERE result_event_id=?",
+                         (trigger.event_id, score.model_dump_json(), result.event_id))
         out.append(score)
     return out

@@ -7,12 +7,11 @@ so it keeps them. It is a cache of the log: dropping the file and replaying rebu
 from __future__ import annotations
 
 import json
-import math
-import sqlite3
-import threading
 from pathlib import Path
 
+from lab.judging.score import usable_as_baseline
 from schemas import events as ev
+from services.common.sqlite_state import StateDB
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -24,68 +23,55 @@ CREATE TABLE IF NOT EXISTS proposals (
     PRIMARY KEY (experiment_id, revision));
 CREATE TABLE IF NOT EXISTS campaigns (campaign_id TEXT PRIMARY KEY, baselines TEXT);
 CREATE TABLE IF NOT EXISTS campaign_noise (campaign_id TEXT PRIMARY KEY, noise TEXT);
+-- results scored late (services/judge/scale.py): judged later by the handling of `trigger` (an event id),
+-- whose late score is kept in `score`
+CREATE TABLE IF NOT EXISTS qualitative_pending (result_event_id TEXT PRIMARY KEY, campaign_id TEXT,
+    profile TEXT, trigger TEXT, score TEXT);
 """
-
-
-def usable_as_baseline(r: ev.ResultsReady) -> bool:
-    vals = (r.final_loss, r.benchmark)
-    return all(v is not None and not math.isnan(v) and not math.isinf(v) and v > 0 for v in vals)
 
 
 class JudgeState:
     def __init__(self, path: Path | str = ":memory:"):
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(SCHEMA)
-        self.lock = threading.Lock()
+        self.db = StateDB(path, SCHEMA)
 
     def add_result(self, r: ev.ResultsReady) -> None:
-        with self.lock, self.db:
-            self.db.execute("INSERT OR IGNORE INTO results VALUES (?,?,?,?,?,?,?,?,?)",
-                            (r.event_id, r.campaign_id, r.experiment_id, r.profile, r.role, r.name,
-                             int(usable_as_baseline(r)), r.occurred_at.isoformat(), r.model_dump_json()))
+        self.db.execute("INSERT OR IGNORE INTO results VALUES (?,?,?,?,?,?,?,?,?)",
+                        (r.event_id, r.campaign_id, r.experiment_id, r.profile, r.role, r.name,
+                         int(usable_as_baseline(r)), r.occurred_at.isoformat(), r.model_dump_json()))
 
     def add_proposal(self, p: ev.ProposalCreated) -> None:
-        with self.lock, self.db:
-            self.db.execute("INSERT OR REPLACE INTO proposals VALUES (?,?,?,?,?,?)",
-                            (p.experiment_id, p.revision, p.name, p.code, p.motivation, p.role))
+        self.db.execute("INSERT OR REPLACE INTO proposals VALUES (?,?,?,?,?,?)",
+                        (p.experiment_id, p.revision, p.name, p.code, p.motivation, p.role))
 
     def add_campaign(self, c: ev.CampaignStarted) -> None:
-        with self.lock, self.db:
-            self.db.execute("INSERT OR REPLACE INTO campaigns VALUES (?,?)", (c.campaign_id, json.dumps(c.baselines)))
-            self.db.execute("INSERT OR REPLACE INTO campaign_noise VALUES (?,?)",
-                            (c.campaign_id, json.dumps(c.seed_noise or {})))
+        with self.db.transaction() as tx:
+            tx.execute("INSERT OR REPLACE INTO campaigns VALUES (?,?)", (c.campaign_id, json.dumps(c.baselines)))
+            tx.execute("INSERT OR REPLACE INTO campaign_noise VALUES (?,?)",
+                       (c.campaign_id, json.dumps(c.seed_noise or {})))
 
     def campaign_noise(self, campaign_id: str) -> dict[str, float]:
         """The seed noise the campaign was started with ({} when none was stored)."""
-        with self.lock:
-            row = self.db.execute("SELECT noise FROM campaign_noise WHERE campaign_id=?", (campaign_id,)).fetchone()
+        row = self.db.one("SELECT noise FROM campaign_noise WHERE campaign_id=?", (campaign_id,))
         return json.loads(row[0]) if row else {}
 
     def baseline(self, campaign_id: str, profile: str) -> ev.ResultsReady | None:
         """The campaign's reference baseline: the first baseline the campaign named, when it has results;
         else the earliest valid baseline result (deterministic on replay: by occurred_at, then event_id)."""
-        with self.lock:
-            row = self.db.execute("SELECT baselines FROM campaigns WHERE campaign_id=?", (campaign_id,)).fetchone()
-            preferred = (json.loads(row[0]) or [None])[0] if row else None
-            found = self.db.execute(
-                "SELECT body FROM results WHERE campaign_id=? AND profile=? AND role='baseline' AND valid=1 "
-                "ORDER BY (name = ?) DESC, occurred_at, event_id LIMIT 1",
-                (campaign_id, profile, preferred or "")).fetchone()
+        row = self.db.one("SELECT baselines FROM campaigns WHERE campaign_id=?", (campaign_id,))
+        preferred = (json.loads(row[0]) or [None])[0] if row else None
+        found = self.db.one(
+            "SELECT body FROM results WHERE campaign_id=? AND profile=? AND role='baseline' AND valid=1 "
+            "ORDER BY (name = ?) DESC, occurred_at, event_id LIMIT 1", (campaign_id, profile, preferred or ""))
         return ev.ResultsReady.model_validate_json(found[0]) if found else None
 
     def proposal(self, experiment_id: str, revision: int | None = None) -> dict | None:
-        with self.lock:
-            if revision is not None:
-                row = self.db.execute("SELECT name, code, motivation, role FROM proposals WHERE experiment_id=? "
-                                      "AND revision=?", (experiment_id, revision)).fetchone()
-            else:
-                row = None
-            if row is None:
-                row = self.db.execute("SELECT name, code, motivation, role FROM proposals WHERE experiment_id=? "
-                                      "ORDER BY revision DESC LIMIT 1", (experiment_id,)).fetchone()
+        row = None
+        if revision is not None:
+            row = self.db.one("SELECT name, code, motivation, role FROM proposals WHERE experiment_id=? "
+                              "AND revision=?", (experiment_id, revision))
+        if row is None:
+            row = self.db.one("SELECT name, code, motivation, role FROM proposals WHERE experiment_id=? "
+                              "ORDER BY revision DESC LIMIT 1", (experiment_id,))
         return dict(zip(("name", "code", "motivation", "role"), row)) if row else None
 
     def close(self) -> None:

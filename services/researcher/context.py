@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-import sqlite3
 from pathlib import Path
 
 from schemas.events import ParentSampled, ProgramSnapshot
+from services.common.sqlite_state import StateDB
 
 # what a reader wants to know about a program's mechanisms, found in its code
 MECHANISMS = [
@@ -36,11 +36,8 @@ class ContextBuilder:
         self.cache_path = Path(cache_path) if cache_path else None
         self._memory: dict[tuple[str, str], str] = {}
         self.computed = 0  # summaries actually computed (not served from a cache)
-        if self.cache_path:
-            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-            with sqlite3.connect(self.cache_path) as db:
-                db.execute("CREATE TABLE IF NOT EXISTS summaries (experiment_id TEXT, digest TEXT, summary TEXT, "
-                           "PRIMARY KEY (experiment_id, digest))")
+        self._db = StateDB(self.cache_path, "CREATE TABLE IF NOT EXISTS summaries (experiment_id TEXT, digest TEXT, "
+                           "summary TEXT, PRIMARY KEY (experiment_id, digest))") if self.cache_path else None
 
     def summary(self, snap: ProgramSnapshot) -> str:
         digest = _digest(snap.code, snap.motivation, snap.analysis, "|".join(snap.cognitions),
@@ -48,18 +45,16 @@ class ContextBuilder:
         key = (snap.experiment_id, digest)
         if key in self._memory:
             return self._memory[key]
-        if self.cache_path:
-            with sqlite3.connect(self.cache_path) as db:
-                row = db.execute("SELECT summary FROM summaries WHERE experiment_id = ? AND digest = ?", key).fetchone()
+        if self._db is not None:
+            row = self._db.one("SELECT summary FROM summaries WHERE experiment_id = ? AND digest = ?", key)
             if row:
                 self._memory[key] = row[0]
                 return row[0]
         text = summarise(snap)
         self.computed += 1
         self._memory[key] = text
-        if self.cache_path:
-            with sqlite3.connect(self.cache_path) as db:
-                db.execute("INSERT OR REPLACE INTO summaries VALUES (?, ?, ?)", (*key, text))
+        if self._db is not None:
+            self._db.execute("INSERT OR REPLACE INTO summaries VALUES (?, ?, ?)", (*key, text))
         return text
 
     def brief(self, event: ParentSampled, *, max_code_chars: int = 12000) -> str:

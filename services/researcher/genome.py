@@ -41,7 +41,7 @@ MEMORY_TEXT = {
 }
 FEATURE_TEXT = {"silu": "SiLU", "identity": "identity", "elu1": "ELU+1", "relu": "ReLU", "softplus": "softplus"}
 
-# The genomes of the classic mixers of the engineer's zoo (services/engineer/zoo/programs), softmax excepted.
+# The genomes of the classic mixers of the engineer's zoo (lab/zoo/programs), softmax excepted.
 # Close, not exact: e.g. the zoo's Mamba2 has a D skip and its GLA a two-level chunking the vocabulary lacks.
 ZOO_DESIGNS: dict[str, dict[str, Any]] = {
     "deltanet": {"memory": "delta", "feature_map": "silu", "qk_norm": "l2", "beta": "sigmoid",

@@ -16,7 +16,8 @@ import structlog
 
 from schemas import events as ev
 from services.common.llm import LLMInvalidOutput, LLMUnavailable, merge_usage
-from services.researcher.checks import CheckOutcome, normalized_code_hash
+from lab.checks import CheckOutcome
+from lab.program import code_hash
 from services.researcher.planner import Proposal, known_design
 
 PRODUCER = "researcher"
@@ -55,7 +56,7 @@ async def on_parent_sampled(event: ev.ParentSampled, *, proposer, checker, novel
         out.append(event.caused(
             ev.ProposalRejected, producer=producer, discriminator=attempt, attempt=attempt, reason=reason,
             feedback=text, name=proposal.name if proposal else "", motivation=proposal.motivation if proposal else "",
-            code=code, code_hash=normalized_code_hash(code) if code else "",
+            code=code, code_hash=code_hash(code) if code else "",
             usage=merge_usage(proposal.usage if proposal else None, fields.pop("usage", None)), **fields))
         feedback.append(f"[{reason}] {proposal.name + ': ' if proposal else ''}{text}")
         history.append({"attempt": attempt, "reason": reason, "name": proposal.name if proposal else "",
@@ -92,7 +93,7 @@ async def on_parent_sampled(event: ev.ParentSampled, *, proposer, checker, novel
             ev.ProposalCreated, producer=producer, name=proposal.name, code=proposal.code,
             motivation=proposal.motivation, role="candidate", attempt=attempt, parent_id=event.parent.experiment_id,
             reference_ids=[r.experiment_id for r in event.references], origin=proposal.origin, design=proposal.design,
-            code_hash=normalized_code_hash(proposal.code), profile=event.profile, seed=event.seed,
+            code_hash=code_hash(proposal.code), profile=event.profile, seed=event.seed,
             checks={**_checks_record(outcome), "novelty": {"similar_top": verdict.evidence.get("top_similarity"),
                                                             "judge": verdict.evidence.get("judge")},
                     "rejected_attempts": len(history), **({"routing": proposal.route} if proposal.route else {})},
@@ -123,7 +124,7 @@ async def _baseline(event: ev.ParentSampled, *, checker, novelty, producer: str)
         ev.ProposalCreated, producer=producer, name=parent.name, code=parent.code,
         motivation=parent.motivation or f"baseline: the zoo's {parent.name}, trained unchanged", role="baseline",
         origin="zoo", attempt=1, parent_id=parent.experiment_id, design=design,
-        code_hash=normalized_code_hash(parent.code), profile=event.profile, seed=event.seed,
+        code_hash=code_hash(parent.code), profile=event.profile, seed=event.seed,
         checks=_checks_record(outcome))]
 
 

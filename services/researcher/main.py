@@ -15,7 +15,7 @@ from services.common import endpoints
 from services.common.bus import Service
 from services.common.settings import Settings
 from services.researcher import handlers
-from services.researcher.checks import SanityChecker
+from lab.checks import SanityChecker
 from services.researcher.context import ContextBuilder
 from services.researcher.novelty import NoveltyChecker
 from services.researcher.planner import LLMPlanner, OfflineProposer

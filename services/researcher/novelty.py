@@ -33,7 +33,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from schemas.events import SimilarExperiment, Usage
-from services.researcher.checks import normalized_code_hash
+from lab.program import code_hash
 
 SIMILARITY_THRESHOLD = 0.98
 NEIGHBOURS = 5
@@ -80,14 +80,14 @@ class NoveltyChecker:
 
     async def check(self, *, campaign_id: str, experiment_id: str, name: str, motivation: str,
                     code: str) -> NoveltyVerdict:
-        code_hash = normalized_code_hash(code)
+        digest = code_hash(code)
         vector = await self._embed(motivation or name)
-        same = self.store.search(vector, 1, self._filter(campaign_id, experiment_id, f"code_hash == {_q(code_hash)}"))
+        same = self.store.search(vector, 1, self._filter(campaign_id, experiment_id, f"code_hash == {_q(digest)}"))
         hits = self.store.search(vector, self.k, self._filter(campaign_id, experiment_id))
         similar = [SimilarExperiment(experiment_id=h.payload.get("experiment_id", h.id), name=h.payload.get("name", ""),
                                      similarity=round(h.score, 4), motivation=h.payload.get("motivation", "")[:500])
                    for h in hits]
-        evidence = {"code_hash": code_hash, "threshold": self.threshold, "judge": "llm" if self.llm else "threshold",
+        evidence = {"code_hash": digest, "threshold": self.threshold, "judge": "llm" if self.llm else "threshold",
                     "top_similarity": similar[0].similarity if similar else None}
         if same:
             h = same[0]
@@ -118,7 +118,7 @@ class NoveltyChecker:
         vector = await self._embed(motivation or name)
         self.store.upsert([experiment_id], [vector], [{
             "campaign_id": campaign_id, "experiment_id": experiment_id, "name": name,
-            "motivation": (motivation or "")[:2000], "code_hash": normalized_code_hash(code), "origin": origin}])
+            "motivation": (motivation or "")[:2000], "code_hash": code_hash(code), "origin": origin}])
 
 
 def _feedback(name: str, rep: SimilarExperiment, why: str) -> str:

@@ -18,15 +18,20 @@ The statistics are a projection of the log, kept in SQLite under the data dir (o
 from __future__ import annotations
 
 import math
-import sqlite3
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 from schemas import events as ev
+from services.common.sqlite_state import StateDB
 
 MIN_COST = 1e-4  # $ per call: a free (local) model is not infinitely cheap, its GPU time is not free
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS calls (event_id TEXT, i INTEGER, campaign_id TEXT, model TEXT, cost REAL, "
+    "PRIMARY KEY (event_id, i));"
+    "CREATE TABLE IF NOT EXISTS proposals (experiment_id TEXT PRIMARY KEY, campaign_id TEXT, model TEXT, "
+    "parent_id TEXT);"
+    "CREATE TABLE IF NOT EXISTS fitness (experiment_id TEXT PRIMARY KEY, fitness REAL);")
 
 
 @dataclass
@@ -89,48 +94,35 @@ class PlannerRouter:
         if not models:
             raise ValueError("a router needs at least one model")
         self.models = list(dict.fromkeys(models))
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(
-            "CREATE TABLE IF NOT EXISTS calls (event_id TEXT, i INTEGER, campaign_id TEXT, model TEXT, cost REAL, "
-            "PRIMARY KEY (event_id, i));"
-            "CREATE TABLE IF NOT EXISTS proposals (experiment_id TEXT PRIMARY KEY, campaign_id TEXT, model TEXT, "
-            "parent_id TEXT);"
-            "CREATE TABLE IF NOT EXISTS fitness (experiment_id TEXT PRIMARY KEY, fitness REAL);")
-        self.lock = threading.Lock()
+        self.db = StateDB(path, SCHEMA)
 
     # --- the projection of the log
     def _calls(self, e: ev.ProposalCreated | ev.ProposalRejected) -> None:
         rows = [(e.event_id, i, e.campaign_id, r.model, r.cost_usd)
                 for i, r in enumerate(e.usage.requests if e.usage else []) if r.role == "planner"]
-        with self.lock, self.db:
-            self.db.executemany("INSERT OR IGNORE INTO calls VALUES (?,?,?,?,?)", rows)
+        with self.db.transaction() as tx:
+            tx.executemany("INSERT OR IGNORE INTO calls VALUES (?,?,?,?,?)", rows)
 
     def observe_proposal(self, p: ev.ProposalCreated) -> None:
         self._calls(p)
         req = planner_request(p.usage)
         if p.origin == "llm" and p.revision == 0 and req is not None:
-            with self.lock, self.db:
-                self.db.execute("INSERT OR IGNORE INTO proposals VALUES (?,?,?,?)",
-                                (p.experiment_id, p.campaign_id, req.model, p.parent_id))
+            self.db.execute("INSERT OR IGNORE INTO proposals VALUES (?,?,?,?)",
+                            (p.experiment_id, p.campaign_id, req.model, p.parent_id))
 
     def observe_rejection(self, r: ev.ProposalRejected) -> None:
         self._calls(r)
 
     def observe_score(self, s: ev.ScoreAssigned) -> None:
         if s.rescore_of is None and s.fitness is not None:
-            with self.lock, self.db:
-                self.db.execute("INSERT OR IGNORE INTO fitness VALUES (?,?)", (s.experiment_id, s.fitness))
+            self.db.execute("INSERT OR IGNORE INTO fitness VALUES (?,?)", (s.experiment_id, s.fitness))
 
     def arms(self, campaign_id: str) -> dict[str, Arm]:
-        with self.lock:
-            calls = self.db.execute("SELECT model, cost FROM calls WHERE campaign_id=?", (campaign_id,)).fetchall()
-            props = self.db.execute(
-                "SELECT p.model, f.fitness, pf.fitness FROM proposals p LEFT JOIN fitness f ON f.experiment_id = "
-                "p.experiment_id LEFT JOIN fitness pf ON pf.experiment_id = p.parent_id WHERE p.campaign_id=?",
-                (campaign_id,)).fetchall()
+        calls = self.db.query("SELECT model, cost FROM calls WHERE campaign_id=?", (campaign_id,))
+        props = self.db.query(
+            "SELECT p.model, f.fitness, pf.fitness FROM proposals p LEFT JOIN fitness f ON f.experiment_id = "
+            "p.experiment_id LEFT JOIN fitness pf ON pf.experiment_id = p.parent_id WHERE p.campaign_id=?",
+            (campaign_id,))
         return arm_stats(self.models, calls, props)
 
     def choose(self, campaign_id: str, nonce: int) -> tuple[str, dict]:

@@ -8,9 +8,9 @@ from services.analyst.compare import code_diff
 from services.analyst.handlers import (on_insights_stored, on_proposal_created, on_results_ready,
                                        on_score_assigned)
 from services.analyst.state import AnalystState
-from services.cognition.model import to_event
+from services.common.cognition_model import to_event
 from services.cognition.handlers import on_cognition_ingested
-from services.cognition.retrieval import CognitionBase
+from services.common.cognition_base import CognitionBase
 from services.cognition.seed import load_seed
 from services.common.embeddings import Embedder
 from services.common.llm import LLMClient

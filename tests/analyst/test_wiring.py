@@ -63,7 +63,7 @@ async def test_results_to_score_to_insights_with_cognitions(kafka_broker, tmp_pa
         assert scores["b"].fitness == pytest.approx(0.5)
         # scales are 10 x the profile's seed noise (cpu-tiny, the results' default profile):
         # loss 2.1 vs 2.0 -> σ(6·clip(-0.1 / (10·noise_loss))); bench 0.45 vs 0.5 -> σ(6·clip(-0.05 / (10·noise_bench)))
-        from services.judge.fitness import clip, resolve_noise, sigmoid
+        from lab.judging.fitness import clip, resolve_noise, sigmoid
         noise = resolve_noise("cpu-tiny")
         expected = (sigmoid(6 * clip(-0.1 / (10 * noise.loss)))
                     + sigmoid(6 * clip(-0.05 / (10 * noise.benchmark)))) / 2

@@ -65,7 +65,10 @@ def test_status_lattice_examples():
     fixed = {"facts": {"proposed": True, "failed": True},
              "revisions": {"proposed": 1, "started": 1, "failed": 0, "results": -1}}
     assert status_of(fixed) == "training"   # revision 1 came after the failure of revision 0
-    assert status_of({**fixed, "facts": {**fixed["facts"], "results": True, "abandoned": True}}) == "done"
+    measured = {**fixed, "facts": {**fixed["facts"], "results": True, "abandoned": True}}
+    assert status_of(measured) == "scoring"   # a result outranks an abandonment: what was measured stays
+    assert status_of({**measured, "facts": {**measured["facts"], "scored": True}}) == "analysing"
+    assert status_of({**measured, "facts": {**measured["facts"], "scored": True, "insights": True}}) == "done"
 
 
 def test_score_before_results_and_progress_after_results(tmp_path):

@@ -2,7 +2,7 @@
 import json
 
 from services.cognition.corpus import CORPUS_KEYS, paper_key_of, parse_corpus_dir
-from services.cognition.model import from_event, to_event
+from services.common.cognition_model import from_event, to_event
 from services.cognition.seed import load_seed
 
 

@@ -3,8 +3,8 @@ import pytest
 
 from services.cognition.corpus import parse_corpus_dir
 from services.cognition.handlers import on_cognition_ingested
-from services.cognition.model import to_event
-from services.cognition.retrieval import CognitionBase
+from services.common.cognition_model import to_event
+from services.common.cognition_base import CognitionBase
 from services.cognition.seed import load_seed
 from services.common.vectors import VectorStore
 

@@ -81,6 +81,48 @@ def test_newer_schema_version_is_rejected_clearly():
         codec.decode(json.dumps(data))
 
 
+def test_old_payloads_are_upcast_in_order_before_validation(monkeypatch):
+    """The codec's upcaster hook: CampaignCompleted pretends to be at v3, where v1 called `reason` `why`
+    and v2 added a required-by-convention `note` prefix; a v1 payload reads as a v3 event."""
+    monkeypatch.setattr(ev.CampaignCompleted, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(codec, "UPCASTERS", {})
+    calls = []
+
+    @codec.upcaster("CampaignCompleted", from_version=1)
+    def v1_to_v2(data):
+        calls.append(("v1", data["schema_version"]))
+        data["reason"] = data.pop("why")
+        return data
+
+    @codec.upcaster("CampaignCompleted", from_version=2)
+    def v2_to_v3(data):
+        calls.append(("v2", data["schema_version"]))
+        data["reason"] = "upcast: " + data["reason"]
+        return data
+
+    old = json.loads(codec.encode(sample_event(ev.CampaignCompleted)))
+    old["why"] = old.pop("reason")
+    old["schema_version"] = 1
+    back = codec.decode(json.dumps(old))
+    assert calls == [("v1", 1), ("v2", 2)]
+    assert back.reason.startswith("upcast: ") and back.schema_version == 3 and "why" not in (back.model_extra or {})
+    current = json.loads(codec.encode(back))   # a v3 payload is not touched again
+    assert codec.decode(json.dumps(current)).reason == back.reason and len(calls) == 2
+    with pytest.raises(ValueError, match="already has an upcaster"):
+        codec.upcaster("CampaignCompleted", from_version=1)(v1_to_v2)
+    with pytest.raises(KeyError, match="no event type"):
+        codec.upcaster("NoSuchEvent", from_version=1)
+
+
+def test_an_upcaster_that_cannot_read_a_payload_gives_a_typed_error(monkeypatch):
+    monkeypatch.setattr(ev.CampaignCompleted, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(codec, "UPCASTERS", {("CampaignCompleted", 1): lambda data: data["missing"]})
+    old = json.loads(codec.encode(sample_event(ev.CampaignCompleted)))
+    old["schema_version"] = 1
+    with pytest.raises(codec.InvalidEvent, match="could not be upcast"):
+        codec.decode(json.dumps(old))
+
+
 @pytest.mark.parametrize("raw,error", [
     (b"\xff\xfe", codec.MalformedPayload), (b"[1, 2]", codec.MalformedPayload),
     (b'{"type": "Nope"}', codec.UnknownEventType),

@@ -26,7 +26,7 @@ import pytest
 from services.archive import queries
 from services.archive.storage import SQLiteStore
 from services.common.llm import cost_usd
-from services.engineer.zoo.registry import zoo_source
+from lab.zoo.registry import zoo_source
 from tests.conftest import shared_dir
 from tests.support.lab_script import LabScript, role_of
 from tests.support.scripted_llm import scripted_llm  # noqa: F401 - fixture

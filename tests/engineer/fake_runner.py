@@ -1,4 +1,4 @@
-"""A stand-in for services.engineer.runner with the same CLI and result format, driven by the code.
+"""A stand-in for lab.training.runner with the same CLI and result format, driven by the code.
 
 The program's code carries directives: `# fake: steps=40 step_s=0.05 fail=RuntimeError`. Checkpoints
 are JSON files in checkpoint_dir, so a takeover resumes where the killed engineer stopped.

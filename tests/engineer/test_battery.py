@@ -3,8 +3,8 @@ token accuracy at the labelled positions, and evaluate() reports one metric per 
 import pytest
 import torch
 
-from services.engineer import battery as B
-from services.engineer.data import IGNORE
+from lab.training import battery as B
+from lab.training.data import IGNORE
 
 
 @pytest.mark.parametrize("task", B.TASKS)
@@ -81,11 +81,11 @@ def test_score_is_token_accuracy_per_task():
 
 
 def test_evaluate_reports_each_task_and_the_mean(tmp_path):
-    from services.engineer.evaluate import evaluate
-    from services.engineer.profiles import get_profile
-    from services.engineer.runner import build_model
-    from services.engineer.zoo import zoo_source
-    from services.engineer.runner import load_layer_class
+    from lab.training.evaluate import evaluate
+    from lab.training.profiles import get_profile
+    from lab.training.runner import build_model
+    from lab.zoo import zoo_source
+    from lab.program import load_layer_class
 
     profile = get_profile("cpu-tiny", eval_examples=4)
     assert profile.task == "battery" and profile.eval_tasks == ("battery",)

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from services.engineer import data
-from services.engineer.data import IGNORE
+from lab.training import data
+from lab.training.data import IGNORE
 
 
 def test_batches_are_a_function_of_seed_and_step():

@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
-from services.engineer import datastage
-from services.engineer.data import load_byte_corpus
-from services.engineer.profiles import get_profile
+from lab.training import datastage
+from lab.training.data import load_byte_corpus
+from lab.training.profiles import get_profile
 
 OVERRIDES = dict(task="hf", hf_dataset=datastage.LOCAL_DATASET, hf_tokenizer=datastage.BYTES_TOKENIZER, steps=6,
                  batch_size=2, seq_len=32, log_every=2, checkpoint_every=6, eval_examples=8, eval_batch_size=8)
@@ -51,7 +51,7 @@ def test_a_truncated_stage_is_not_found(tmp_path):
 
 
 def test_the_runner_reads_the_stage_and_refuses_without_it_in_the_sandbox(tmp_path, monkeypatch):
-    from services.engineer.runner import make_batch_fn
+    from lab.training.runner import make_batch_fn
     p = staged_profile()
     d = datastage.prepare(p, tmp_path)
     monkeypatch.setenv("ARCHLAB_SANDBOX", "1")
@@ -66,9 +66,9 @@ def test_the_runner_reads_the_stage_and_refuses_without_it_in_the_sandbox(tmp_pa
 @pytest.mark.slow
 def test_sandboxed_training_reads_the_stage_read_only(tmp_path, monkeypatch):
     """The real sandbox (bwrap, offline) trains from the staged cache inside a hidden data dir."""
-    from services.common import confine
-    from services.engineer.sandboxed import run_training_sandboxed
-    from services.engineer.zoo.registry import zoo_source
+    from lab import confine
+    from lab.training.sandboxed import run_training_sandboxed
+    from lab.zoo.registry import zoo_source
 
     ok, why = confine.available()
     if not ok:
@@ -88,7 +88,7 @@ def test_sandboxed_training_reads_the_stage_read_only(tmp_path, monkeypatch):
 
 def test_the_stage_shows_through_the_hidden_data_dir(tmp_path):
     """The lab's data dir is a tmpfs in the child; the staged dir is bound read-only after (over) it."""
-    from services.common import confine
+    from lab import confine
 
     hidden = confine.hidden_dirs()[0]          # <repo>/.archlab: inside the repository's read-only bind
     stage = hidden / "datasets" / "k-test-stage"

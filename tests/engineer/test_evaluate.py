@@ -5,12 +5,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from services.engineer import evaluate as ev
-from services.engineer.data import IGNORE
-from services.engineer.model import CausalLM
-from services.engineer.profiles import get_profile
-from services.engineer.runner import build_model, make_batch_fn
-from services.engineer.train import train
+from lab.training import evaluate as ev
+from lab.training.data import IGNORE
+from lab.training.model import CausalLM
+from lab.training.profiles import get_profile
+from lab.training.runner import build_model, make_batch_fn
+from lab.training.train import train
 from tests.engineer.helpers import MixLayer, layer_class
 
 

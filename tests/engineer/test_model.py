@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from services.engineer.data import IGNORE
-from services.engineer.model import CausalLM, lm_loss
+from lab.training.data import IGNORE
+from lab.training.model import CausalLM, lm_loss
 from tests.engineer.helpers import MixLayer, layer_class
 
 

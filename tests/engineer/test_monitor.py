@@ -3,11 +3,11 @@ import math
 import pytest
 import torch
 
-from services.engineer.model import CausalLM
-from services.engineer.monitor import Monitor, TrainingStopped
-from services.engineer.profiles import get_profile
-from services.engineer.runner import build_model, make_batch_fn
-from services.engineer.train import train
+from lab.training.model import CausalLM
+from lab.training.monitor import Monitor, TrainingStopped
+from lab.training.profiles import get_profile
+from lab.training.runner import build_model, make_batch_fn
+from lab.training.train import train
 from tests.engineer.helpers import LeakyLayer, MixLayer, NaNLayer, layer_class
 
 

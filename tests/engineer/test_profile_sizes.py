@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from services.engineer.profiles import PROFILES, get_profile
-from services.engineer.sizes import BASELINE, model_params, nominal_params, profiles_table
-from services.engineer.zoo.registry import ZOO
+from lab.training.profiles import PROFILES, get_profile
+from lab.training.sizes import BASELINE, model_params, nominal_params, profiles_table
+from lab.zoo.registry import ZOO
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,8 +21,9 @@ def test_names_that_promise_a_size():
 
 def test_the_meta_count_is_the_allocated_count():
     p = get_profile("cpu-bytes")
-    from services.engineer.runner import build_model, load_layer_class
-    from services.engineer.zoo.registry import zoo_source
+    from lab.program import load_layer_class
+    from lab.training.runner import build_model
+    from lab.zoo.registry import zoo_source
     assert model_params(p) == build_model(load_layer_class(zoo_source(BASELINE)), p).num_params() == 830_336
 
 
@@ -49,4 +50,4 @@ def test_docs_table_matches_the_sized_profiles():
     rows = [r for r in profiles_table().splitlines() if any(r.startswith(f"| `{n}` ") for n in SIZED)]
     assert len(rows) == len(SIZED)
     for row in rows:
-        assert row in doc, f"docs/profiles.md is stale: regenerate with `python -m services.engineer.sizes`\n{row}"
+        assert row in doc, f"docs/profiles.md is stale: regenerate with `python -m lab.training.sizes`\n{row}"

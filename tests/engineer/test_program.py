@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from services.common.program import ContractError, code_hash, load_layer_class, load_program_module
+from lab.program import ContractError, code_hash, load_layer_class, load_program_module
 from tests.engineer.programs import source
 
 GOOD = '''

@@ -12,10 +12,11 @@ import time
 import pytest
 import torch
 
-from services.engineer.evaluate import evaluate
-from services.engineer.profiles import get_profile
-from services.engineer.runner import build_model, load_layer_class, make_batch_fn
-from services.engineer.train import train
+from lab.training.evaluate import evaluate
+from lab.training.profiles import get_profile
+from lab.program import load_layer_class
+from lab.training.runner import build_model, make_batch_fn
+from lab.training.train import train
 from tests.engineer.programs import source
 
 STEPS = 500
@@ -23,7 +24,7 @@ STEPS = 500
 
 def _program(name: str) -> str:
     if os.environ.get("ARCHLAB_RANKING_ZOO") == "1":
-        from services.engineer.zoo.registry import zoo_source
+        from lab.zoo.registry import zoo_source
         return zoo_source(name)
     return source(name)
 

@@ -3,7 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from services.engineer import runner
+from lab.training import runner
 from tests.engineer.helpers import BROKEN_SOURCE, LEAKY_SOURCE, source
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,7 +20,7 @@ def _job(tmp_path, code, **overrides):
 def test_runner_cli_trains_evaluates_and_streams_progress(tmp_path):
     job = _job(tmp_path, source("deltanet"), steps=30, eval_examples=32)
     out = tmp_path / "result.json"
-    proc = subprocess.run([sys.executable, "-m", "services.engineer.runner", str(job), str(out)], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "lab.training.runner", str(job), str(out)], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     progress = [json.loads(line)["progress"] for line in proc.stdout.splitlines() if line.startswith("{")]

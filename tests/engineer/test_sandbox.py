@@ -2,7 +2,7 @@
 import os
 import time
 
-from services.common.sandbox import Limits, run_python_module
+from lab.sandbox import Limits, run_python_module
 
 HOSTILE = "tests.engineer.hostile"
 FAST = dict(preimport=(), mem_mb=1024)  # these cases need no torch: a child starts in ~0.2 s

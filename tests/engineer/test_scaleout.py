@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from schemas import events as ev
-from services.engineer.main import build_debugger
+from services.debugger.main import build as build_debugger
 from services.engineer.worker import Worker, WorkerConfig
 from tests.engineer.busutil import Collector, publish, settings_for
 from tests.engineer.programs import source
@@ -105,7 +105,7 @@ def sandbox_children_of(engineer_id):
             cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "services.common.sandbox" in cmd and f"/scratch/{engineer_id}/" in cmd:
+        if "lab.sandbox" in cmd and f"/scratch/{engineer_id}/" in cmd:
             pids.append(int(d.name))
     return pids
 

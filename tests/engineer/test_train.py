@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
-from services.engineer.profiles import PROFILES, get_profile
-from services.engineer.runner import build_model, make_batch_fn
-from services.engineer.train import CHECKPOINT_NAME, lr_at, train
+from lab.training.profiles import PROFILES, get_profile
+from lab.training.runner import build_model, make_batch_fn
+from lab.training.train import CHECKPOINT_NAME, lr_at, train
 from tests.engineer.helpers import layer_class
 
 

@@ -22,7 +22,7 @@ DOCKERFILE = ROOT / "infra" / "Dockerfile"
 ROLES = {
     "researcher": "services.researcher.main",
     "engineer": "services.engineer.main",
-    "debugger": "services.engineer.main",
+    "debugger": "services.debugger.main",
     "analyst": "services.analyst.main",
     "judge": "services.judge.main",
     "cognition": "services.cognition.main",
@@ -93,8 +93,7 @@ def test_roles_commands_healthchecks_and_dependencies(compose):
         assert s["depends_on"]["kafka"]["condition"] == "service_healthy"
         assert s["depends_on"]["topics-init"]["condition"] == "service_completed_successfully"
         assert "archlab-data:/data" in s["volumes"]
-    assert services["debugger"]["command"][-1] == "--debugger"
-    assert "--debugger" not in services["engineer"]["command"]
+    assert services["debugger"]["command"] == ["python", "-m", "services.debugger.main"]
     assert services["topics-init"]["command"] == ["archlab", "topics", "create"]
     assert "/infra/cassandra/schema.cql" in services["cassandra-init"]["command"]
     assert any(v.startswith("./cassandra:/infra/cassandra") for v in services["cassandra-init"]["volumes"])
@@ -165,7 +164,7 @@ def test_service_healthcheck_runs(compose, tmp_path):
 def test_only_the_llm_services_get_the_llm_key_and_the_engineer_may_sandbox():
     """Least privilege (issue 13): the engineer runs generated code and never holds the key; bubblewrap
     needs the engineer's seccomp/AppArmor/systempaths unconfined; the image installs bubblewrap."""
-    from services.common.confine import LLM_SERVICES
+    from lab.confine import LLM_SERVICES
 
     services = yaml.safe_load(COMPOSE.read_text())["services"]
     with_key = {name for name, svc in services.items() if "ARCHLAB_LLM_API_KEY" in (svc.get("environment") or {})}
@@ -185,11 +184,11 @@ def test_the_engineers_data_cache_is_a_named_volume_prepared_by_an_init_job(comp
     assert "archlab-datasets:/data/datasets:ro" in engineer["volumes"] and "archlab-data:/data" in engineer["volumes"]
     assert engineer["depends_on"]["data-init"]["condition"] == "service_completed_successfully"
     # the cache lies where the code looks for it: <ARCHLAB_DATA_DIR>/datasets
-    from services.engineer.datastage import cache_root
+    from lab.training.datastage import cache_root
     assert str(cache_root("/data")) == "/data/datasets"
     # the init job's profile is one that needs staging, and the CLI knows the command
-    from services.engineer.datastage import needs_staging
-    from services.engineer.profiles import get_profile
+    from lab.training.datastage import needs_staging
+    from lab.training.profiles import get_profile
     default = re.fullmatch(r"\$\{DATA_PROFILE:-([\w-]+)\}", init["command"][3]).group(1)
     assert needs_staging(get_profile(default))
 
@@ -197,7 +196,7 @@ def test_the_engineers_data_cache_is_a_named_volume_prepared_by_an_init_job(comp
 def test_the_secrets_override_gives_the_key_file_to_the_llm_services_only(tmp_path):
     """infra/docker-compose.secrets.yml: the key as a docker secret (a file at /run/secrets/llm_api_key named by
     ARCHLAB_LLM_API_KEY_FILE) in the LLM services, and in no other service (issue 13, point 3)."""
-    from services.common.confine import LLM_SERVICES
+    from lab.confine import LLM_SERVICES
 
     override = yaml.safe_load((ROOT / "infra" / "docker-compose.secrets.yml").read_text())
     assert set(override["services"]) == set(LLM_SERVICES)

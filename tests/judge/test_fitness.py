@@ -5,7 +5,7 @@ import pytest
 
 from schemas import events as ev
 from services.common.llm import LLMUnavailable
-from services.judge import fitness as F
+from lab.judging import fitness as F
 from services.judge.handlers import on_campaign_started, on_proposal_created, on_results_ready
 from services.judge.qualitative import QualitativeJudgement
 from services.judge.state import JudgeState
@@ -183,7 +183,7 @@ def test_noise_scales_make_the_score_smooth_and_noise_small():
 
 
 def test_resolve_noise_prefers_the_campaign_then_the_setting_then_the_profile():
-    from services.engineer.profiles import get_profile
+    from lab.training.profiles import get_profile
     assert F.resolve_noise("cpu-tiny", {"loss": 0.3, "benchmark": 0.04}, {"cpu-tiny": {"loss": 9.0}}) == \
         F.SeedNoise(loss=0.3, benchmark=0.04)
     assert F.resolve_noise("cpu-tiny", {}, {"cpu-tiny": {"loss": 9.0}}) == F.SeedNoise(loss=9.0)
@@ -207,6 +207,6 @@ async def test_campaign_stored_noise_scales_the_fitness():
 def test_a_new_campaign_stores_the_setting_or_the_profiles_noise():
     assert F.campaign_seed_noise("cpu-tiny", {"cpu-tiny": {"loss": 0.5, "benchmark": 0.02}}) == \
         {"loss": 0.5, "benchmark": 0.02}
-    from services.engineer.profiles import get_profile
+    from lab.training.profiles import get_profile
     assert F.campaign_seed_noise("cpu-tiny", {}) == get_profile("cpu-tiny").seed_noise
     assert F.campaign_seed_noise("no-such-profile") == {}

@@ -3,7 +3,7 @@ import pytest
 
 from schemas import events as ev
 from services.judge.handlers import on_results_ready
-from services.judge.rescore import ranking, rescore
+from lab.judging.rescore import ranking, rescore
 from services.judge.state import JudgeState
 
 

@@ -62,7 +62,7 @@ async def test_pending_results_wait_while_the_llm_stays_down_and_stay_in_their_c
 
 
 async def test_a_rescore_keeps_one_scale_where_the_campaign_was_judged():
-    from services.judge.rescore import rescore
+    from lab.judging.rescore import rescore
 
     state, llm = JudgeState(), SwitchableLLM()
     base_r, judged_r, missing_r = result("base", 2.0, 0.5, role="baseline"), result("j", 1.9, 0.52), \

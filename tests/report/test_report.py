@@ -53,8 +53,8 @@ def test_counts_of_the_fake_campaign(events):
     assert n["rejections"] == FAKE["rejections"]
     assert n["in_flight"] == 0
     statuses = {x.experiment_id: x.status for x in c.experiments.values()}
-    assert statuses["exp-03"] == "abandoned" and statuses["exp-imp"] == "imported"
-    assert statuses["exp-05"] == "scored"
+    assert statuses["exp-03"] == "abandoned" and statuses["exp-imp"] == "done"   # the lifecycle (lab/lifecycle.py)
+    assert statuses["exp-05"] == "done"
     assert [b.experiment_id for b in c.baselines] == ["exp-base"]
     assert c.experiments["exp-imp"].kind == "imported"
 

@@ -1,7 +1,8 @@
 """Sanity checks: static vetting and the sandboxed dynamic checks, each with its reason and feedback."""
 import pytest
 
-from services.researcher.checks import SanityChecker, normalized_code_hash, static_check
+from lab.checks import SanityChecker, static_check
+from lab.program import code_hash
 from services.researcher.codegen import render
 from services.researcher.genome import ZOO_DESIGNS
 from tests.researcher import bad_programs as bad
@@ -54,9 +55,9 @@ def test_normalized_hash_ignores_comments_docstrings_and_names():
     a = render(ZOO_DESIGNS["deltanet"], "first-name", "one motivation")
     b = render(ZOO_DESIGNS["deltanet"], "other-name", "a different motivation") \
         .replace("q_proj", "query_projection").replace("# feature map", "# features!")
-    assert normalized_code_hash(a) == normalized_code_hash(b)
+    assert code_hash(a) == code_hash(b)
     c = render({**ZOO_DESIGNS["deltanet"], "head_mix": True}, "first-name", "one motivation")
-    assert normalized_code_hash(a) != normalized_code_hash(c)
+    assert code_hash(a) != code_hash(c)
 
 
 def test_a_runtime_violation_is_blamed_on_its_program_only():

@@ -4,7 +4,7 @@ import pytest
 from schemas import events as ev
 from services.common.llm import LLMClient
 from services.researcher import handlers
-from services.researcher.checks import SanityChecker
+from lab.checks import SanityChecker
 from services.researcher.codegen import render
 from services.researcher.context import ContextBuilder
 from services.researcher.genome import ZOO_DESIGNS

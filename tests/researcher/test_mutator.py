@@ -3,7 +3,8 @@ import random
 
 import pytest
 
-from services.researcher.checks import SanityChecker, normalized_code_hash
+from lab.checks import SanityChecker
+from lab.program import code_hash
 from services.researcher.codegen import render
 from services.researcher.genome import ZOO_DESIGNS, canonical
 from services.researcher.mutator import mutate
@@ -60,12 +61,12 @@ def test_feedback_naming_a_duplicate_is_avoided():
 def test_100_proposals_are_distinct_and_pass_the_checks_in_one_sandbox():
     proposals = campaign_like_proposals(100)
     codes = [render(d, n, m) for _, d, n, m in proposals]
-    assert len({normalized_code_hash(c) for c in codes}) >= 90
+    assert len({code_hash(c) for c in codes}) >= 90
     outcomes = SanityChecker(repeats=1).check_many(codes)
     passed = [o for o in outcomes if o.ok]
     failures = [(o.reason, o.feedback[:200]) for o in outcomes if not o.ok]
     assert len(passed) >= 90, failures
-    distinct_passed = {normalized_code_hash(c) for c, o in zip(codes, outcomes) if o.ok}
+    distinct_passed = {code_hash(c) for c, o in zip(codes, outcomes) if o.ok}
     assert len(distinct_passed) >= 90
 
 
@@ -77,8 +78,8 @@ def test_scalar_decays_start_with_the_zoos_spread_init(memory, decay):
     import torch
     import torch.nn.functional as F
 
-    from services.engineer.runner import _exec_layer_class
-    cls = _exec_layer_class(render({"memory": memory, "decay": decay}, "x"), "DeltaNet")
+    from lab.program import load_layer_class
+    cls = load_layer_class(render({"memory": memory, "decay": decay}, "x"), "DeltaNet")
     for heads, last in ((1, 1e-3), (4, 1.6 if decay == "mamba_dt" else 0.1)):
         torch.manual_seed(heads)
         m = cls(hidden_size=64, num_heads=heads, layer_idx=0)

@@ -2,7 +2,7 @@
 one hostile act on the first forward call (or at import). Each is a class of attack from issue 13."""
 from __future__ import annotations
 
-from services.engineer.zoo import zoo_source
+from lab.zoo import zoo_source
 
 HOOK = "    def forward(self, hidden_states"
 

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from services.common import confine
-from services.common.sandbox import Limits, run_python_module
+from lab import confine
+from lab.sandbox import Limits, run_python_module
 from services.engineer.handlers import failure_kind
-from services.engineer.sandboxed import run_training_sandboxed
-from services.researcher.checks import static_check
+from lab.training.sandboxed import run_training_sandboxed
+from lab.checks import static_check
 from tests.security import programs
 
 SECRET = "sk-archlab-test-secret-4242"
@@ -180,7 +180,7 @@ def test_bwrap_works_as_an_unprivileged_user(request):
     scratch = Path(tempfile.mkdtemp(prefix="archlab-nobody-"))  # pytest's tmp_path is private to root
     request.addfinalizer(lambda: shutil.rmtree(scratch, ignore_errors=True))
     os.chown(scratch, 65534, 65534)
-    probe = ("import sys; sys.path.insert(0, %r); from services.common import confine; "
+    probe = ("import sys; sys.path.insert(0, %r); from lab import confine; "
              "ok, why = confine.available(); assert ok, why; import subprocess, pathlib; "
              "argv = confine.confine_argv([sys.executable, '-c', 'import os; print(len([p for p in os.listdir(\"/proc\") "
              "if p.isdigit()]), os.getuid())'], scratch=pathlib.Path(%r)); "
@@ -214,11 +214,12 @@ class DeltaNet(nn.Module):
 def test_a_leak_only_in_training_mode_fails_the_checks_and_the_monitor():
     import torch
 
-    from services.engineer.monitor import Monitor, TrainingStopped
-    from services.engineer.profiles import get_profile
-    from services.engineer.runner import build_model, load_layer_class, make_batch_fn
-    from services.researcher.checks import profile_dims
-    from services.researcher.checks_child import check_program
+    from lab.training.monitor import Monitor, TrainingStopped
+    from lab.training.profiles import get_profile
+    from lab.program import load_layer_class
+    from lab.training.runner import build_model, make_batch_fn
+    from lab.checks import profile_dims
+    from lab.checks_child import check_program
 
     torch.set_num_threads(1)
     r = check_program(TRAIN_ONLY_LEAK, profile_dims("cpu-micro"), (64, 256), repeats=1)
@@ -233,7 +234,7 @@ def test_a_leak_only_in_training_mode_fails_the_checks_and_the_monitor():
 
 def test_a_debugger_revision_meets_the_dynamic_checks_before_training(tmp_path):
     """The worker sets checks=True for revisions > 0: the runner runs the researcher's dynamic checks first."""
-    from services.engineer import runner
+    from lab.training import runner
 
     job = {"code": TRAIN_ONLY_LEAK, "profile": "cpu-micro", "seed": 0, "workdir": str(tmp_path / "w"),
            "checks": True, "evaluate": False}

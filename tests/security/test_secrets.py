@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from services.cli import secrets
-from services.common import confine
+from lab import confine
 from services.common.embedded import pid_alive
 
 FAKE = "sk-archlab-fake-key-5150"

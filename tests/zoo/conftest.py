@@ -6,7 +6,7 @@ import types
 
 import pytest
 
-from services.common.fla_shim import SHIM_DIR
+from lab.fla_shim import SHIM_DIR
 
 
 def _drop_fla_modules() -> None:

@@ -7,9 +7,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from services.engineer.evaluate_file import evaluate_file
-from services.engineer.validity import ZooCache
-from services.engineer.zoo import zoo_source
+from lab.tools.evaluate_file import evaluate_file
+from lab.tools.validity import ZooCache
+from lab.zoo import zoo_source
 
 LEAK = "        B, T, _ = hidden_states.shape\n"
 LEAK_LINE = "        hidden_states = hidden_states + hidden_states.mean(dim=1, keepdim=True)  # pools the future\n"

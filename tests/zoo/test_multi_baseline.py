@@ -8,7 +8,7 @@ from services.archive.handlers import on_event
 from services.archive.pool import cold_start_pool, elite_pool
 from services.archive.scheduler import baseline_id
 from services.archive.storage.sqlite import SQLiteStore
-from services.engineer.zoo import zoo_names, zoo_source
+from lab.zoo import zoo_names, zoo_source
 from tests.archive.events import CAMP, mk
 
 SUBSET = ["mamba2", "gla", "linear"]  # not the default baseline: any subset must work

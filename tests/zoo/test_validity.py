@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.engineer.validity import RECALL, ZooCache, run_validity
+from lab.tools.validity import RECALL, ZooCache, run_validity
 
 
 @pytest.mark.slow

@@ -11,9 +11,9 @@ import pytest
 from scipy.stats import kendalltau
 
 from services.common.settings import Settings
-from services.engineer.validity import (LITERATURE_RECALL_RANK, RECALL, RunRecord, ZooCache, build_report,
+from lab.tools.validity import (LITERATURE_RECALL_RANK, RECALL, RunRecord, ZooCache, build_report,
                                         kendall_tau_b, mean_abs_seed_difference, profile_key)
-from services.judge import fitness as F
+from lab.judging import fitness as F
 
 
 @pytest.mark.parametrize("case", range(30))
@@ -128,7 +128,7 @@ def test_battery_profiles_rank_by_benchmark_and_report_headroom():
 
 
 def test_cache_key_follows_the_battery_sizes(tmp_path, monkeypatch):
-    from services.engineer import battery
+    from lab.training import battery
     cache = ZooCache(tmp_path)
     cache.put("x = 1\n", "cpu-tiny", 0, {"final_loss": 1.0, "benchmark": 0.5})
     assert cache.get("x = 1\n", "cpu-tiny", 0) is not None

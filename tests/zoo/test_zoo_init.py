@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from services.engineer.zoo import zoo_source
+from lab.zoo import zoo_source
 
 
 @pytest.mark.parametrize("name", ["gated_deltanet", "mamba2"])

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from services.engineer.zoo import ZOO, naive, zoo_source
+from lab.zoo import ZOO, naive, zoo_source
 
 D64 = torch.float64
 B, H, K, V = 2, 2, 8, 6

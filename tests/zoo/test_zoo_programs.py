@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from services.engineer.zoo import ZOO, zoo_names, zoo_source
+from lab.zoo import ZOO, zoo_names, zoo_source
 
 D64 = torch.float64
 NAMES = zoo_names()

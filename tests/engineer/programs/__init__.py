@@ -1,4 +1,4 @@
-"""Test-local layer programs (used until/unless services.engineer.zoo provides them)."""
+"""Test-local layer programs (used until/unless lab.zoo provides them)."""
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent

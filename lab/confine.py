@@ -1,0 +1,152 @@
+"""Operating-system confinement of a sandbox child with bubblewrap (`bwrap`, Debian package `bubblewrap`).
+
+    argv = confine_argv(argv, scratch=..., writable=[...], readable=[...], network=False, cuda=False)
+
+The child runs in new user, pid, network, ipc, uts and cgroup namespaces (`--unshare-all`), with
+all capabilities dropped, a private /proc (it sees only its own processes), a minimal /dev, an
+empty /tmp, and a filesystem made of read-only binds of what Python needs (/usr, the Python
+install, the venv, the repository's code) plus read-write binds of its scratch directory and the
+directories the caller names. The lab's data directory is hidden under an empty tmpfs even where
+it lies inside the repository; nothing else of the host exists in the child's view (no /root,
+/home, /var, /etc beyond the loader's and name-service files). It needs no root: bubblewrap
+uses unprivileged user namespaces (see docs/security.md for containers).
+
+`available()` probes once per process (a real `bwrap ... true`) and says why not.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+UNCONFINED_VAR = "ARCHLAB_ALLOW_UNCONFINED"  # "1": run untrusted code without bwrap (operator's explicit choice)
+# the few /etc files a Python child needs (loader, name service, time zone); not /etc as a whole
+ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "passwd", "group", "nsswitch.conf",
+             "alternatives", "ssl/openssl.cnf")
+TOP_DIRS = ("usr", "bin", "lib", "lib32", "lib64", "libx32", "sbin")
+LLM_SERVICES = ("researcher", "debugger", "analyst", "judge")  # the only services that call the LLM
+SECRET_MARKERS = ("API_KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL")
+
+
+def without_secrets(env: dict[str, str]) -> dict[str, str]:
+    """`env` minus every variable that looks like a credential (ARCHLAB_LLM_API_KEY, OPENAI_API_KEY, ...)."""
+    return {k: v for k, v in env.items() if not any(m in k.upper() for m in SECRET_MARKERS)}
+
+
+def bwrap_path() -> str | None:
+    """bwrap from the system's own directories only (a PATH entry planted elsewhere is not trusted)."""
+    for d in ("/usr/bin", "/bin", "/usr/local/bin"):
+        p = Path(d) / "bwrap"
+        if p.is_file() and os.access(p, os.X_OK):
+            return str(p)
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def available() -> tuple[bool, str]:
+    """(works, why not): bwrap is installed and can create the namespaces here."""
+    exe = bwrap_path()
+    if exe is None:
+        return False, "bubblewrap (bwrap) is not installed (Debian package `bubblewrap`)"
+    try:
+        proc = subprocess.run([exe, "--unshare-all", "--die-with-parent", "--cap-drop", "ALL", "--ro-bind", "/", "/",
+                               "--proc", "/proc", "--dev", "/dev", "true"], capture_output=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return False, f"bwrap could not run: {e}"
+    if proc.returncode != 0:
+        return False, (f"bwrap cannot create namespaces here (exit {proc.returncode}: "
+                       f"{proc.stderr.decode(errors='replace').strip()[:300]}); in a container see docs/deploy.md")
+    return True, ""
+
+
+def unconfined_allowed() -> bool:
+    return os.environ.get(UNCONFINED_VAR, "") == "1"
+
+
+def hidden_dirs() -> list[Path]:
+    """The lab's data directories: never visible to a child, even inside a read-only bind."""
+    out = [REPO_ROOT / ".archlab"]
+    if os.environ.get("ARCHLAB_DATA_DIR"):
+        out.append(Path(os.environ["ARCHLAB_DATA_DIR"]))
+    return [p.resolve() for p in out]
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def python_roots() -> list[Path]:
+    """The Python install and the venv (read-only)."""
+    roots = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(sys.executable).resolve().parent.parent}
+    return sorted(roots)
+
+
+def confine_argv(argv: list[str], *, scratch: Path, writable: list[str] | tuple[str, ...] = (),
+                 readable: list[str] | tuple[str, ...] = (), network: bool = False, cuda: bool = False) -> list[str]:
+    exe = bwrap_path()
+    if exe is None:
+        raise RuntimeError("bwrap is not installed")
+    args = [exe, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    if network:
+        args.append("--share-net")
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/etc"]
+    for name in TOP_DIRS:
+        p = Path("/") / name
+        if p.is_symlink():
+            args += ["--symlink", os.readlink(p), str(p)]
+        elif p.is_dir():
+            args += ["--ro-bind", str(p), str(p)]
+    for name in ETC_FILES:
+        p = Path("/etc") / name
+        if p.exists():
+            args += ["--ro-bind", str(p), str(p)]
+    ro = [*python_roots(), REPO_ROOT, *(Path(r).resolve() for r in readable)]
+    if cuda:
+        ro += [Path("/sys"), *(p for p in (Path("/usr/local/cuda"), Path("/opt/nvidia")) if p.exists())]
+    seen: list[Path] = []
+    for p in ro:
+        if p.exists() and not any(_inside(p, s) for s in seen) and not any(_inside(p, Path("/") / t) for t in TOP_DIRS):
+            seen.append(p)
+            args += ["--ro-bind", str(p), str(p)]
+    for hidden in hidden_dirs():  # over the read-only binds, under the read-write ones
+        if hidden.exists() and any(_inside(hidden, s) for s in seen):
+            args += ["--tmpfs", str(hidden)]
+    key_file = os.environ.get("ARCHLAB_LLM_API_KEY_FILE")  # an LLM key file outside the data dir, inside a bind
+    if key_file and Path(key_file).resolve().is_file():
+        kf = Path(key_file).resolve()
+        if any(_inside(kf, s) for s in seen) and not any(_inside(kf, h) for h in hidden_dirs()):
+            args += ["--ro-bind", "/dev/null", str(kf)]
+    for r in readable:   # a named read-only dir inside a hidden data dir (the staged data cache) shows through
+        r = Path(r).resolve()
+        if r.exists() and any(_inside(r, h) for h in hidden_dirs()):
+            args += ["--ro-bind", str(r), str(r)]
+    for w in [scratch, *writable]:
+        w = Path(w).resolve()
+        w.mkdir(parents=True, exist_ok=True)
+        args += ["--bind", str(w), str(w)]
+    if cuda:
+        for dev in sorted(Path("/dev").glob("nvidia*")) + [Path("/dev/dri")]:
+            if dev.exists():
+                args += ["--dev-bind", str(dev), str(dev)]
+    args += ["--chdir", str(Path(scratch).resolve()), "--"]
+    return args + list(argv)
+
+
+def exit_status(rc: int) -> int:
+    """bwrap reports a child killed by signal N as 128+N; the sandbox reads negative codes as signals."""
+    if 128 < rc < 128 + 65:
+        return -(rc - 128)
+    return rc
+
+
+def which_trusted(name: str, dirs: tuple[str, ...]) -> str | None:
+    """Absolute path of executable `name` in one of the trusted directories, or None."""
+    for d in dirs:
+        p = Path(d) / name
+        if p.is_file() and os.access(p, os.X_OK):
+            return str(p)
+    return shutil.which(name, path=os.pathsep.join(dirs))

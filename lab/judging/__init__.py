@@ -1,0 +1,1 @@
+"""Judging a result: the fitness formula, one result's score fields, rescoring a whole campaign."""

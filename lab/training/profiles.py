@@ -1,0 +1,167 @@
+"""Training profiles: what one experiment trains and evaluates, as data.
+
+A profile fixes model size, data, schedule and evaluation, so results are comparable
+only within a profile. The timings in the comments were measured on the 2-core dev box
+with one torch thread (see the engineer's report / bench/train.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    # model
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    vocab_size: int
+    layer_kwargs: dict = field(default_factory=dict)  # passed to the layer (after hidden_size, num_heads, layer_idx)
+    max_params: int = 10**9  # a proposal whose model is larger is refused before training
+    # data: "mqar" (synthetic recall), "bytes" (stdlib text, byte-level), "battery" (a mixture of synthetic
+    # capabilities plus bytes, lab/training/battery.py) or "hf" (a Hugging Face corpus)
+    task: str = "mqar"
+    battery_tasks: tuple[str, ...] = ()  # task "battery": which tasks the mixture holds (battery.TASKS)
+    seq_len: int = 128
+    mqar_num_kv: int = 32
+    hf_dataset: str = ""  # e.g. "HuggingFaceFW/fineweb-edu" (task "hf" only)
+    hf_config: str | None = None
+    hf_tokenizer: str = ""  # e.g. "gpt2"; vocab_size must match it
+    hf_tokens: int = 0  # how many tokens to stream for training
+    # optimisation: AdamW with a warmup-stable-decay schedule
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 0.1
+    warmup_frac: float = 0.05
+    decay_frac: float = 0.2  # last fraction of steps decays linearly to min_lr_frac * lr
+    min_lr_frac: float = 0.1
+    grad_clip: float = 1.0
+    dtype: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 on CPU; "fp32": always fp32
+    log_every: int = 10  # loss-curve point = mean loss of this many steps
+    checkpoint_every: int = 200  # a multiple of log_every
+    # evaluation: local task names (see evaluate.LOCAL_TASKS) or standard lm-eval task names
+    eval_tasks: tuple[str, ...] = ("mqar_recall", "mqar_mc")
+    eval_examples: int = 256  # documents per local task
+    eval_batch_size: int = 64
+    eval_limit: int | None = None  # cap on documents per standard lm-eval task
+    # monitor and sandbox limits
+    monitor_warmup_steps: int = 20  # step times ignored while caches and allocators warm up
+    slow_factor: float = 2.5  # stop when a step is this much slower than the baseline's
+    leak_check_every: int = 100
+    train_time_limit_s: float = 600.0
+    eval_time_limit_s: float = 300.0
+    memory_limit_mb: int = 4096
+    # the baseline's (DeltaNet's) seed noise on this profile: mean |difference| between seeds of final_loss and
+    # benchmark, measured by `archlab zoo bench` (docs/zoo.md). The judge scales fitness by it and decides
+    # `significant` with it unless the campaign or ARCHLAB_JUDGE_SEED_NOISE says otherwise. Empty: unknown.
+    seed_noise: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.task not in ("mqar", "bytes", "battery", "hf"):
+            raise ValueError(f"profile {self.name}: unknown task {self.task!r}")
+        if self.checkpoint_every % self.log_every:
+            raise ValueError(f"profile {self.name}: checkpoint_every must be a multiple of log_every")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"profile {self.name}: hidden_size not divisible by num_heads")
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.seq_len
+
+
+_TINY_LAYER = {"use_short_conv": True, "conv_size": 4}
+# the at-scale profiles' corpus and tokenizer (their names promise a parameter count with this vocabulary:
+# tests/engineer/test_profile_sizes.py)
+FINEWEB_EDU, FINEWEB_EDU_CONFIG = "HuggingFaceFW/fineweb-edu", "sample-10BT"
+GPT2_VOCAB = 50257
+# left out of the default (measured, docs/zoo.md): memorize (every mixer learns the table within 20 steps) and
+# selective_copy (at this budget softmax attention learns it worst: 0.36 vs DeltaNet 0.56)
+BATTERY_TASKS = ("recall", "fuzzy_recall", "noisy_recall", "copy", "bytes")
+
+PROFILES: dict[str, Profile] = {p.name: p for p in [
+    Profile(
+        name="cpu-micro",
+        description="CI and pipeline tests: MQAR 64/4 over vocab 64, d=32; train+eval of DeltaNet in ~10-15 s "
+                    "on one CPU thread (DeltaNet ~0.7 recall, linear attention ~0.2)",
+        hidden_size=32, num_layers=2, num_heads=1, vocab_size=64, layer_kwargs=_TINY_LAYER, max_params=200_000,
+        task="mqar", seq_len=64, mqar_num_kv=4,
+        steps=200, batch_size=32, lr=1e-2, log_every=10, checkpoint_every=50,
+        eval_tasks=("mqar_recall", "mqar_mc"), eval_examples=128,
+        monitor_warmup_steps=10, leak_check_every=50,
+        train_time_limit_s=300, eval_time_limit_s=240, memory_limit_mb=6144,
+        # DeltaNet seeds 0, 1, 2: recall 0.859, 0.945, 0.242 (seed 2 stays on the plateau in 200 steps)
+        seed_noise={"loss": 1.397, "benchmark": 0.477},
+    ),
+    Profile(
+        name="cpu-tiny",
+        description="exploration default: a MAD-style battery (recall, fuzzy/noisy recall, selective copy, copy) "
+                    "plus the byte LM, trained as one mixture; d=64, 2 layers, 1 head, short conv; "
+                    "benchmark = mean token accuracy over the tasks (lab/training/battery.py, docs/zoo.md)",
+        hidden_size=64, num_layers=2, num_heads=1, vocab_size=256, layer_kwargs=_TINY_LAYER, max_params=1_000_000,
+        task="battery", battery_tasks=BATTERY_TASKS, seq_len=128,
+        steps=500, batch_size=64, lr=5e-3, log_every=10, checkpoint_every=100,
+        eval_tasks=("battery",), eval_examples=128,
+        train_time_limit_s=900, eval_time_limit_s=300, memory_limit_mb=8192,
+        # DeltaNet seeds 0, 1, 2: benchmark 0.835, 0.837, 0.839; final loss 1.002, 0.982, 0.988 (docs/zoo.md)
+        seed_noise={"loss": 0.0133, "benchmark": 0.0025},
+    ),
+    Profile(
+        name="cpu-mqar",
+        description="the embedded default until the battery (issue 12): MQAR 128/32 over vocab 256, d=64, 2 layers, 1 head, short conv; "
+                    "ranks softmax ~ DeltaNet > linear attention (measured at 500 and 1000 steps: DeltaNet's recall "
+                    "jumps near step 300, linear stays < 0.15); 600 steps ~ 2.5-3 min per DeltaNet experiment "
+                    "on one idle thread. At the ceiling: DeltaNet, Gated DeltaNet and softmax all reach recall 1.000",
+        hidden_size=64, num_layers=2, num_heads=1, vocab_size=256, layer_kwargs=_TINY_LAYER, max_params=1_000_000,
+        task="mqar", seq_len=128, mqar_num_kv=32,
+        steps=600, batch_size=64, lr=3e-3, log_every=10, checkpoint_every=100,
+        eval_tasks=("mqar_recall", "mqar_mc"), eval_examples=256,
+        train_time_limit_s=900, eval_time_limit_s=300, memory_limit_mb=8192,
+    ),
+    Profile(
+        name="cpu-bytes",
+        description="second CPU signal: byte-level LM on the stdlib sources, d=128, 4 layers; rewards local "
+                    "modelling, not recall",
+        hidden_size=128, num_layers=4, num_heads=2, vocab_size=256, layer_kwargs=_TINY_LAYER, max_params=2_000_000,
+        task="bytes", seq_len=256, steps=400, batch_size=16, lr=2e-3, log_every=10, checkpoint_every=100,
+        eval_tasks=("bytes_bpb", "stdlib_mc"), eval_examples=128,
+        train_time_limit_s=900, eval_time_limit_s=300, memory_limit_mb=8192,
+    ),
+    Profile(
+        name="explore-20m",
+        description="the paper's exploration stage: 8 layers, hidden 256, 8 heads, conv 4, GPT-2 tokenizer "
+                    "(DeltaNet 19.2M parameters, 12.9M of them the tied embedding); FineWeb-edu, 2000 steps x 256 x "
+                    "2048 tokens = 1.05B; AdamW 3e-4 WSD (docs/profiles.md)",
+        hidden_size=256, num_layers=8, num_heads=8, vocab_size=GPT2_VOCAB, layer_kwargs=_TINY_LAYER,
+        max_params=40_000_000, task="hf", hf_dataset=FINEWEB_EDU, hf_config=FINEWEB_EDU_CONFIG, hf_tokenizer="gpt2",
+        seq_len=2048, steps=2000, batch_size=256, lr=3e-4, warmup_frac=0.05, decay_frac=0.2,
+        log_every=10, checkpoint_every=200,
+        eval_tasks=("bytes_bpb", "stdlib_mc", "arc_easy", "hellaswag", "piqa", "lambada_openai"),
+        eval_examples=512, eval_batch_size=32, eval_limit=1000,
+        train_time_limit_s=6 * 3600, eval_time_limit_s=3600, memory_limit_mb=64_000,
+    ),
+    Profile(
+        name="verify-340m",
+        description="the paper's verification stage: 24 layers, hidden 1024, 8 heads, conv 4, GPT-2 tokenizer "
+                    "(DeltaNet 354M parameters); FineWeb-edu, 20000 steps x 256 x 2048 tokens = 10.5B; AdamW 3e-4 WSD "
+                    "(docs/profiles.md)",
+        hidden_size=1024, num_layers=24, num_heads=8, vocab_size=GPT2_VOCAB, layer_kwargs=_TINY_LAYER,
+        max_params=500_000_000, task="hf", hf_dataset=FINEWEB_EDU, hf_config=FINEWEB_EDU_CONFIG, hf_tokenizer="gpt2",
+        seq_len=2048, steps=20000, batch_size=256, lr=3e-4, warmup_frac=0.01, decay_frac=0.2,
+        log_every=10, checkpoint_every=500,
+        eval_tasks=("bytes_bpb", "stdlib_mc", "arc_easy", "arc_challenge", "hellaswag", "piqa", "lambada_openai",
+                    "winogrande", "boolq", "social_iqa"),
+        eval_examples=1024, eval_batch_size=16,
+        train_time_limit_s=72 * 3600, eval_time_limit_s=4 * 3600, memory_limit_mb=120_000,
+    ),
+]}
+
+
+def get_profile(name: str, **overrides) -> Profile:
+    """The named profile, optionally with fields replaced (e.g. task="hf", hf_dataset=...)."""
+    if name not in PROFILES:
+        raise KeyError(f"unknown profile {name!r}; valid profiles: {', '.join(sorted(PROFILES))}")
+    return dataclasses.replace(PROFILES[name], **overrides) if overrides else PROFILES[name]
