@@ -29,6 +29,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from lab.program import load_layer_class
 from lab.training.model import CausalLM
+from lab.training.train import autocast_context, is_dtype_error
 
 # The decision rests on COUNTED growth (deterministic, immune to a busy machine): FLOPs of products, the
 # largest tensor and the total volume of op outputs, from L to 4L. Wall time (min of interleaved repeats)
@@ -87,14 +88,31 @@ class TensorMeter(TorchDispatchMode):
         return out
 
 
+# The runner's autocast policy (lab/training/train.py, Profile.autocast "auto" on a CPU): a program runs in fp32
+# unless its first forward fails there with a dtype error; it is then checked, as it will train, under bf16 autocast,
+# with the tolerance the monitor uses for bf16 (outputs compared in float32).
+_MODE = {"autocast": "fp32"}
+TOLERANCE = {"fp32": 1e-4, "bf16": 2 ** -5}
+
+
 def _forward(layer, x):
-    out = layer(x)
+    with autocast_context(_MODE["autocast"], "cpu"):
+        out = layer(x)
     if not isinstance(out, (tuple, list)) or len(out) < 2:
         raise CheckFailed("build", f"forward must return a tuple (output, aux_or_None, past_key_values), "
                                    f"got {type(out).__name__}")
     if not isinstance(out[0], torch.Tensor):
         raise CheckFailed("build", f"the first element of forward's result must be a tensor, got {type(out[0]).__name__}")
-    return out[0]
+    return out[0].float() if _MODE["autocast"] == "bf16" else out[0]
+
+
+def _build(layer_cls, dims: dict):
+    """The layer, built and run forward + backward once (seed 0); returns (layer, input)."""
+    torch.manual_seed(0)
+    layer = layer_cls(hidden_size=dims["hidden_size"], num_heads=dims["num_heads"], layer_idx=0, **dims["layer_kwargs"])
+    x = torch.randn(2, 64, dims["hidden_size"], requires_grad=True)  # a friendly length: odd lengths: the shape check
+    _forward(layer, x).float().square().mean().backward()
+    return layer, x
 
 
 def _count_params(layer_cls, dims) -> tuple[int, int]:
@@ -112,13 +130,21 @@ def check_program(code: str, dims: dict, lengths: tuple[int, int], repeats: int 
     t0 = time.perf_counter()
     try:
         # --- build
+        _MODE["autocast"] = "fp32"
         try:
             layer_cls = load_layer_class(code)
-            torch.manual_seed(0)
-            layer = layer_cls(hidden_size=D, num_heads=H, layer_idx=0, **dims["layer_kwargs"])
-            x = torch.randn(2, 64, D, requires_grad=True)  # a friendly length: odd lengths are the shape check
-            o = _forward(layer, x)
-            o.float().square().mean().backward()
+            try:
+                layer, x = _build(layer_cls, dims)
+            except (RuntimeError, TypeError) as e:
+                if not is_dtype_error(e):
+                    raise
+                _MODE["autocast"] = "bf16"   # as the runner will train it (the fp32 error is kept if bf16 fails too)
+                try:
+                    layer, x = _build(layer_cls, dims)
+                except Exception:
+                    _MODE["autocast"] = "fp32"
+                    raise e from None
+                evidence["autocast"] = "bf16"
         except CheckFailed:
             raise
         except Exception as e:
@@ -165,7 +191,7 @@ def check_program(code: str, dims: dict, lengths: tuple[int, int], repeats: int 
                     err = (alone - ob).abs().max().item()
                     scale = 1.0 + ob.abs().max().item()
                     evidence["batch_independence_err"] = err
-                    if err > 1e-4 * scale:
+                    if err > TOLERANCE[_MODE["autocast"]] * scale:
                         raise CheckFailed("shape", f"samples of a batch influence each other (max difference "
                                           f"{err:.3g} between a sample run alone and in a batch of 3): never mix "
                                           "information across the batch dimension", max_abs_diff=err)
@@ -193,7 +219,7 @@ def check_program(code: str, dims: dict, lengths: tuple[int, int], repeats: int 
                     xp[:, pos + 1:] = torch.randn_like(xp[:, pos + 1:]) * 3.0
                     err = (seeded_forward(xp)[:, :pos + 1] - base[:, :pos + 1]).abs().max().item()
                     worst = max(worst, err)
-                    if not err <= 1e-4 * scale:
+                    if not err <= TOLERANCE[_MODE["autocast"]] * scale:
                         mode = "training" if training else "eval"
                         raise CheckFailed("causality", f"information leaks from the future ({mode} mode): changing "
                                           f"the tokens after position {pos} changed the outputs up to {pos} by "

@@ -4,7 +4,7 @@
     for event in events_of_one_experiment:      # any order: status is a precedence over facts
         life.apply(event)
     life.status    # sampled | proposing | training | failed | scoring | score_error | analysing | done
-                   # | abandoned | rejected-only
+                   # | abandoned | rejected-only | promoted
     life.ended     # the campaign's slot is free: insights stored, or abandoned
     life.run_over(revision)   # no engineer should train this revision (any more)
 
@@ -19,6 +19,9 @@ The states, in the order they usually happen:
     running) -> failed (the latest revision failed; the debugger may still revise it) -> training
     (revision n+1) -> scoring (results, no score yet) -> analysing (scored) -> done (insights)
 
+A verification run (two-stage promotion) starts one step earlier: promoted (the archive chose it; its
+ParentSampled comes once the verification profile's baseline is measured) -> sampled -> ...
+
 and the other endings: score_error (results whose score has no fitness), abandoned (no result will
 come), rejected-only (abandoned before any proposal passed the checks). A result outranks an
 abandonment: what was measured stays measured. An imported program is done.
@@ -29,14 +32,16 @@ from dataclasses import dataclass, field
 
 from schemas import events as ev
 
-STATUSES = ("sampled", "proposing", "training", "failed", "scoring", "score_error", "analysing", "done",
+STATUSES = ("promoted", "sampled", "proposing", "training", "failed", "scoring", "score_error", "analysing", "done",
             "abandoned", "rejected-only")
-IN_FLIGHT = ("sampled", "proposing", "training", "failed")   # an engineer or a researcher still has work
+# an engineer or a researcher still has work (promoted: a verification run waits for its profile's baseline)
+IN_FLIGHT = ("promoted", "sampled", "proposing", "training", "failed")
 SETTLED = ("done", "abandoned", "rejected-only", "score_error")  # nothing more is expected by default
 
 # the fact each event records (a ScoreAssigned records "scored" or "score_error", see apply)
 FACT_OF: dict[type, str] = {
     ev.ParentSampled: "sampled",
+    ev.ExperimentPromoted: "promoted",
     ev.ExperimentImported: "imported",
     ev.ProposalRejected: "rejected",
     ev.ProposalCreated: "proposed",
@@ -110,7 +115,7 @@ class Lifecycle:
             return "training"
         if has("rejected"):
             return "proposing"
-        return "sampled"
+        return "promoted" if has("promoted") and not has("sampled") else "sampled"
 
     @property
     def ended(self) -> bool:

@@ -125,7 +125,8 @@ from typing import TypeVar  # noqa: E402
 
 E = TypeVar("E", bound=Event)
 
-Role = Literal["baseline", "seed", "candidate"]
+# "verify": a promoted candidate re-trained unchanged at the campaign's verification profile (two-stage promotion)
+Role = Literal["baseline", "seed", "candidate", "verify"]
 
 
 # ---------------------------------------------------------------- campaign / archive
@@ -144,6 +145,9 @@ class CampaignStarted(Event):
     proposer: Literal["offline", "llm"] = "offline"
     max_attempts: int = 10             # proposal attempts per experiment
     max_revisions: int = 3             # debugger revisions per experiment
+    # free-form settings: "scheme" (the fitness scheme ranked by), "budget" (spending limits,
+    # services/archive/budget.py), "promotion" ({"verify_profile", "top_k", "require_significant", "seed_noise"}:
+    # two-stage promotion, services/archive/promotion.py)
     config: dict[str, Any] = Field(default_factory=dict)
     # the profile's seed noise on the baseline, {"loss": .., "benchmark": ..}: the judge's fitness scales and
     # its `significant` (empty: the judge falls back to its setting, then to the profile's measured default)
@@ -160,9 +164,14 @@ class ParentSampled(Event):
     """The archive's decision to start experiment `experiment_id` from `parent` (+ references).
 
     mode "baseline": train `parent.code` unchanged as a measured baseline of the campaign;
-    mode "explore": the researcher proposes a child of `parent`.
+    mode "explore": the researcher proposes a child of `parent`;
+    mode "verify": train `parent.code` (a promoted candidate, see ExperimentPromoted) unchanged at `profile`,
+    the campaign's verification profile.
+    `stage`: the stage of a two-stage campaign the experiment belongs to ("verify": the verification
+    profile's baseline and the promoted runs; "explore": everything else).
     """
-    mode: Literal["baseline", "explore"] = "explore"
+    mode: Literal["baseline", "explore", "verify"] = "explore"
+    stage: Literal["explore", "verify"] = "explore"
     parent: ProgramSnapshot
     references: list[ProgramSnapshot] = Field(default_factory=list)
     policy: str = "topk-uniform"
@@ -172,6 +181,30 @@ class ParentSampled(Event):
     proposer: Literal["offline", "llm"] = "offline"
     max_attempts: int = 10
     max_revisions: int = 3
+
+
+class ExperimentPromoted(Event):
+    """The archive's decision, once exploration has ended, to re-train an explored candidate at the campaign's
+    verification profile (`archlab run --verify-profile P --promote-top K`; services/archive/promotion.py).
+
+    `experiment_id` is the verification experiment (`<campaign>-verify-<source>`), trained later by a
+    ParentSampled(mode="verify") of the same id once the verification profile's baseline is measured.
+    `why` says in words why it was chosen: its rank among the eligible candidates (those whose score is
+    significant over the seed noise, unless the campaign promotes regardless), their number, its fitness.
+    """
+    source_experiment_id: str
+    name: str = ""
+    explore_profile: str = ""
+    verify_profile: str
+    rank: int                          # 1 = the best eligible candidate
+    eligible: int                      # how many candidates were eligible
+    top_k: int                         # how many the campaign asked for (--promote-top)
+    fitness: float | None = None       # the exploration fitness it was ranked by
+    significant: bool | None = None    # its exploration score's significance over seed noise
+    require_significant: bool = True   # False: promoted by fitness alone (--promote-any)
+    why: str = ""
+    exploration: str = ""              # why exploration ended (e.g. "budget spent")
+    explored: int = 0                  # experiments of the exploration stage, baselines included
 
 
 class ExperimentImported(Event):
@@ -209,7 +242,7 @@ class ProposalCreated(Event):
     revision: int = 0                  # 0: original; n: the debugger's n-th fix
     parent_id: str | None = None
     reference_ids: list[str] = Field(default_factory=list)
-    origin: Literal["offline", "llm", "zoo", "debugger", "user", "imported"] = "offline"
+    origin: Literal["offline", "llm", "zoo", "debugger", "user", "imported", "promoted"] = "offline"
     design: dict[str, Any] | None = None
     code_hash: str = ""
     profile: str = "cpu-tiny"
@@ -372,7 +405,7 @@ class CognitionIngested(Event):
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
-        CampaignStarted, CampaignCompleted, ParentSampled, ExperimentImported, ExperimentAbandoned,
+        CampaignStarted, CampaignCompleted, ParentSampled, ExperimentPromoted, ExperimentImported, ExperimentAbandoned,
         ProposalCreated, ProposalRejected, TrainingStarted, TrainingProgress, TrainingFailed,
         ResultsReady, ScoreAssigned, InsightsStored, CognitionIngested,
     )

@@ -39,6 +39,7 @@ CONSUMERS: dict[str, tuple[str, ...]] = {
     "InsightsStored": ("analyst", "archive"),
     "CognitionIngested": ("cognition", "archive"),
     "ExperimentAbandoned": ("archive",),
+    "ExperimentPromoted": ("archive",),
     "ExperimentImported": ("archive",),
     "CampaignCompleted": ("archive",),
 }

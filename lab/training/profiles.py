@@ -40,7 +40,10 @@ class Profile:
     decay_frac: float = 0.2  # last fraction of steps decays linearly to min_lr_frac * lr
     min_lr_frac: float = 0.1
     grad_clip: float = 1.0
-    dtype: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 on CPU; "fp32": always fp32
+    # autocast policy (lab/training/train.py, docs/profiles.md): "auto" = bf16 autocast on CUDA; on a CPU fp32, unless
+    # the program's first step fails in fp32 with a dtype error: then it trains from step 0 under bf16 autocast
+    # (mixed-dtype programs, e.g. 39 of the 106 published ASI-Arch ones). "fp32": never autocast; "bf16": always bf16
+    autocast: str = "auto"
     log_every: int = 10  # loss-curve point = mean loss of this many steps
     checkpoint_every: int = 200  # a multiple of log_every
     # evaluation: local task names (see evaluate.LOCAL_TASKS) or standard lm-eval task names
@@ -63,6 +66,8 @@ class Profile:
     def __post_init__(self):
         if self.task not in ("mqar", "bytes", "battery", "hf"):
             raise ValueError(f"profile {self.name}: unknown task {self.task!r}")
+        if self.autocast not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"profile {self.name}: autocast must be auto, fp32 or bf16, not {self.autocast!r}")
         if self.checkpoint_every % self.log_every:
             raise ValueError(f"profile {self.name}: checkpoint_every must be a multiple of log_every")
         if self.hidden_size % self.num_heads:

@@ -31,7 +31,7 @@ from lab.training.evaluate import evaluate
 from lab.training.model import CausalLM
 from lab.training.monitor import Monitor, TrainingStopped
 from lab.training.profiles import Profile, get_profile
-from lab.training.train import default_device, train
+from lab.training.train import AUTOCAST_METRIC, AutocastModel, default_device, train
 
 
 @dataclass
@@ -69,6 +69,7 @@ class TrainResult:
     profile: str = ""
     seed: int = 0
     step_cost_s: float = 0.0   # a step as the monitor measures it (CPU seconds on a CPU): the next reference
+    autocast: str = "fp32"     # what the run trained under: "fp32" or "bf16" (autocast; Profile.autocast)
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -151,13 +152,15 @@ def run_job(job: TrainJob, on_progress: Callable[..., None] | None = None) -> Tr
         torch.save(model.state_dict(), Path(job.workdir) / WEIGHTS_NAME)
         scores = SimpleNamespace(metrics={}, benchmark=float("nan"), eval_s=0.0)
     else:
-        scores = evaluate(model, profile, Path(job.workdir) / "eval", device=device)
+        scored = model if outcome.autocast == "fp32" else AutocastModel(model, outcome.autocast, device)
+        scores = evaluate(scored, profile, Path(job.workdir) / "eval", device=device)
+    metrics = {**scores.metrics, AUTOCAST_METRIC: float(outcome.autocast == "bf16")}
     return TrainResult(
-        loss_curve=outcome.loss_curve, final_loss=outcome.final_loss, metrics=scores.metrics,
+        loss_curve=outcome.loss_curve, final_loss=outcome.final_loss, metrics=metrics,
         benchmark=scores.benchmark, params=params, tokens=outcome.tokens, train_s=outcome.train_s,
         eval_s=scores.eval_s, tokens_per_s=outcome.tokens_per_s, device=device, peak_mem_mb=outcome.peak_mem_mb,
         steps=outcome.steps, resumed_from_step=outcome.resumed_from_step, profile=profile.name, seed=job.seed,
-        step_cost_s=outcome.step_cost_s)
+        step_cost_s=outcome.step_cost_s, autocast=outcome.autocast)
 
 
 def main(argv: list[str]) -> int:

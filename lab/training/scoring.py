@@ -5,7 +5,9 @@
 1. The training child (sandbox, the program's interpreter) trains and saves the weights (a state_dict)
    into its workdir; its own final loss is kept only as a claim (`metrics["train/claimed_final_loss"]`).
 2. A fresh sandbox child (lab/training/forward.py: a new interpreter, the program + the weights)
-   answers forward requests over a Unix socket: token ids in, logits out (raw float32, shape checked).
+   answers forward requests over a Unix socket: token ids in, logits out (raw float32, shape checked), under
+   the autocast mode the training child trained in (its result's `autocast`: "fp32" or "bf16"; the mode is
+   only ever one of the two, and a program could pick its own precision inside forward anyway).
 3. This process (the engineer, which never imports the program) drives the evaluation through
    `RemoteModel`: the held-out loss (cross-entropy it computes itself on batches it draws and whose
    targets never leave it) becomes `final_loss`; lm-eval and every other benchmark in evaluate.py run
@@ -123,9 +125,10 @@ def _copy_regular_file(src: Path, root: Path, dst: Path, limit: int = WEIGHTS_LI
             shutil.copyfileobj(f, out, 1 << 20)
 
 
-def score(job: dict, train_scratch: Path, *, limits: Limits, stop: threading.Event | None = None) -> tuple[
-        dict, SandboxResult]:
-    """Evaluate the trained weights of `job` (a runner job with evaluate=False) through a fresh forward child.
+def score(job: dict, train_scratch: Path, *, limits: Limits, stop: threading.Event | None = None,
+          autocast: str = "fp32") -> tuple[dict, SandboxResult]:
+    """Evaluate the trained weights of `job` (a runner job with evaluate=False) through a fresh forward child,
+    whose forward runs under `autocast` (the mode the run trained under).
 
     Returns (trusted fields: final_loss, metrics, benchmark, eval_s; the forward child's SandboxResult)."""
     import torch
@@ -148,7 +151,7 @@ def score(job: dict, train_scratch: Path, *, limits: Limits, stop: threading.Eve
         listener.listen(1)
         fjob = {"code": job["code"], "profile": job["profile"], "profile_overrides": job.get("profile_overrides") or {},
                 "layer_class_name": job.get("layer_class_name", "DeltaNet"), "weights": str(fwd / WEIGHTS_NAME),
-                "socket": str(sock_path)}
+                "socket": str(sock_path), "autocast": autocast}
         (fwd / "job.json").write_text(json.dumps(fjob))
         kill = threading.Event()
 
@@ -217,8 +220,10 @@ def run_and_score(module: str, args: list[str], *, job: dict, scratch: Path, lim
     if job.get("evaluate", True) or not res.ok or not isinstance(res.result, dict) or "final_loss" not in res.result:
         return res
     from lab.training.profiles import get_profile
+    from lab.training.train import AUTOCAST_METRIC, AUTOCAST_MODES
     profile = get_profile(job["profile"], **(job.get("profile_overrides") or {}))
-    fields, fwd = score(job, scratch, limits=forward_limits(limits, profile), stop=stop)
+    mode = res.result.get("autocast") if res.result.get("autocast") in AUTOCAST_MODES else "fp32"
+    fields, fwd = score(job, scratch, limits=forward_limits(limits, profile), stop=stop, autocast=mode)
     if fwd.kind in ("forbidden", "timeout", "memory", "crashed", "cancelled", "unconfined") and (
             "error" in fields or fwd.kind == "forbidden"):
         return replace(fwd, error=f"while scoring: {fwd.error}", wall_s=res.wall_s + fwd.wall_s)
@@ -231,7 +236,9 @@ def run_and_score(module: str, args: list[str], *, job: dict, scratch: Path, lim
     claimed = res.result.get("final_loss")
     result = dict(res.result)
     result.update(final_loss=fields["final_loss"], benchmark=fields["benchmark"], eval_s=fields["eval_s"],
+                  autocast=mode,
                   metrics={**fields["metrics"], "heldout/loss": fields["final_loss"],
+                           AUTOCAST_METRIC: float(mode == "bf16"),
                            **({"train/claimed_final_loss": claimed} if isinstance(claimed, (int, float)) else {})},
                   scored_by="trusted")
     return replace(res, result=result)

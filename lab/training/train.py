@@ -7,6 +7,7 @@ boundaries (no half-averaged window to carry over).
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import resource
@@ -37,6 +38,7 @@ class TrainOutcome:
     peak_mem_mb: float
     resumed_from_step: int | None
     step_cost_s: float = 0.0  # mean cost of a step as the monitor measures it (see `step_cost` in train)
+    autocast: str = "fp32"  # the mode the run trained under, "fp32" or "bf16" (Profile.autocast)
 
 
 def lr_at(step: int, total_steps: int, lr: float, warmup_frac: float, decay_frac: float,
@@ -56,6 +58,67 @@ def lr_at(step: int, total_steps: int, lr: float, warmup_frac: float, decay_frac
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# ---------------- the autocast policy (Profile.autocast) ----------------
+# The published ASI-Arch programs were trained on GPUs under bf16 autocast, and some of them rely on it: they cast
+# an intermediate to bfloat16 (`att_inv = att_inv.to(torch.bfloat16)`, then `att_inv @ v` with a float32 v), which
+# only autocast reconciles. "auto" trains under bf16 autocast on CUDA, as the paper did. On a CPU it trains in fp32
+# (every CPU figure of the zoo was measured so, and bf16 would move them all); a program whose first step fails in
+# fp32 with a dtype error is put back as it was built and trains from step 0 under bf16 autocast. The trusted
+# scorer's forward child then runs the trained model under the same mode (the result's `autocast`).
+AUTOCAST_MODES = ("fp32", "bf16")  # what a run trains (and is scored) under; "auto" resolves to one of them
+AUTOCAST_METRIC = "train/autocast_bf16"  # 1.0: the run trained (and was scored) under bf16 autocast; 0.0: fp32
+_DTYPE_ERROR_WORDS = ("bfloat16", "scalar type", "same dtype", "dtype mismatch", "found dtype", "half")
+
+
+def autocast_context(mode: str, device: str):
+    """The context a forward of a run in `mode` ("fp32" or "bf16") runs in on `device`."""
+    if mode == "bf16":
+        return torch.autocast("cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class AutocastModel(torch.nn.Module):
+    """`model` whose forward runs under `mode`'s autocast and returns float32 logits: what evaluation, the leak
+    checks and the scorer's forward child call, so they see the model as it was trained."""
+
+    def __init__(self, model: torch.nn.Module, mode: str, device: str):
+        super().__init__()
+        self.inner, self.mode, self.device = model, mode, device
+
+    def forward(self, input_ids):
+        with autocast_context(self.mode, self.device):
+            logits, aux = self.inner(input_ids)
+        return logits.float(), aux
+
+
+def is_dtype_error(err: BaseException) -> bool:
+    """A dtype mix (bf16 meets fp32 in a matmul, an index_put, a conv ...), as PyTorch words it."""
+    text = str(err).lower()
+    return isinstance(err, (RuntimeError, TypeError)) and any(w in text for w in _DTYPE_ERROR_WORDS)
+
+
+def fixed_autocast(profile: Profile, device: str) -> str | None:
+    """The mode the profile's policy fixes on `device`, or None where the program's first step decides ("auto" on
+    a CPU: fp32, or bf16 after a dtype error in fp32)."""
+    if profile.autocast in AUTOCAST_MODES:
+        return profile.autocast
+    return "bf16" if device.startswith("cuda") else None
+
+
+def leak_check(monitor: Monitor, step: int, model: CausalLM, x: torch.Tensor, mode: str, device: str) -> None:
+    """The monitor's leak checks at fp32's strict tolerance wherever the program runs in fp32 (every fp32 run; on
+    CUDA also a bf16 run whose program allows it, as before the policy), else under its autocast at bf16's."""
+    if mode == "fp32":
+        return monitor.check_model(step, model, x)
+    if device.startswith("cuda"):
+        try:
+            return monitor.check_model(step, model, x)
+        except RuntimeError as e:
+            if not is_dtype_error(e):
+                raise
+    monitor.check_model(step, AutocastModel(model, mode, device), x, bf16=True)
 
 
 def make_optimizer(model: torch.nn.Module, profile: Profile) -> torch.optim.AdamW:
@@ -80,14 +143,26 @@ def peak_memory_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB; the process peak RSS
 
 
+def _grads(model: CausalLM, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, mode: str,
+           device: str) -> torch.Tensor:
+    """Forward (under `mode`) and backward of one batch; returns the loss."""
+    with autocast_context(mode, device):
+        loss, aux = lm_loss(model, x, y)
+    opt.zero_grad(set_to_none=True)
+    (loss + aux).backward()
+    return loss
+
+
 def train(model: CausalLM, profile: Profile, batch_fn: BatchFn, *, seed: int, device: str | None = None,
           checkpoint_dir: str | Path | None = None, resume: bool = False, on_progress: ProgressFn | None = None,
           monitor: Monitor | None = None) -> TrainOutcome:
+    """The autocast mode follows `profile.autocast` (fixed_autocast; a resumed run keeps its checkpoint's). Where
+    the first step decides (auto on a CPU), a copy of the model as built is kept until step 0 has run in fp32; a
+    dtype error there puts the copy back and step 0 runs again under bf16 autocast. Any other error, or a second
+    failure under bf16, is raised as it was (the fp32 one)."""
     device = device or default_device()
     model.to(device).train()
     opt = make_optimizer(model, profile)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") and profile.dtype == "auto"
-                else contextlib.nullcontext())
     torch.manual_seed(seed)
     start_step, loss_curve, train_s, cost_s, resumed_from = 0, [], 0.0, 0.0, None
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir else None
@@ -101,6 +176,16 @@ def train(model: CausalLM, profile: Profile, batch_fn: BatchFn, *, seed: int, de
         start_step, loss_curve, train_s = ckpt["step"], ckpt["loss_curve"], ckpt["train_s"]
         cost_s = ckpt.get("cost_s", train_s)
         resumed_from = start_step
+    autocast = fixed_autocast(profile, device)
+    if resumed_from is not None:  # the mode it started in (a checkpoint from before the policy: fp32 on a CPU)
+        autocast = ckpt.get("autocast") or autocast or "fp32"
+    initial = None
+    if autocast is None and start_step == 0:
+        try:
+            initial = copy.deepcopy(model)
+        except Exception:  # noqa: BLE001 - a model that cannot be copied trains in fp32, as before the policy
+            initial = None
+        autocast = "fp32"
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
 
@@ -111,10 +196,22 @@ def train(model: CausalLM, profile: Profile, batch_fn: BatchFn, *, seed: int, de
         for group in opt.param_groups:
             group["lr"] = lr
         x, y = (t.to(device, non_blocking=True) for t in batch_fn(step))
-        with autocast:
-            loss, aux = lm_loss(model, x, y)
-        opt.zero_grad(set_to_none=True)
-        (loss + aux).backward()
+        try:
+            loss = _grads(model, opt, x, y, autocast, device)
+        except Exception as err:
+            if initial is None or not is_dtype_error(err):
+                raise
+            model.__dict__.update(initial.__dict__)  # the model as built (parameters, buffers, counters ...)
+            initial, autocast = None, "bf16"
+            opt = make_optimizer(model, profile)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            torch.manual_seed(seed)
+            try:
+                loss = _grads(model, opt, x, y, autocast, device)
+            except Exception:  # noqa: BLE001 - bf16 does not help either: the program's own (fp32) error stands
+                raise err from None
+        initial = None
         torch.nn.utils.clip_grad_norm_(model.parameters(), profile.grad_clip)
         opt.step()
         loss_value = loss.item()  # syncs, so the step time below is real
@@ -130,7 +227,7 @@ def train(model: CausalLM, profile: Profile, batch_fn: BatchFn, *, seed: int, de
         if monitor is not None:
             monitor.on_step(done, loss_value, step_cost)
             if monitor.wants_model_check(done):
-                monitor.check_model(done, model, x)
+                leak_check(monitor, done, model, x, autocast, device)
         window_losses.append(loss_value)
         if done % profile.log_every == 0 or done == profile.steps:
             loss_curve.append([done, sum(window_losses) / len(window_losses)])
@@ -141,7 +238,7 @@ def train(model: CausalLM, profile: Profile, batch_fn: BatchFn, *, seed: int, de
                     "model": model.state_dict(), "optimizer": opt.state_dict(), "step": done,
                     "rng_cpu": torch.get_rng_state(),
                     "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                    "loss_curve": loss_curve, "train_s": train_s, "cost_s": cost_s})
+                    "loss_curve": loss_curve, "train_s": train_s, "cost_s": cost_s, "autocast": autocast})
             if on_progress is not None:
                 tokens = done * profile.tokens_per_step
                 on_progress(step=done, total_steps=profile.steps, loss=loss_curve[-1][1],
@@ -152,4 +249,4 @@ def train(model: CausalLM, profile: Profile, batch_fn: BatchFn, *, seed: int, de
     return TrainOutcome(loss_curve=loss_curve, final_loss=final, steps=profile.steps, tokens=tokens,
                         train_s=train_s, step_cost_s=cost_s / profile.steps if profile.steps else 0.0,
                         tokens_per_s=tokens / train_s if train_s else 0.0,
-                        peak_mem_mb=peak_memory_mb(device), resumed_from_step=resumed_from)
+                        peak_mem_mb=peak_memory_mb(device), resumed_from_step=resumed_from, autocast=autocast)

@@ -76,6 +76,10 @@ def profile_run_s(profile: str) -> float:
     return float(p.train_time_limit_s + p.eval_time_limit_s)
 
 
+def _profile_of(doc: Record) -> str | None:
+    return (doc.get("sampling") or {}).get("profile") or (doc.get("results") or {}).get("profile")
+
+
 @dataclass
 class Spend:
     """Spend of a campaign: actual, committed (in flight counted at its estimate) and per-experiment estimates."""
@@ -103,8 +107,12 @@ class Spend:
         return None
 
 
-def spend(store: Store, campaign: Record, ended=None) -> Spend:
-    """The campaign's spend from the read model. `ended(doc)`: whether an experiment is over."""
+def spend(store: Store, campaign: Record, ended=None, *, profile: str | None = None) -> Spend:
+    """The campaign's spend from the read model. `ended(doc)`: whether an experiment is over.
+
+    `profile`: estimate one more experiment *at this profile* (the verification stage of a two-stage campaign,
+    scheduler.py): device time is then the mean of the ended experiments of that profile, or before any, the
+    profile's time limits (train + eval), as for a campaign's first runs; the LLM estimate stays the campaign's."""
     if ended is None:
         from services.archive.scheduler import ended
     p = campaign.get("params") or {}
@@ -127,6 +135,9 @@ def spend(store: Store, campaign: Record, ended=None) -> Spend:
     else:
         s.est_llm_usd = max((c for c, _ in flying), default=0.0)
         s.est_device_s = profile_run_s(p.get("profile", "cpu-tiny"))
+    if profile is not None:
+        same = [device_s(store, d) for d in docs if ended(d) and _profile_of(d) == profile]
+        s.est_device_s = sum(same) / len(same) if same else profile_run_s(profile)
     s.committed_llm_usd = sum(done_llm) + sum(max(c, s.est_llm_usd) for c, _ in flying)
     s.committed_device_s = sum(done_dev) + sum(max(t, s.est_device_s) for _, t in flying)
     return s

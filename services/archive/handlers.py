@@ -27,7 +27,7 @@ def pending_events(store: Store) -> list[ev.Event]:
 
 async def on_event(event: ev.Event, *, store: Store,
                    zoo_source: Callable[[str], str] | None = None) -> list[ev.Event]:
-    """Any event of any topic -> the archive's new decisions (ParentSampled, CampaignCompleted)."""
+    """Any event of any topic -> the archive's new decisions (ParentSampled, ExperimentPromoted, CampaignCompleted)."""
     kwargs = {"zoo_source": zoo_source} if zoo_source else {}
     with store.transaction():
         fresh = apply(store, event)

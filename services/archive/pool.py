@@ -28,8 +28,11 @@ def elite_pool(store: Store, campaign_id: str, size: int = POOL_SIZE, *, with_ch
     roots.sort(key=lambda d: (-((d.get("imported") or {}).get("fitness") or 0.0), d["experiment_id"]))
     ranked += [(d["experiment_id"], None) for d in roots]
     members = []
-    for rank, (exp_id, fitness) in enumerate(ranked[:size], start=1):
-        doc = store.get_experiment(exp_id) or {"experiment_id": exp_id}
+    docs = [(exp_id, fitness, store.get_experiment(exp_id) or {"experiment_id": exp_id}) for exp_id, fitness in ranked]
+    # the verification stage (two-stage promotion) is measured at another profile: never a parent. It is scored
+    # only once exploration has ended, so it never took an explored experiment's place among the top `size`.
+    docs = [(exp_id, fitness, doc) for exp_id, fitness, doc in docs if (doc.get("stage") or "explore") != "verify"]
+    for rank, (exp_id, fitness, doc) in enumerate(docs[:size], start=1):
         children = len(store.children(exp_id)) if with_children else 0
         members.append(Member(exp_id, rank, fitness, children, doc))
     return members

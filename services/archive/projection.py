@@ -73,7 +73,8 @@ def _set(doc: Record, field: str, value: Any, version: str) -> bool:
 def new_experiment(experiment_id: str) -> Record:
     return {
         "experiment_id": experiment_id, "campaign_id": None, "name": None, "parent_id": None,
-        "reference_ids": [], "role": None, "status": None, "zoo": None,
+        "reference_ids": [], "role": None, "status": None, "zoo": None, "stage": None, "verifies": None,
+        "promotion": None,
         "code": None, "motivation": None, "design": None, "origin": None, "code_hash": None,
         "sampling": None, "imported": None, "training": None, "progress": None, "failure": None,
         "results": None, "fitness": None, "score": None, "scores": {}, "insights": None, "abandoned": None,
@@ -140,22 +141,44 @@ def on_campaign_completed(store: Store, e: ev.CampaignCompleted) -> None:
     store.put_campaign(doc)
 
 
+ROLE_OF_MODE = {"baseline": "baseline", "explore": "candidate", "verify": "verify"}
+
+
 def on_parent_sampled(store: Store, e: ev.ParentSampled) -> None:
     doc = _experiment(store, e, campaign_prio=3)
     v = _version(e, 3)
     _fact(doc, e)
-    _set(doc, "role", "baseline" if e.mode == "baseline" else "candidate", v)
+    _set(doc, "role", ROLE_OF_MODE[e.mode], v)
+    _set(doc, "stage", e.stage, v)
     _set(doc, "sampling", _body(e, "parent", "references") | {
         "event_id": e.event_id, "parent": {"experiment_id": e.parent.experiment_id, "name": e.parent.name},
         "reference_ids": [r.experiment_id for r in e.references]}, v)
-    if e.mode == "baseline":   # a zoo member trained unchanged: no parent in the archive
-        _set(doc, "zoo", e.parent.name, v)
+    if e.mode in ("baseline", "verify"):   # trained unchanged: no parent in the archive's lineage
+        if e.mode == "baseline":           # a zoo member
+            _set(doc, "zoo", e.parent.name, v)
+        else:                              # a promoted candidate, at the verification profile
+            _set(doc, "verifies", e.parent.experiment_id, v)
         _set(doc, "name", e.parent.name, _version(e, 0))
         _set(doc, "code", e.parent.code, _version(e, 0))
         _set(doc, "motivation", e.parent.motivation, _version(e, 0))
     else:
         _set(doc, "parent_id", e.parent.experiment_id, v)
         _set(doc, "reference_ids", [r.experiment_id for r in e.references], v)
+    _save(store, doc)
+
+
+def on_experiment_promoted(store: Store, e: ev.ExperimentPromoted) -> None:
+    """The verification experiment of a promoted candidate: its stage, its source and why it was chosen (the
+    source's own document is not touched: the two stages are joined by `verifies` at query time)."""
+    doc = _experiment(store, e, campaign_prio=3)
+    v = _version(e, 3)
+    _fact(doc, e)
+    _set(doc, "role", "verify", v)
+    _set(doc, "stage", "verify", v)
+    _set(doc, "verifies", e.source_experiment_id, v)
+    _set(doc, "promotion", _body(e) | {"event_id": e.event_id, "at": ts(e)}, v)
+    if e.name:
+        _set(doc, "name", e.name, _version(e, 0))
     _save(store, doc)
 
 
@@ -274,6 +297,7 @@ APPLY: dict[str, Callable[[Store, Any], None]] = {
     "CampaignStarted": on_campaign_started,
     "CampaignCompleted": on_campaign_completed,
     "ParentSampled": on_parent_sampled,
+    "ExperimentPromoted": on_experiment_promoted,
     "ExperimentImported": on_experiment_imported,
     "ExperimentAbandoned": on_experiment_abandoned,
     "ProposalCreated": on_proposal_created,

@@ -6,7 +6,10 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
+from services.archive.promotion import stage, two_stage, verify_id
 from services.archive.storage.base import Record, Store
+
+__all__ = ["leaderboard", "show", "ancestry", "descendants", "export", "export_rows", "two_stage"]
 
 
 def _public(doc: Record) -> Record:
@@ -15,13 +18,18 @@ def _public(doc: Record) -> Record:
 
 
 def leaderboard(store: Store, campaign_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    """Experiments with a fitness (under their campaign's scheme), best first."""
-    docs = [d for d in store.experiments(campaign_id) if d.get("fitness") is not None]
+    """Experiments of the exploration stage with a fitness (under their campaign's scheme), best first. A promoted
+    one carries its verification run (`verify_*`: id, status, fitness at the verification profile); the
+    verification stage as a whole, with the stages' rank agreement, is `two_stage`."""
+    every = store.experiments(campaign_id)
+    verified = {d["verifies"]: d for d in every if d.get("promotion") and d.get("verifies")}
+    docs = [d for d in every if d.get("fitness") is not None and stage(d) != "verify"]
     docs.sort(key=lambda d: (-d["fitness"], d["experiment_id"]))
     rows = []
     for rank, d in enumerate(docs[:limit], start=1):
         score, results = d.get("score") or {}, d.get("results") or {}
         parent = store.get_experiment(d["parent_id"]) if d.get("parent_id") else None
+        v = verified.get(d["experiment_id"]) or {}
         rows.append({
             "rank": rank, "experiment_id": d["experiment_id"], "name": d.get("name"), "role": d.get("role"),
             "fitness": d["fitness"], "loss_score": score.get("loss_score"),
@@ -29,6 +37,8 @@ def leaderboard(store: Store, campaign_id: str | None = None, limit: int = 50) -
             "scheme": score.get("scheme"), "final_loss": results.get("final_loss"),
             "benchmark": results.get("benchmark"), "parent_id": d.get("parent_id"),
             "parent_name": (parent or {}).get("name") or d.get("zoo"),
+            "significant": score.get("significant"), "verify_experiment_id": v.get("experiment_id"),
+            "verify_status": v.get("status"), "verify_fitness": v.get("fitness"),
         })
     return rows
 
@@ -40,7 +50,32 @@ def show(store: Store, experiment_id: str) -> dict[str, Any] | None:
         return None
     return {"experiment": _public(doc), "attempts": store.attempts(experiment_id),
             "scores": store.scores(experiment_id),
-            "children": [c["experiment_id"] for c in store.children(experiment_id)]}
+            "children": [c["experiment_id"] for c in store.children(experiment_id)],
+            "stages": _stages(store, doc)}
+
+
+def _brief(doc: Record | None) -> dict[str, Any] | None:
+    if doc is None:
+        return None
+    score, results = doc.get("score") or {}, doc.get("results") or {}
+    return {"experiment_id": doc["experiment_id"], "name": doc.get("name"), "status": doc.get("status"),
+            "fitness": doc.get("fitness"), "significant": score.get("significant"),
+            "final_loss": results.get("final_loss"), "benchmark": results.get("benchmark"),
+            "profile": (doc.get("sampling") or {}).get("profile") or results.get("profile")}
+
+
+def _stages(store: Store, doc: Record) -> dict[str, Any] | None:
+    """Two-stage promotion seen from one experiment: a verification run's promotion and its explored source, or
+    an explored candidate's verification run; None for an experiment in neither."""
+    if doc.get("promotion"):
+        return {"stage": "verify", "promotion": doc["promotion"],
+                "explore": _brief(store.get_experiment(doc.get("verifies") or "")), "verify": _brief(doc)}
+    if stage(doc) == "verify":
+        return {"stage": "verify", "promotion": None, "explore": None, "verify": _brief(doc)}
+    v = store.get_experiment(verify_id(doc.get("campaign_id") or "", doc["experiment_id"]))
+    if v is None or not v.get("promotion"):
+        return None
+    return {"stage": "explore", "promotion": v["promotion"], "explore": _brief(doc), "verify": _brief(v)}
 
 
 def ancestry(store: Store, experiment_id: str, max_depth: int = 1000) -> list[dict[str, Any]]:

@@ -49,16 +49,64 @@ def print_leaderboard(store, campaign: Optional[str] = None, limit: int = 50) ->
     from services.archive import queries
 
     rows = queries.leaderboard(store, campaign, limit)
-    table = Table(title=f"leaderboard{' of ' + escape(campaign) if campaign else ''}")
+    promoted = any(r["verify_experiment_id"] for r in rows)
+    table = Table(title=f"leaderboard{' of ' + escape(campaign) if campaign else ''}"
+                        + (" (exploration stage)" if promoted else ""))
     for col, justify in (("rank", "right"), ("experiment", "left"), ("name", "left"), ("fitness", "right"),
                          ("loss score", "right"), ("bench score", "right"), ("qualitative", "right"),
                          ("loss", "right"), ("benchmark", "right"), ("parent", "left")):
         table.add_column(col, justify=justify)
+    if promoted:
+        table.add_column("verify fitness", justify="right")
     for r in rows:
-        table.add_row(str(r["rank"]), escape(r["experiment_id"]), escape(r["name"] or ""), _num(r["fitness"]),
-                      _num(r["loss_score"]), _num(r["benchmark_score"]), _num(r["qualitative"]),
-                      _num(r["final_loss"]), _num(r["benchmark"]), escape(r["parent_name"] or r["parent_id"] or ""))
+        cells = [str(r["rank"]), escape(r["experiment_id"]), escape(r["name"] or ""), _num(r["fitness"]),
+                 _num(r["loss_score"]), _num(r["benchmark_score"]), _num(r["qualitative"]),
+                 _num(r["final_loss"]), _num(r["benchmark"]), escape(r["parent_name"] or r["parent_id"] or "")]
+        if promoted:
+            cells.append("" if not r["verify_experiment_id"] else
+                         _num(r["verify_fitness"]) if r["verify_fitness"] is not None else r["verify_status"] or "")
+        table.add_row(*cells)
     console.print(table if rows else "no scored experiments yet")
+    campaigns = [campaign] if campaign else sorted(c["campaign_id"] for c in store.campaigns())
+    for cid in campaigns:
+        print_two_stage(store, cid)
+
+
+def print_two_stage(store, campaign: str) -> None:
+    """The verification stage of a two-stage campaign beside its exploration stage (nothing without promotions)."""
+    from services.archive import queries
+
+    view = queries.two_stage(store, campaign)
+    if view is None:
+        return
+    table = Table(title=f"two-stage promotion of {escape(campaign)}: {escape(view['explore_profile'] or '?')} "
+                        f"-> {escape(view['verify_profile'] or '?')}")
+    for col, justify in (("promoted", "right"), ("explored", "left"), ("name", "left"),
+                         ("explore rank", "right"), ("explore fitness", "right"), ("significant", "left"),
+                         ("verification", "left"), ("status", "left"), ("verify fitness", "right"),
+                         ("verify rank", "right"), ("verify loss", "right"), ("verify benchmark", "right")):
+        table.add_column(col, justify=justify)
+    for r in view["rows"]:
+        table.add_row(str(r["promotion_rank"]), escape(r["source_experiment_id"]), escape(r["name"] or ""),
+                      str(r["explore_rank"] or "—"), _num(r["explore_fitness"]), _yes(r["explore_significant"]),
+                      escape(r["verify_experiment_id"]), r["verify_status"] or "", _num(r["verify_fitness"]),
+                      str(r.get("verify_rank") or "—"), _num(r["verify_loss"]), _num(r["verify_benchmark"]))
+    console.print(table)
+    for b in view["baselines"]:
+        console.print(f"baseline at {escape(view['verify_profile'] or '?')}: {escape(b['experiment_id'])} "
+                      f"{escape(b['name'] or '')} ({b['status']}), loss {_num(b['final_loss'])}, benchmark "
+                      f"{_num(b['benchmark'])}")
+    for r in view["rows"]:
+        console.print(f"promoted {escape(r['source_experiment_id'])}: {escape(r['why'] or '')}")
+    tau = view["tau_b"]
+    console.print(f"rank agreement between the stages (Kendall tau-b over {view['pairs']} verified): "
+                  + (_num(tau, 3) if tau is not None else "— (needs two verified runs)"))
+    if view["completed"]:
+        console.print(f"campaign completed: {escape(view['completed'])}")
+
+
+def _yes(b) -> str:
+    return "—" if b is None else ("yes" if b else "no")
 
 
 def show(experiment: str = typer.Argument(..., help="experiment id"),
@@ -92,6 +140,19 @@ def show(experiment: str = typer.Argument(..., help="experiment id"),
         console.print(f"[red]abandoned[/]: {escape(str(d['abandoned'].get('reason')))}")
     if insights:
         console.print(f"[bold]insights[/] {escape(insights.get('synthesis') or insights.get('experience') or '')}")
+    stages = rec.get("stages")
+    if stages:
+        promo, x, v = stages.get("promotion") or {}, stages.get("explore") or {}, stages.get("verify") or {}
+        if promo:
+            console.print(f"[bold]promoted[/] {escape(x.get('experiment_id') or promo.get('source_experiment_id'))}"
+                          f" -> {escape(v.get('experiment_id') or '')} at {escape(promo.get('verify_profile') or '')}: "
+                          f"{escape(promo.get('why') or '')}")
+        for label, b in (("exploration", x), ("verification", v)):
+            if b:
+                console.print(f"  {label:<12} {escape(b['experiment_id'])} at {escape(b.get('profile') or '?')}: "
+                              f"status {b.get('status')}, fitness {_num(b.get('fitness'))}, significant "
+                              f"{_yes(b.get('significant'))}, loss {_num(b.get('final_loss'))}, benchmark "
+                              f"{_num(b.get('benchmark'))}")
     attempts = Table(title="attempts")
     for col in ("time", "kind", "attempt", "revision", "detail"):
         attempts.add_column(col)
@@ -208,6 +269,9 @@ def replay(shuffle_seed: Optional[int] = typer.Option(None, help="replay in a sh
     console.print(f"read {len(events):,} events in {read_s:.1f}s ({bad} undecodable); applied {stats.applied:,}, "
                   f"duplicates {stats.duplicates:,}; {stats.events_per_s:,.0f} events/s into {out}")
     console.print(f"replay digest {replayed}")
+    with SQLiteStore(out, read_only=True) as rebuilt:   # both stages of a two-stage campaign, as the log rebuilt them
+        for camp in sorted(c["campaign_id"] for c in rebuilt.campaigns()):
+            print_two_stage(rebuilt, camp)
     wait_for_archive(bootstrap)
     try:
         with open_store(settings, read_only=True) as live_store:

@@ -141,6 +141,31 @@ def _budget_config(max_llm_cost: float | None, max_device_hours: float | None) -
     return {"budget": limits} if limits else {}
 
 
+def _promotion_config(profile: str, verify_profile: str | None, promote_top: int | None, promote_any: bool,
+                      noise_setting: dict | None = None) -> dict:
+    """CampaignStarted.config for two-stage promotion (services/archive/promotion.py); {} without one. Usage errors
+    (exit 2) for an unknown verification profile, for --promote-top / --promote-any without --verify-profile and for
+    a verification profile equal to --profile."""
+    from lab.training.profiles import PROFILES
+    from services.cli.choices import one_of
+
+    if verify_profile is not None:
+        one_of(verify_profile, PROFILES, "--verify-profile", "profile")
+    if verify_profile is None:
+        if promote_top is not None:
+            raise typer.BadParameter("--promote-top needs --verify-profile (the profile the promoted are re-trained "
+                                     "at)", param_hint="--promote-top")
+        if promote_any:
+            raise typer.BadParameter("--promote-any needs --verify-profile", param_hint="--promote-any")
+        return {}
+    if verify_profile == profile:
+        raise typer.BadParameter(f"the verification profile must differ from --profile ({profile})",
+                                 param_hint="--verify-profile")
+    return {"promotion": {"verify_profile": verify_profile, "top_k": promote_top or 1,
+                          "require_significant": not promote_any,
+                          "seed_noise": campaign_seed_noise(verify_profile, noise_setting)}}
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def run(budget: int = typer.Option(6, min=1, help="candidate experiments to run (baselines not counted)"),
@@ -161,6 +186,15 @@ def register(app: typer.Typer) -> None:
             max_device_hours: Optional[float] = typer.Option(
                 None, "--max-device-hours", min=0, help="device hours: no new experiment once training time "
                                                         "(in flight counted) would pass it"),
+            verify_profile: Optional[str] = typer.Option(
+                None, "--verify-profile", help="two-stage promotion: when exploration ends, re-train the best "
+                                               "candidates at this profile (e.g. cpu-micro -> cpu-tiny)"),
+            promote_top: Optional[int] = typer.Option(
+                None, "--promote-top", min=1, help="with --verify-profile: how many candidates to promote, the top "
+                                                   "by fitness among those significant over seed noise (default 1)"),
+            promote_any: bool = typer.Option(
+                False, "--promote-any", help="with --verify-profile: promote the top by fitness even when their "
+                                             "score is not significant over seed noise"),
             data_dir: Optional[Path] = typer.Option(None, "--data-dir")):
         """Run a discovery campaign end to end on the embedded stack (offline unless an LLM is configured)."""
         from services.archive.policies import POLICIES
@@ -172,12 +206,15 @@ def register(app: typer.Typer) -> None:
         one_of(profile, PROFILES, "--profile", "profile")     # names checked before anything starts
         baselines = each_one_of(start_from, zoo_names(), "--from", "zoo member")
         one_of(policy, POLICIES, "--policy", "parent policy")
+        _promotion_config(profile, verify_profile, promote_top, promote_any)   # usage errors before anything starts
         settings = stack.absolute(load_settings(data_dir))
+        promotion = _promotion_config(profile, verify_profile, promote_top, promote_any, settings.judge_seed_noise)
         secrets.drop_secrets_from_environment(settings.data_dir)  # execs again without the key (secrets.py)
         from lab.training import datastage
 
         try:   # a profile trained on staged data runs only once that data is there (datastage.py)
-            datastage.require(get_profile(profile), settings.data_dir)
+            for name in (profile, verify_profile) if verify_profile else (profile,):
+                datastage.require(get_profile(name), settings.data_dir)
         except datastage.DataNotStaged as e:
             console.print(f"[red]{e}[/]")
             raise typer.Exit(2)
@@ -201,12 +238,14 @@ def register(app: typer.Typer) -> None:
                     profile=profile, budget=budget, concurrency=concurrency, seed=seed, policy=policy,
                     cold_start=cold_start, baselines=baselines,
                     proposer="llm" if settings.llm_configured else "offline",
-                    config=_budget_config(max_llm_cost, max_device_hours),
+                    config=_budget_config(max_llm_cost, max_device_hours) | promotion,
                     seed_noise=campaign_seed_noise(profile, settings.judge_seed_noise))
                 asyncio.run(publish_once(settings, started))
                 cfile.write_text(json.dumps({"campaign_id": campaign_id, "started_at": time.time()}))
                 console.print(f"started campaign [bold]{campaign_id}[/]: {budget} candidates, concurrency "
-                              f"{concurrency}, profile {profile}, proposer {started.proposer}")
+                              f"{concurrency}, profile {profile}, proposer {started.proposer}"
+                              + (f"; then the top {promotion['promotion']['top_k']} promoted to {verify_profile}"
+                                 if promotion else ""))
             view = CampaignView(campaign_id)
             t0 = time.monotonic()
             display = LiveDisplay(view, t0) if console.is_terminal else PlainDisplay(view, t0)

@@ -35,6 +35,7 @@ class ExperimentView:
     calibrated_step_s: float | None = None   # from the claim: the engineer's measured speed and limit
     wall_limit_s: float | None = None
     abandoned_reason: str = ""
+    promotion: ev.ExperimentPromoted | None = None   # a verification run: why it was promoted
     life: Lifecycle = field(default_factory=Lifecycle)
 
     @property
@@ -73,9 +74,12 @@ class CampaignView:
             self.completed_reason = event.reason
         elif isinstance(event, ev.ParentSampled):
             x = self.exp(event)
-            x.role = "baseline" if event.mode == "baseline" else "candidate"
-            x.name = x.name or (event.parent.name if event.mode == "baseline" else "")
+            x.role = {"baseline": "baseline", "verify": "verify"}.get(event.mode, "candidate")
+            x.name = x.name or (event.parent.name if event.mode in ("baseline", "verify") else "")
             x.times.setdefault("sampled", event.occurred_at)
+        elif isinstance(event, ev.ExperimentPromoted):
+            x = self.exp(event)
+            x.role, x.name, x.promotion = "verify", x.name or event.name, event
         elif isinstance(event, ev.ProposalRejected):
             self.exp(event).rejections += 1
             self.rejection_reasons[event.reason] += 1
@@ -161,6 +165,8 @@ def change_line(x: ExperimentView, before: str | None, event: ev.Event) -> str |
         detail = f": fitness {x.fitness:.4f}"
     elif x.status == "abandoned":
         detail = f": {x.abandoned_reason}"
+    elif x.status == "promoted" and x.promotion is not None:
+        detail = f" to {x.promotion.verify_profile} ({x.promotion.source_experiment_id}: {x.promotion.why})"
     return f"{x.label()}: {before or 'new'} -> {x.status}{detail}"
 
 
@@ -171,7 +177,10 @@ def heartbeat_line(view: CampaignView, elapsed_s: float) -> str:
     training = [f"{x.name or x.experiment_id[-6:]} step {x.step}/{x.total_steps} {_speed(x)}"
                 for x in view.experiments.values() if x.status == "training" and x.total_steps]
     best = view.best()
-    return (f"[{elapsed_s:6.0f}s] candidates ended {done}/{budget}, in flight {view.in_flight()}, "
+    verify = [x for x in view.experiments.values() if x.role == "verify"]
+    verified = (f", verification runs ended {sum(1 for x in verify if x.status in TERMINAL)}/{len(verify)}"
+                if verify else "")
+    return (f"[{elapsed_s:6.0f}s] candidates ended {done}/{budget}{verified}, in flight {view.in_flight()}, "
             f"abandoned {c.get('abandoned', 0)}, best "
             f"{f'{best.fitness:.4f} ({best.name})' if best else '-'}"
             + (f"; training: {'; '.join(training)}" if training else ""))

@@ -50,7 +50,9 @@ class Experiment:
     """Everything the log says about one experiment, reduced to what the report shows."""
     experiment_id: str
     first_at: datetime
-    kind: str = "candidate"                     # candidate | baseline | imported
+    kind: str = "candidate"                     # candidate | baseline | imported | verify
+    stage: str = "explore"                      # explore | verify (two-stage promotion)
+    promotion: ev.ExperimentPromoted | None = None
     sampled: ev.ParentSampled | None = None
     imported: ev.ExperimentImported | None = None
     proposals: list[ev.ProposalCreated] = field(default_factory=list)
@@ -71,8 +73,10 @@ class Experiment:
         for source in (self.results, self.proposals[-1] if self.proposals else None, self.imported):
             if source is not None and source.name:
                 return source.name
-        if self.sampled is not None and self.sampled.mode == "baseline":
+        if self.sampled is not None and self.sampled.mode in ("baseline", "verify"):
             return self.sampled.parent.name
+        if self.promotion is not None and self.promotion.name:
+            return self.promotion.name
         for r in reversed(self.rejections):
             if r.name:
                 return r.name
@@ -80,7 +84,7 @@ class Experiment:
 
     @property
     def parent_id(self) -> str | None:
-        if self.kind == "baseline":
+        if self.kind in ("baseline", "verify"):   # a verification run hangs off no parent (another profile)
             return None
         if self.proposals and self.proposals[-1].parent_id:
             return self.proposals[-1].parent_id
@@ -132,12 +136,28 @@ class Campaign:
 
     @property
     def baselines(self) -> list[Experiment]:
-        return [x for x in self.experiments.values() if x.kind == "baseline"]
+        """The exploration stage's baselines (the verification profile's are `verify_baselines`)."""
+        return [x for x in self.experiments.values() if x.kind == "baseline" and x.stage == "explore"]
+
+    @property
+    def explored(self) -> list[Experiment]:
+        """Every experiment of the exploration stage (all of them in a one-stage campaign)."""
+        return [x for x in self.experiments.values() if x.stage == "explore"]
+
+    @property
+    def promoted(self) -> list[Experiment]:
+        """The verification runs of a two-stage campaign, by promotion rank."""
+        xs = [x for x in self.experiments.values() if x.kind == "verify"]
+        return sorted(xs, key=lambda x: (x.promotion.rank if x.promotion else 0, x.experiment_id))
+
+    @property
+    def verify_baselines(self) -> list[Experiment]:
+        return [x for x in self.experiments.values() if x.kind == "baseline" and x.stage == "verify"]
 
     @property
     def scored(self) -> list[Experiment]:
-        """Experiments with a fitness, in order of their results."""
-        xs = [x for x in self.experiments.values() if x.fitness is not None]
+        """Experiments of the exploration stage with a fitness, in order of their results."""
+        xs = [x for x in self.explored if x.fitness is not None]
         # results time, not score time: a late rescore must not move an experiment along the x axis
         return sorted(xs, key=lambda x: x.results_at or x.score.occurred_at)
 
@@ -212,8 +232,12 @@ def summarize(events: list[ev.Event], scheme: str = "paper", campaign_id: str | 
             x.life.apply(e)
         if isinstance(e, ev.ParentSampled):
             x.sampled = e
-            if e.mode == "baseline":
-                x.kind = "baseline"
+            if e.mode in ("baseline", "verify"):
+                x.kind = "baseline" if e.mode == "baseline" else "verify"
+            if e.stage == "verify":
+                x.stage = "verify"
+        elif isinstance(e, ev.ExperimentPromoted):
+            x.promotion, x.kind, x.stage = e, "verify", "verify"
         elif isinstance(e, ev.ExperimentImported):
             x.imported = e
             if x.kind == "candidate" and not x.proposals:
@@ -221,8 +245,8 @@ def summarize(events: list[ev.Event], scheme: str = "paper", campaign_id: str | 
         elif isinstance(e, ev.ProposalCreated):
             x.proposals.append(e)
             x.cost.add(e.usage)
-            if e.role == "baseline":
-                x.kind = "baseline"
+            if e.role in ("baseline", "verify"):
+                x.kind = e.role
         elif isinstance(e, ev.ProposalRejected):
             x.rejections.append(e)
             x.cost.add(e.usage)
@@ -232,8 +256,8 @@ def summarize(events: list[ev.Event], scheme: str = "paper", campaign_id: str | 
             x.failures.append(e)
         elif isinstance(e, ev.ResultsReady):
             x.results, x.results_at = e, e.occurred_at
-            if e.role == "baseline":
-                x.kind = "baseline"
+            if e.role in ("baseline", "verify"):
+                x.kind = e.role
         elif isinstance(e, ev.ScoreAssigned):
             x.cost.add(e.usage)
             if e.scheme == scheme:
@@ -389,7 +413,7 @@ def _summary(c: Campaign) -> str:
         card("compute", _duration(compute), ", ".join(f"{k}: {v}" for k, v in devices.most_common()) or "–"),
         card("LLM cost", f"${cost.cost_usd:.2f}",
              f"{cost.calls} calls, {cost.prompt_tokens + cost.completion_tokens:,} tokens"),
-    ] + _budget_cards(c, cost.cost_usd, card)
+    ] + _budget_cards(c, cost.cost_usd, card) + _verification_cards(c, card)
     vs = ""
     if best is not None and base is not None and best.results and base.results:
         b, r = best.results, base.results
@@ -444,12 +468,11 @@ def _fitness_section(c: Campaign) -> str:
 
 
 def _lineage_section(c: Campaign) -> str:
-    nodes = [TreeNode(x.experiment_id, x.name, x.parent_id, x.kind, x.status, x.fitness)
-             for x in c.experiments.values()]
-    known = set(c.experiments)
+    nodes = [TreeNode(x.experiment_id, x.name, x.parent_id, x.kind, x.status, x.fitness) for x in c.explored]
+    known = {x.experiment_id for x in c.explored}
     for pid in dict.fromkeys(n.parent_id for n in nodes if n.parent_id and n.parent_id not in known):
         nodes.append(TreeNode(pid, pid, None, "external", "outside this log"))
-    fits = [x.fitness for x in c.experiments.values() if x.fitness is not None]
+    fits = [x.fitness for x in c.explored if x.fitness is not None]
     lo, hi = (min(fits), max(fits)) if fits else (None, None)
     legend = (f"<div class='legend'><span>fitness {colorbar_svg(lo, hi)}</span>"
               "<span><svg width='16' height='16'><circle cx='8' cy='8' r='6' fill='#c8ccd2' stroke='#333'/></svg> "
@@ -460,8 +483,9 @@ def _lineage_section(c: Campaign) -> str:
               "fill='#c8ccd2' stroke='#333' stroke-width='2'/></svg> imported root</span>"
               "<span><svg width='16' height='16'><circle cx='8' cy='8' r='6' fill='#c8ccd2' stroke='#d62728' "
               "stroke-width='2'/></svg> failed / abandoned</span></div>")
-    return (f"<section id='lineage'><h2>Lineage</h2><p class='note'>parent → children, {len(c.experiments)} "
-            f"experiments; hover a node for its id and status.</p>{legend}{lineage_svg(nodes)}</section>")
+    return (f"<section id='lineage'><h2>Lineage</h2><p class='note'>parent → children, {len(c.explored)} "
+            f"experiments{' of the exploration stage' if c.promoted else ''}; hover a node for its id and status.</p>"
+            f"{legend}{lineage_svg(nodes)}</section>")
 
 
 def _loss_section(c: Campaign) -> str:
@@ -476,7 +500,7 @@ def _loss_section(c: Campaign) -> str:
 
 
 def _benchmark_section(c: Campaign) -> str:
-    xs = [x for x in c.experiments.values() if x.results is not None]
+    xs = [x for x in c.explored if x.results is not None]   # one profile's metrics (verification: its own section)
     xs.sort(key=lambda x: (x.fitness is None, -(x.fitness or 0.0)))
     metric_names = sorted({k for x in xs for k in x.results.metrics})
     best = c.best
@@ -501,6 +525,94 @@ def _benchmark_section(c: Campaign) -> str:
     return (f"<section id='benchmarks'><h2>Benchmarks and fitness</h2><p class='note'>{len(xs)} experiments with "
             f"results, best first. Fitness components as the judge gave them (scheme <code>{esc(c.scheme)}</code>)."
             f"</p><table id='benchmark-table'><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table></section>")
+
+
+# ---------------------------------------------------------------- two-stage promotion
+def _promotion_settings(c: Campaign) -> dict | None:
+    return ((c.started.config if c.started else {}) or {}).get("promotion") or None
+
+
+def stage_pairs(c: Campaign) -> list[tuple[float | None, float | None]]:
+    """(exploration fitness, verification fitness) of each promoted experiment."""
+    out = []
+    for v in c.promoted:
+        src = c.experiments.get(v.promotion.source_experiment_id) if v.promotion else None
+        out.append((src.fitness if src else (v.promotion.fitness if v.promotion else None), v.fitness))
+    return out
+
+
+def stage_tau(c: Campaign) -> float | None:
+    from services.archive.promotion import stage_agreement
+
+    tau = stage_agreement(stage_pairs(c))
+    return None if tau is None or math.isnan(tau) else tau
+
+
+def _verification_cards(c: Campaign, card) -> list[str]:
+    settings = _promotion_settings(c)
+    if not settings and not c.promoted:
+        return []
+    profile = (settings or {}).get("verify_profile") or (c.promoted[0].promotion.verify_profile if c.promoted else "?")
+    verified = sum(1 for x in c.promoted if x.fitness is not None)
+    tau = stage_tau(c)
+    detail = (f"Kendall tau-b between the stages {tau:+.3f}" if tau is not None
+              else "tau-b needs two verified runs" if c.promoted else "nothing promoted")
+    return [card(f"verified at {profile}", f"{verified} / {len(c.promoted)}", detail)]
+
+
+def _verification_section(c: Campaign) -> str:
+    """Both stages side by side: each promoted candidate's exploration and verification measurements."""
+    settings = _promotion_settings(c)
+    if not settings and not c.promoted:
+        return ""
+    profile = (settings or {}).get("verify_profile") or c.promoted[0].promotion.verify_profile
+    explore_profile = c.started.profile if c.started else "?"
+    ranked = sorted((x for x in c.candidates if x.fitness is not None), key=lambda x: (-x.fitness, x.experiment_id))
+    explore_rank = {x.experiment_id: i for i, x in enumerate(ranked, 1)}
+    verified = sorted((x for x in c.promoted if x.fitness is not None), key=lambda x: (-x.fitness, x.experiment_id))
+    verify_rank = {x.experiment_id: i for i, x in enumerate(verified, 1)}
+    rows = []
+    for v in c.promoted:
+        p = v.promotion
+        src = c.experiments.get(p.source_experiment_id) if p else None
+        sr, vr = (src.results if src else None), v.results
+        rows.append(
+            f"<tr data-exp='{esc(v.experiment_id)}'><td class='num'>{p.rank if p else '–'}</td>"
+            f"<td>{esc(src.name if src else (p.name if p else ''))}<br><code>{esc(p.source_experiment_id if p else '')}"
+            f"</code></td><td class='num'>{explore_rank.get(p.source_experiment_id, '–') if p else '–'}</td>"
+            f"{_num(src.fitness if src else None, 4)}{_yesno(src.score.significant if src and src.score else None)}"
+            f"{_num(sr.final_loss if sr else None, 4)}{_num(sr.benchmark if sr else None, 4)}"
+            f"<td><code>{esc(v.experiment_id)}</code></td><td>{_pill(v.status)}</td>"
+            f"<td class='num'>{verify_rank.get(v.experiment_id, '–')}</td>{_num(v.fitness, 4)}"
+            f"{_yesno(v.score.significant if v.score else None)}{_num(vr.final_loss if vr else None, 4)}"
+            f"{_num(vr.benchmark if vr else None, 4)}<td>{esc(p.why if p else '')}</td></tr>")
+    for b in c.verify_baselines:
+        r = b.results
+        rows.append(f"<tr class='baseline'><td></td><td>baseline at {esc(profile)}</td><td></td><td></td><td></td>"
+                    f"<td></td><td></td><td><code>{esc(b.experiment_id)}</code> {esc(b.name)}</td><td>{_pill(b.status)}"
+                    f"</td><td></td>{_num(b.fitness, 4)}<td></td>{_num(r.final_loss if r else None, 4)}"
+                    f"{_num(r.benchmark if r else None, 4)}<td></td></tr>")
+    tau = stage_tau(c)
+    pairs = sum(1 for a, b in stage_pairs(c) if a is not None and b is not None)
+    agreement = (f"Kendall tau-b between the two stages' rankings over {pairs} verified: <b id='stage-tau'>"
+                 f"{tau:+.3f}</b>." if tau is not None else
+                 f"Kendall tau-b between the stages: <b id='stage-tau'>–</b> (needs two verified runs; {pairs} so "
+                 "far).")
+    rule = ("the top {k} by exploration fitness among the candidates whose score is significant over the seed noise"
+            if (settings or {}).get("require_significant", True) else
+            "the top {k} by exploration fitness (significance over seed noise not required: --promote-any)"
+            ).format(k=(settings or {}).get("top_k", len(c.promoted)))
+    ended = f" Campaign: {esc(c.completed.reason)}." if c.completed is not None else ""
+    head = ("<tr><th class='num'>promoted</th><th>explored</th><th class='num'>explore rank</th>"
+            "<th class='num'>explore fitness</th><th>significant</th><th class='num'>explore loss</th>"
+            "<th class='num'>explore benchmark</th><th>verification</th><th>status</th><th class='num'>verify rank</th>"
+            "<th class='num'>verify fitness</th><th>significant</th><th class='num'>verify loss</th>"
+            "<th class='num'>verify benchmark</th><th>why promoted</th></tr>")
+    table = (f"<table id='verification-table'><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
+             if c.promoted else "<p class='note' id='nothing-promoted'>nothing was promoted.</p>")
+    return (f"<section id='verification'><h2>Two-stage promotion: {esc(explore_profile)} → {esc(profile)}</h2>"
+            f"<p class='note'>When exploration ended, {rule} were re-trained unchanged at <code>{esc(profile)}</code>, "
+            f"each scored against the baseline trained there. {agreement}{ended}</p>{table}</section>")
 
 
 def _bars(title: str, counts: Counter, cls: str) -> str:
@@ -587,7 +699,8 @@ def render_html(c: Campaign, title: str | None = None, prompts: Path | None = No
     llm = llm_section_html(((x.experiment_id, x.name, x.cost.requests) for x in c.experiments.values()), prompts,
                            arms)
     body = "".join([_summary(c), _diagnosis_section(diagnosis or []), _fitness_section(c), _lineage_section(c), _loss_section(c),
-                    _benchmark_section(c), _problems_section(c), _cost_section(c), llm, _parameters(c)])
+                    _benchmark_section(c), _verification_section(c), _problems_section(c), _cost_section(c), llm,
+                    _parameters(c)])
     # No script, no external resource: the CSP makes that a rule the browser enforces.
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; style-src 'unsafe-inline'; "

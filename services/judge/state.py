@@ -44,13 +44,20 @@ class JudgeState:
                         (p.experiment_id, p.revision, p.name, p.code, p.motivation, p.role))
 
     def add_campaign(self, c: ev.CampaignStarted) -> None:
+        # per profile: the campaign's own, and the verification profile's of a two-stage campaign
+        # (config["promotion"]); a result of another profile falls back to the setting and the profile's default
+        noise = {c.profile: dict(c.seed_noise or {})}
+        promotion = (c.config or {}).get("promotion") or {}
+        if promotion.get("verify_profile") and promotion["verify_profile"] != c.profile:
+            noise[promotion["verify_profile"]] = dict(promotion.get("seed_noise") or {})
         with self.db.transaction() as tx:
             tx.execute("INSERT OR REPLACE INTO campaigns VALUES (?,?)", (c.campaign_id, json.dumps(c.baselines)))
-            tx.execute("INSERT OR REPLACE INTO campaign_noise VALUES (?,?)",
-                       (c.campaign_id, json.dumps(c.seed_noise or {})))
+            tx.execute("INSERT OR REPLACE INTO campaign_noise VALUES (?,?)", (c.campaign_id, json.dumps(noise)))
 
-    def campaign_noise(self, campaign_id: str) -> dict[str, float]:
-        """The seed noise the campaign was started with ({} when none was stored)."""
+    def campaign_noise(self, campaign_id: str) -> dict:
+        """The seed noise the campaign was started with, per profile ({profile: {"loss", "benchmark"}}, what
+        `fitness.resolve_noise` reads; a state written before verification profiles holds the plain
+        {"loss", "benchmark"} of the campaign's one profile, which it reads too); {} when none was stored."""
         row = self.db.one("SELECT noise FROM campaign_noise WHERE campaign_id=?", (campaign_id,))
         return json.loads(row[0]) if row else {}
 

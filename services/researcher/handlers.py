@@ -4,7 +4,9 @@ on_parent_sampled runs the attempts loop of one experiment:
     propose (with the feedback of every earlier rejection) -> static checks -> novelty -> sandboxed checks
 each failed attempt is a ProposalRejected (discriminator = attempt); the loop ends with ProposalCreated or,
 after max_attempts, ExperimentAbandoned(reason="attempts_exhausted", history=[...]).
-Baselines (mode "baseline") pass the parent's code through unchanged after the sanity checks.
+Baselines (mode "baseline") and verification runs (mode "verify": a promoted candidate re-trained at the
+campaign's verification profile) pass the parent's code through unchanged after the sanity checks (at the
+sampled profile: a program too big for the verification profile is rejected there, and abandoned).
 Nothing here is process-local state: several researchers can share the work in one consumer group.
 """
 from __future__ import annotations
@@ -38,6 +40,8 @@ async def on_parent_sampled(event: ev.ParentSampled, *, proposer, checker, novel
     """`proposer`: one proposer, or a mapping {"offline": ..., "llm": ...} chosen by event.proposer."""
     if event.mode == "baseline":
         return await _baseline(event, checker=checker, novelty=novelty, producer=producer)
+    if event.mode == "verify":
+        return await _verify(event, checker=checker, producer=producer)
     if isinstance(proposer, Mapping):
         proposer = proposer.get(event.proposer)
     if proposer is None:
@@ -105,18 +109,30 @@ async def on_parent_sampled(event: ev.ParentSampled, *, proposer, checker, novel
     return out
 
 
-async def _baseline(event: ev.ParentSampled, *, checker, novelty, producer: str) -> list[ev.Event]:
+async def _unchanged_program_refused(event: ev.ParentSampled, *, checker, producer: str, what: str,
+                                     reason: str) -> tuple[list[ev.Event], CheckOutcome]:
+    """Checks for a program trained as it is (a baseline, a promoted program): the events that refuse it (a
+    rejection and the abandonment `reason`), or none; and the checks' outcome."""
     parent = event.parent
     outcome = checker.static(parent.code)
     if outcome.ok:
         outcome = await _sanity(checker, parent.code, event.profile)
-    if not outcome.ok:
-        fb = f"baseline '{parent.name}' failed the sanity checks: {outcome.feedback}"
-        return [event.caused(ev.ProposalRejected, producer=producer, discriminator=1, attempt=1,
-                             reason=outcome.reason or "other", feedback=fb, name=parent.name, code=parent.code,
-                             evidence=_checks_record(outcome)),
-                event.caused(ev.ExperimentAbandoned, producer=producer, reason="baseline_failed_checks", attempts=1,
-                             history=[{"attempt": 1, "reason": outcome.reason, "feedback": fb[:500]}])]
+    if outcome.ok:
+        return [], outcome
+    fb = f"{what} '{parent.name}' failed the sanity checks: {outcome.feedback}"
+    return [event.caused(ev.ProposalRejected, producer=producer, discriminator=1, attempt=1,
+                         reason=outcome.reason or "other", feedback=fb, name=parent.name, code=parent.code,
+                         evidence=_checks_record(outcome)),
+            event.caused(ev.ExperimentAbandoned, producer=producer, reason=reason, attempts=1,
+                         history=[{"attempt": 1, "reason": outcome.reason, "feedback": fb[:500]}])], outcome
+
+
+async def _baseline(event: ev.ParentSampled, *, checker, novelty, producer: str) -> list[ev.Event]:
+    parent = event.parent
+    refused, outcome = await _unchanged_program_refused(event, checker=checker, producer=producer, what="baseline",
+                                                        reason="baseline_failed_checks")
+    if refused:
+        return refused
     await novelty.remember(campaign_id=event.campaign_id, experiment_id=event.experiment_id, name=parent.name,
                            motivation=parent.motivation or parent.name, code=parent.code, origin="zoo")
     design = known_design(parent)
@@ -126,6 +142,25 @@ async def _baseline(event: ev.ParentSampled, *, checker, novelty, producer: str)
         origin="zoo", attempt=1, parent_id=parent.experiment_id, design=design,
         code_hash=code_hash(parent.code), profile=event.profile, seed=event.seed,
         checks=_checks_record(outcome))]
+
+
+async def _verify(event: ev.ParentSampled, *, checker, producer: str) -> list[ev.Event]:
+    """The promoted program, unchanged, at the verification profile. No novelty check: it is the same program on
+    purpose. No parent in the lineage (`parent_id` None): the explored original is a different measurement (another
+    profile), named in the motivation and in the archive's `verifies`; its fitness is against the profile's
+    own baseline."""
+    parent = event.parent
+    refused, outcome = await _unchanged_program_refused(event, checker=checker, producer=producer,
+                                                        what=f"promoted (at {event.profile})",
+                                                        reason="verify_failed_checks")
+    if refused:
+        return refused
+    return [event.caused(
+        ev.ProposalCreated, producer=producer, name=parent.name, code=parent.code,
+        motivation=f"verification at {event.profile} of {parent.name} ({parent.experiment_id}), promoted from "
+                   f"exploration" + (f": {parent.motivation}" if parent.motivation else ""),
+        role="verify", origin="promoted", attempt=1, parent_id=None, design=parent.design,
+        code_hash=code_hash(parent.code), profile=event.profile, seed=event.seed, checks=_checks_record(outcome))]
 
 
 async def on_proposal_created(event: ev.ProposalCreated, *, novelty) -> list[ev.Event]:

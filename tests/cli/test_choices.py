@@ -54,6 +54,7 @@ CASES = {
     "run --profile": (["run", "--profile", "bogus", *DD], "--profile", PROFILE_NAMES),
     "run --from": (["run", "--from", "deltanet,bogus", *DD], "--from", ZOO),
     "run --policy": (["run", "--policy", "bogus", *DD], "--policy", list(POLICIES)),
+    "run --verify-profile": (["run", "--verify-profile", "bogus", *DD], "--verify-profile", PROFILE_NAMES),
     "export --format": (["export", "--format", "bogus", "--out", "{d}/x", *DD], "--format", ["jsonl", "csv"]),
     "replay --policy": (["replay", "--policy", "bogus", *DD], "--policy", list(POLICIES)),
     "replay --rescore": (["replay", "--rescore", "bogus=1", *DD], "--rescore", ["loss", "benchmark", "qualitative"]),
@@ -97,3 +98,20 @@ def test_unknown_name_is_a_usage_error_before_anything_starts(case, tmp_path, la
     assert ("valid: " + ", ".join(valid) in out) if case != "replay --rescore" else all(v in out for v in valid)
     assert len(valid) >= 2
     assert list(tmp_path.iterdir()) == [], "nothing may be created (no stack, no data dir, no files)"
+
+
+@pytest.mark.parametrize("args, option, message", [
+    (["run", "--promote-top", "2"], "--promote-top", "--promote-top needs --verify-profile"),
+    (["run", "--promote-any"], "--promote-any", "--promote-any needs --verify-profile"),
+    (["run", "--profile", "cpu-tiny", "--verify-profile", "cpu-tiny"], "--verify-profile",
+     "the verification profile must differ from --profile"),
+])
+def test_two_stage_promotion_options_are_checked_before_anything_starts(args, option, message, tmp_path, monkeypatch,
+                                                                         nothing_starts):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ARCHLAB_DATA_DIR", raising=False)
+    r = runner.invoke(app, [*args, "--data-dir", str(tmp_path / "data")], env={"COLUMNS": "200"})
+    out = " ".join(r.output.split())
+    assert r.exit_code == 2, r.output
+    assert f"Invalid value for {option}:" in out and message in out
+    assert list(tmp_path.iterdir()) == []

@@ -4,6 +4,8 @@ from schemas import events as ev
 _FIELDS = {
     "ParentSampled": dict(parent=ev.ProgramSnapshot(experiment_id="p", name="deltanet", code="x = 1")),
     "ExperimentImported": dict(name="imp", code="x = 1"),
+    "ExperimentPromoted": dict(source_experiment_id="camp-c0000", verify_profile="cpu-tiny", rank=1, eligible=2,
+                               top_k=1, fitness=0.7, significant=True, why="rank 1 of 2"),
     "ExperimentAbandoned": dict(reason="attempts_exhausted"),
     "ProposalCreated": dict(name="n", code="x = 1", motivation="m"),
     "ProposalRejected": dict(attempt=1, reason="duplicate", feedback="f",

@@ -30,7 +30,8 @@ def test_runner_cli_trains_evaluates_and_streams_progress(tmp_path):
     assert result["steps"] == 30 and result["tokens"] == 30 * 32 * 64 and result["device"] == "cpu"
     assert [s for s, _ in result["loss_curve"]] == [10, 20, 30]
     assert result["final_loss"] == result["loss_curve"][-1][1]
-    assert set(result["metrics"]) == {"mqar_recall/acc", "mqar_mc/acc"}
+    assert set(result["metrics"]) == {"mqar_recall/acc", "mqar_mc/acc", "train/autocast_bf16"}
+    assert result["autocast"] == "fp32" and result["metrics"]["train/autocast_bf16"] == 0.0  # DeltaNet: fp32 on CPU
     assert 0 <= result["benchmark"] <= 1 and result["params"] > 10_000
     assert result["resumed_from_step"] is None and result["train_s"] > 0 and result["eval_s"] > 0
     assert (tmp_path / "work" / "checkpoints" / "latest.pt").exists()

@@ -210,3 +210,22 @@ def test_a_new_campaign_stores_the_setting_or_the_profiles_noise():
     from lab.training.profiles import get_profile
     assert F.campaign_seed_noise("cpu-tiny", {}) == get_profile("cpu-tiny").seed_noise
     assert F.campaign_seed_noise("no-such-profile") == {}
+
+
+async def test_a_verification_result_is_scored_against_its_own_profiles_baseline_and_noise():
+    """Two-stage promotion: a campaign explores at one profile and verifies at another; each result is scored
+    against the baseline measured at its own profile, with that profile's seed noise (CampaignStarted.seed_noise
+    for the exploration profile, config["promotion"]["seed_noise"] for the verification profile)."""
+    state = JudgeState()
+    await on_campaign_started(ev.CampaignStarted(
+        campaign_id=CAMPAIGN, experiment_id=CAMPAIGN, profile="cpu-micro", seed_noise={"loss": 0.01, "benchmark": 0.01},
+        config={"promotion": {"verify_profile": "cpu-tiny", "top_k": 1,
+                              "seed_noise": {"loss": 0.1, "benchmark": 0.1}}}), state=state)
+    await on_results_ready(result("base-micro", 2.0, 0.5, role="baseline", profile="cpu-micro"), state=state)
+    await on_results_ready(result("base-tiny", 4.0, 0.3, role="baseline", profile="cpu-tiny"), state=state)
+    [explored] = await on_results_ready(result("x", 1.98, 0.5, profile="cpu-micro"), state=state)
+    assert explored.baseline_experiment_id == "base-micro" and explored.significant is True   # 0.02 > noise 0.01
+    assert explored.loss_score == pytest.approx(F.sigmoid(6 * 0.02 / 0.1))
+    [verified] = await on_results_ready(result("v", 3.98, 0.3, role="verify", profile="cpu-tiny"), state=state)
+    assert verified.baseline_experiment_id == "base-tiny" and verified.significant is False  # 0.02 < noise 0.1
+    assert verified.loss_score == pytest.approx(F.sigmoid(6 * 0.02 / 1.0))

@@ -64,6 +64,30 @@ async def test_baseline_passes_the_parent_through_unchanged():
     assert out[0].code == DELTANET and out[0].checks["passed"]
 
 
+async def test_a_promoted_program_is_verified_unchanged_at_the_sampled_profile():
+    """Two-stage promotion: mode "verify" passes the promoted program through at the verification profile, with
+    role "verify", no lineage parent (another profile's measurement) and no novelty check (the same program)."""
+    class NoNovelty:
+        async def check(self, **_):
+            raise AssertionError("a verification run is the same program on purpose")
+
+        async def remember(self, **_):
+            raise AssertionError("nothing to remember")
+
+    sampled = parent_sampled("camp-verify-exp-1", mode="verify", stage="verify")
+    sampled = sampled.model_copy(update={"profile": "cpu-tiny"})
+    out = await handlers.on_parent_sampled(sampled, **deps(novelty=NoNovelty()))
+    assert [e.type for e in out] == ["ProposalCreated"]
+    p = out[0]
+    assert (p.role, p.origin, p.name, p.code, p.profile, p.parent_id) == ("verify", "promoted", "deltanet", DELTANET,
+                                                                           "cpu-tiny", None)
+    assert "verification at cpu-tiny of deltanet (base-1)" in p.motivation and p.checks["passed"]
+    broken = sampled.model_copy(update={"parent": sampled.parent.model_copy(update={"code": "import os\n"})})
+    out = await handlers.on_parent_sampled(broken, **deps(novelty=NoNovelty()))
+    assert [e.type for e in out] == ["ProposalRejected", "ExperimentAbandoned"]
+    assert out[1].reason == "verify_failed_checks" and "at cpu-tiny" in out[0].feedback
+
+
 class ScriptedProposer:
     def __init__(self, codes):
         self.codes, self.feedback_seen = list(codes), []

@@ -108,3 +108,64 @@ def test_all_published_programs_train_on_cpu_with_the_shim(exec_program, record_
     record_property("published_programs_fp32", n_fp32)
     assert not failures, summary + "\n" + "\n".join(f"  {k}: {v}" for k, v in failures.items())
     assert len(modes) == 106 and n_fp32 >= EXPECTED_FP32, summary
+
+
+# ---------------- the runner's autocast policy (Profile.autocast = "auto", lab/training/train.py) ----------------
+# The same programs through the engineer's runner (CausalLM, cpu-micro, the monitor's leak checks) on CPU: "auto"
+# trains in fp32 unless the first step fails in fp32 with a dtype error and runs under bf16 autocast. Measured on
+# cpu-micro (1 head; 2 heads where a program needs them), 5 steps: 39 programs train under bf16 autocast (every one
+# that fails in fp32 with a dtype error), 66 in fp32, 1 (delta_net_spectral_fusion) is stopped by the leak check.
+MIXED_SAMPLE = ("delta_net_aft", "delta_net_len_hgate_mixanneal", "delta_net_syngf", "delta_net_hefth",
+                "delta_net_hhgass")  # the last four count their forwards (`self._step += 1`): the bf16 leak tolerance
+EXPECTED_BF16 = 39
+RUNNER_STEPS = {"steps": 5, "log_every": 5, "checkpoint_every": 5, "batch_size": 8}
+
+
+def _published() -> dict[str, str]:
+    if not PROGRAMS_JSON.is_file():
+        pytest.skip(f"reference programs not found at {PROGRAMS_JSON} (set ARCHLAB_SHARED_DIR); they are "
+                    "third-party data and never copied into the repo")
+    return {e["name"]: e["program"] for e in json.loads(PROGRAMS_JSON.read_text())}
+
+
+def _run(code: str, tmp_path, **overrides):
+    from lab.training.runner import TrainJob, run_job
+    return run_job(TrainJob(code=code, profile="cpu-micro", seed=0, workdir=str(tmp_path), evaluate=False,
+                            profile_overrides={**RUNNER_STEPS, **overrides}))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::SyntaxWarning")
+@pytest.mark.parametrize("name", MIXED_SAMPLE)
+def test_a_mixed_dtype_published_program_trains_under_the_runner_policy(name, tmp_path):
+    from lab.training.train import AUTOCAST_METRIC, is_dtype_error
+    code = _published()[name]
+    with pytest.raises(RuntimeError) as err:  # what it did before the policy: a dtype error at the first step
+        _run(code, tmp_path / "fp32", autocast="fp32")
+    assert is_dtype_error(err.value), err.value
+    res = _run(code, tmp_path / "auto")
+    assert res.autocast == "bf16" and res.metrics[AUTOCAST_METRIC] == 1.0
+    assert res.steps == 5 and math.isfinite(res.final_loss), res.loss_curve
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::SyntaxWarning")
+def test_every_mixed_dtype_published_program_trains_under_the_runner_policy(tmp_path, record_property):
+    from lab.training.train import is_dtype_error
+    modes, failures = {}, {}
+    for i, (name, code) in enumerate(_published().items()):
+        for heads in (1, 2):  # cpu-micro has 1 head; three programs need 2
+            try:
+                res = _run(code, tmp_path / f"{i}-{heads}", num_heads=heads)
+            except Exception as err:  # noqa: BLE001 - reported below
+                failures[name] = err
+                continue
+            modes[name] = res.autocast
+            failures.pop(name, None)
+            assert math.isfinite(res.final_loss), (name, res.loss_curve)
+            break
+    n_bf16 = sum(m == "bf16" for m in modes.values())
+    record_property("published_programs_runner_bf16", n_bf16)
+    record_property("published_programs_runner_fp32", len(modes) - n_bf16)
+    dtype_failures = {n: str(e)[:200] for n, e in failures.items() if is_dtype_error(e)}
+    assert not dtype_failures, dtype_failures
+    assert n_bf16 >= EXPECTED_BF16, (n_bf16, {n: f"{type(e).__name__}: {str(e)[:200]}" for n, e in failures.items()})
