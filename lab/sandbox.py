@@ -184,6 +184,49 @@ def _preexec(limits: Limits, cuda: bool) -> Callable[[], None]:
     return limit
 
 
+class TreeUsage:
+    """CPU seconds and peak RSS of a process and its descendants, sampled from /proc.
+
+    Under bwrap the program is not a waited-for child of the process we start (the outer bwrap), so
+    wait4's rusage covers bwrap alone: a few tenths of a second, whatever the program ran. The tree is
+    sampled while it runs (every 0.3 s, and once as its output closes); a process that lives less than
+    0.3 s between samples is missed, which a training run is not."""
+
+    TICK = os.sysconf("SC_CLK_TCK")
+
+    def __init__(self, root: int):
+        self.root, self.cpu, self.peak_rss_kb = root, {}, 0
+
+    def sample(self) -> None:
+        parents, stats = {}, {}
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            parents[int(entry.name)], stats[int(entry.name)] = int(fields[1]), fields
+        tree, grew = {self.root}, True
+        while grew:
+            below = {pid for pid, ppid in parents.items() if ppid in tree} - tree
+            tree |= below
+            grew = bool(below)
+        for pid in tree & stats.keys():
+            f = stats[pid]   # utime, stime (not cutime: a reaped child's seconds are already counted)
+            self.cpu[pid] = max(self.cpu.get(pid, 0.0), (int(f[11]) + int(f[12])) / self.TICK)
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        self.peak_rss_kb = max(self.peak_rss_kb, int(line.split()[1]))
+            except (OSError, ValueError, IndexError):
+                pass
+
+    @property
+    def cpu_s(self) -> float:
+        return sum(self.cpu.values())
+
+
 def _kill_group(pid: int) -> None:
     try:
         os.killpg(pid, signal.SIGKILL)
@@ -235,8 +278,14 @@ def run_python_module(module: str, args: list[str], *, scratch: Path, limits: Li
     err_tail: deque[str] = deque(maxlen=400)
     reason: list[str] = []  # why the parent killed it: timeout | cancelled
 
+    tree = TreeUsage(proc.pid)
+
     def watchdog() -> None:
+        ticks = 0
         while proc.returncode is None:
+            if ticks % 3 == 0:   # every 0.3 s
+                tree.sample()
+            ticks += 1
             if time.monotonic() - t0 > limits.wall_s:
                 reason.append("timeout")
             elif stop is not None and stop.is_set():
@@ -248,6 +297,7 @@ def run_python_module(module: str, args: list[str], *, scratch: Path, limits: Li
 
     threading.Thread(target=watchdog, daemon=True).start()
     _pump(proc, out_tail, err_tail, on_line)
+    tree.sample()   # its output closed: it is ending, its last CPU seconds are still readable
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if confined:
@@ -256,6 +306,8 @@ def run_python_module(module: str, args: list[str], *, scratch: Path, limits: Li
     wall = time.monotonic() - t0
     res = _classify(proc.returncode, reason[0] if reason else None, scratch, limits, wall, usage,
                     "".join(out_tail), "".join(err_tail))
+    res.cpu_s = round(max(res.cpu_s, tree.cpu_s), 3)
+    res.peak_rss_mb = round(max(res.peak_rss_mb, tree.peak_rss_kb / 1024), 1)
     res.confinement = "bwrap" if confined else "unconfined"
     return res
 

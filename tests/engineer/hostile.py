@@ -22,6 +22,14 @@ def main(case, arg=None):
     elif case == "parent_environ":
         with open(f"/proc/{os.getppid()}/environ", "rb") as f:
             write_result({"leak": f.read().decode(errors="replace")})
+    elif case == "burn":   # not hostile: a known cost, for the sandbox's CPU and memory accounting
+        block = bytearray(200 * 2**20)
+        block[::4096] = b"x" * len(block[::4096])   # touch every page: 200 MB resident
+        import time
+        end = time.process_time() + float(arg)
+        while time.process_time() < end:
+            pass
+        write_result({"burnt_s": time.process_time()})
     elif case == "loop":
         print("looping", flush=True)
         while True:

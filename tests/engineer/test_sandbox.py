@@ -25,6 +25,16 @@ def test_a_well_behaved_child_streams_lines_and_returns_its_result(tmp_path):
     assert res.wall_s > 0 and res.peak_rss_mb > 1
 
 
+def test_cpu_time_and_peak_memory_are_the_programs_not_the_confinements(tmp_path):
+    """Under bwrap the program is no waited-for child of the process the sandbox starts: its CPU seconds
+    and peak memory come from /proc samples of the whole tree (wait4 alone saw ~0.2 s and bwrap's RSS)."""
+    res = run("burn", tmp_path, 2.5, mem_mb=2048)
+    assert res.ok, res.error
+    burnt = res.result["burnt_s"]   # the child's own process time (samples may miss its last 0.3 s)
+    assert burnt - 0.5 <= res.cpu_s <= res.wall_s + 0.5, (res.cpu_s, burnt, res.wall_s)
+    assert res.peak_rss_mb >= 180, res.peak_rss_mb
+
+
 def test_secrets_of_the_parent_are_not_visible(tmp_path, monkeypatch):
     monkeypatch.setenv("ARCHLAB_LLM_API_KEY", "sk-archlab-secret")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-secret")
