@@ -97,8 +97,9 @@ def test_llm_campaign_end_to_end(tmp_path, scripted_llm):
         assert dup["usage"]["requests"][0]["model"] in PLANNER_MODELS and dup["usage"]["requests"][1]["model"] == \
             DEFAULT_MODEL
         # ... and its feedback reached the next attempt of the same experiment
+        # (one distinct retry prompt; a handler retried under load may send it again: delivery is at least once)
         retry = [p for p in script.prompts["planner"] if "REJECTED" in p]
-        assert len(retry) == 1 and dup["feedback"][:200] in retry[0]
+        assert len(set(retry)) == 1 and dup["feedback"][:200] in retry[0], retry
         created = {(e["experiment_id"], e["revision"]): e for e in by_type["ProposalCreated"]}
         candidates = [e for e in created.values() if e["role"] == "candidate" and e["revision"] == 0]
         assert sorted(e["name"] for e in candidates) == sorted([orig_name, script.buggy[0]])
