@@ -104,15 +104,15 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
     Profile(
         name="cpu-tiny",
         description="exploration default: a MAD-style battery (recall, fuzzy/noisy recall, selective copy, copy) "
-                    "plus the byte LM, trained as one mixture; d=64, 2 layers, 1 head, short conv; "
+                    "plus the byte LM, trained as one mixture; d=64, 2 layers, 2 heads, short conv; "
                     "benchmark = mean token accuracy over the tasks (lab/training/battery.py, docs/zoo.md)",
-        hidden_size=64, num_layers=2, num_heads=1, vocab_size=256, layer_kwargs=_TINY_LAYER, max_params=1_000_000,
+        hidden_size=64, num_layers=2, num_heads=2, vocab_size=256, layer_kwargs=_TINY_LAYER, max_params=1_000_000,
         task="battery", battery_tasks=BATTERY_TASKS, seq_len=128,
-        steps=500, batch_size=64, lr=5e-3, log_every=10, checkpoint_every=100,
+        steps=650, batch_size=64, lr=5e-3, log_every=10, checkpoint_every=100,
         eval_tasks=("battery",), eval_examples=128,
         train_time_limit_s=900, eval_time_limit_s=300, memory_limit_mb=8192,
-        # DeltaNet seeds 0, 1, 2: benchmark 0.835, 0.837, 0.839; final loss 1.002, 0.982, 0.988 (docs/zoo.md)
-        seed_noise={"loss": 0.0133, "benchmark": 0.0025},
+        # DeltaNet seeds 0, 1, 2: benchmark 0.807, 0.796, 0.811; final loss 1.075, 1.059, 1.033 (docs/zoo.md)
+        seed_noise={"loss": 0.028, "benchmark": 0.010},
     ),
     Profile(
         name="cpu-mqar",

@@ -1,7 +1,11 @@
 """Parent-selection policies over a ranked elite pool. Pure functions of (pool, rng, params).
 
-- "topk-uniform" (the paper): parent uniformly from ranks 1..top_k (10), `references` (4)
-  distinct references uniformly from ranks top_k+1..50.
+- "topk-uniform" (the paper): parent uniformly from ranks 1..k, `references` (4) distinct references
+  uniformly from ranks top_k+1..50. k = min(top_k (10), ceil(top_fraction (0.2) x pool size)), at
+  least 1: the paper's top 10 of a pool of 50 is its top fifth, and a small pool (a campaign's first
+  candidates) keeps that selection pressure instead of drawing uniformly from everything, the bad
+  children included (measured in docs/zoo.md: a budget-6 campaign drawing from everything lost to
+  best-of-N sampling from the baseline).
 - "uct": parent = argmax of normalised fitness + c * sqrt(ln(N + 1) / (n_i + 1)), where n_i is how
   often a member was already sampled as a parent (its children) and N the total; exploration
   favours members with few children (ties broken at random). References as topk-uniform.
@@ -59,10 +63,18 @@ def _params(params: dict[str, Any]) -> tuple[int, int]:
     return int(params.get("top_k", 10)), int(params.get("references", 4))
 
 
+def parent_ranks(pool_size: int, params: dict[str, Any]) -> int:
+    """How many of the best ranks topk-uniform draws its parent from (see the module docstring)."""
+    top_k, _ = _params(params)
+    fraction = float(params.get("top_fraction", 0.2))
+    return max(1, min(top_k, pool_size, math.ceil(fraction * pool_size - 1e-9)))
+
+
 def topk_uniform(pool: list[Member], rng: random.Random, params: dict[str, Any]) -> Draw:
     top_k, n_refs = _params(params)
-    i = rng.randrange(min(top_k, len(pool)))
-    return Draw(pool[i], draw_references(pool, i, rng, top_k, n_refs), {})
+    k = parent_ranks(len(pool), params)
+    i = rng.randrange(k)
+    return Draw(pool[i], draw_references(pool, i, rng, top_k, n_refs), {"parent_ranks": k})
 
 
 def _normalised(pool: list[Member]) -> list[float]:

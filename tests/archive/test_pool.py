@@ -39,16 +39,29 @@ def test_topk_uniform_distribution_over_10k_draws():
     assert max(parents.values()) / min(parents.values()) < 1.2
 
 
-@pytest.mark.parametrize("n, parent_max, refs", [(1, 1, 0), (2, 2, 1), (5, 5, 4), (12, 10, 4), (13, 10, 4)])
+# the parent comes from the top fifth of the pool (at least 1, at most top_k): the paper's 10 of 50
+@pytest.mark.parametrize("n, parent_max, refs", [(1, 1, 0), (2, 1, 1), (5, 1, 4), (6, 2, 4), (12, 3, 4), (13, 3, 4),
+                                                 (30, 6, 4), (50, 10, 4), (80, 10, 4)])
 def test_small_pools(n, parent_max, refs):
     pool = _pool(n)
+    parents = set()
     for i in range(300):
         d = topk_uniform(pool, rng_for(1, i), {})
         ranks = [m.rank for m in d.references]
-        assert d.parent.rank <= parent_max
+        parents.add(d.parent.rank)
+        assert d.info["parent_ranks"] == parent_max
         assert len(ranks) == refs and len(set(ranks)) == refs and d.parent.rank not in ranks
-        if n >= 12:   # ranks 11.. always used before the top-10 fill
+        if 12 <= n <= 14:   # fewer than 4 ranks beyond the top 10: all of them used before the top-10 fill
             assert set(range(11, n + 1)) <= set(ranks)
+    assert parents == set(range(1, parent_max + 1))  # every allowed rank drawn, none beyond
+
+
+def test_top_fraction_and_top_k_are_parameters():
+    pool = _pool(20)
+    assert {topk_uniform(pool, rng_for(2, i), {"top_fraction": 1.0}).parent.rank for i in range(400)} == set(range(1, 11))
+    assert {topk_uniform(pool, rng_for(2, i), {"top_fraction": 1.0, "top_k": 20}).parent.rank
+            for i in range(400)} == set(range(1, 21))
+    assert {topk_uniform(pool, rng_for(2, i), {"top_fraction": 0.0}).parent.rank for i in range(50)} == {1}
 
 
 def test_references_prefer_ranks_11_to_50():

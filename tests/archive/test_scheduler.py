@@ -120,7 +120,9 @@ async def test_campaign_runs_to_completion_and_replays_to_the_same_digest(tmp_pa
     assert peak == 3
     # snapshots carry code, results and analysis once the pool is open
     late = [e for e in sampled if e.draw.get("phase") == "pool"]
-    assert late and all(e.parent.code and e.parent.fitness is not None and e.parent.analysis for e in late)
+    assert late and all(e.parent.code and e.parent.fitness is not None for e in late)
+    # a scored parent whose analysis is still on its way is drawn without it (the pool ranks by fitness)
+    assert sum(bool(e.parent.analysis) for e in late) >= len(late) - 1
     assert all(len(e.references) <= 4 for e in late)
     # the database is the projection of the log
     fresh = SQLiteStore(tmp_path / "replay.sqlite")

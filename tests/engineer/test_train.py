@@ -27,7 +27,7 @@ def test_profiles_are_data_and_errors_name_the_valid_ones():
             mqar.lr, mqar.batch_size, mqar.steps) == (128, 32, 256, 64, 2, 1, 3e-3, 64, 600)
     tiny = get_profile("cpu-tiny")  # the default: the battery
     assert tiny.task == "battery" and tiny.eval_tasks == ("battery",) and len(tiny.battery_tasks) >= 5
-    assert (tiny.seq_len, tiny.vocab_size, tiny.hidden_size, tiny.num_layers, tiny.num_heads) == (128, 256, 64, 2, 1)
+    assert (tiny.seq_len, tiny.vocab_size, tiny.hidden_size, tiny.num_layers, tiny.num_heads) == (128, 256, 64, 2, 2)
     assert tiny.seed_noise.get("benchmark", 0) > 0 and tiny.seed_noise.get("loss", 0) > 0  # measured
     explore = get_profile("explore-20m")
     assert (explore.num_layers, explore.hidden_size, explore.num_heads, explore.steps, explore.batch_size,
