@@ -1,8 +1,9 @@
 """Does the lab's search beat chance? (not in CI: it trains hundreds of CPU minutes at a real budget)
 
 On the same budget of candidate experiments per campaign, and for several campaign seeds, compare:
-  evolution   the lab's loop: parents drawn by the default policy (topk-uniform) from the pool of everything
-              scored so far (baseline included), references from the pool, the offline proposer's child
+  evolution   the lab's loop: parents drawn by the default policy (topk-uniform: the top fifth, at most 10) of
+              the pool of everything scored so far (baseline included), references from the pool, the offline
+              proposer's child
   best-of-n   the same proposer, parent always DeltaNet, no references: sampling with no pool
   uct         the loop with another parent policy (UCT: fitness plus an exploration bonus)
 

@@ -59,10 +59,11 @@ def test_an_infinite_loop_times_out_and_the_group_is_killed(tmp_path):
 
 
 def test_a_fork_bomb_is_stopped_at_the_first_fork(tmp_path):
-    t = time.monotonic()
     res = run("fork_bomb", tmp_path)  # it even swallows exceptions: the child exits at the first attempt
+    # "forbidden", not "timeout": stopped at the first fork, long before the 60 s wall limit (no timing
+    # assertion here: on a loaded 2-core box the sandbox's start-up alone can take many seconds)
     assert res.kind == "forbidden" and "start a process" in res.error and "os.fork" in res.violations[0]["event"]
-    assert time.monotonic() - t < 15
+    assert len(res.violations) == 1
     res = run("subprocess", tmp_path)
     assert res.kind == "forbidden" and "subprocess.Popen" in res.violations[0]["event"]
 
