@@ -3,9 +3,9 @@
 - "topk-uniform" (the paper): parent uniformly from ranks 1..k, `references` (4) distinct references
   uniformly from ranks top_k+1..50. k = min(top_k (10), ceil(top_fraction (0.2) x pool size)), at
   least 1: the paper's top 10 of a pool of 50 is its top fifth, and a small pool (a campaign's first
-  candidates) keeps that selection pressure instead of drawing uniformly from everything, the bad
-  children included (measured in docs/zoo.md: a budget-6 campaign drawing from everything lost to
-  best-of-N sampling from the baseline).
+  candidates) keeps that proportion instead of drawing uniformly from everything, the bad children
+  included. At a pool of 5 or fewer that is greedy (the current best). Measured in docs/zoo.md: neither
+  rule beat best-of-N sampling at budget 6 (each on its own battery); "uct" did on the default one.
 - "uct": parent = argmax of normalised fitness + c * sqrt(ln(N + 1) / (n_i + 1)), where n_i is how
   often a member was already sampled as a parent (its children) and N the total; exploration
   favours members with few children (ties broken at random). References as topk-uniform.
