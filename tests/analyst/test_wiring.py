@@ -49,7 +49,7 @@ async def test_results_to_score_to_insights_with_cognitions(kafka_broker, tmp_pa
         await publish_events(services[1].broker, events)
         await asyncio.sleep(1.0)  # the archive runs baselines before candidates
         await publish_events(services[1].broker, [
-            ev.ResultsReady(campaign_id=c, experiment_id="k", name="no-conv", final_loss=2.1, benchmark=0.45,
+            ev.ResultsReady(campaign_id=c, experiment_id="k", name="no-conv", final_loss=2.4, benchmark=0.35,
                             metrics={"mqar_recall/acc": 0.3})])
         deadline = asyncio.get_running_loop().time() + 90
         insights = []
@@ -62,11 +62,11 @@ async def test_results_to_score_to_insights_with_cognitions(kafka_broker, tmp_pa
         scores = {e.experiment_id: e for e in await collect(kafka_broker, ev.ScoreAssigned)}
         assert scores["b"].fitness == pytest.approx(0.5)
         # scales are 10 x the profile's seed noise (cpu-tiny, the results' default profile):
-        # loss 2.1 vs 2.0 -> σ(6·clip(-0.1 / (10·noise_loss))); bench 0.45 vs 0.5 -> σ(6·clip(-0.05 / (10·noise_bench)))
+        # loss 2.4 vs 2.0 -> σ(6·clip(-0.4 / (10·noise_loss))); bench 0.35 vs 0.5 -> σ(6·clip(-0.15 / (10·noise_bench)))
         from lab.judging.fitness import clip, resolve_noise, sigmoid
         noise = resolve_noise("cpu-tiny")
-        expected = (sigmoid(6 * clip(-0.1 / (10 * noise.loss)))
-                    + sigmoid(6 * clip(-0.05 / (10 * noise.benchmark)))) / 2
+        expected = (sigmoid(6 * clip(-0.4 / (10 * noise.loss)))
+                    + sigmoid(6 * clip(-0.15 / (10 * noise.benchmark)))) / 2
         assert 0 < expected < 0.02   # far worse than the baseline on both metrics
         assert scores["k"].fitness == pytest.approx(expected, abs=1e-6)
         ins = insights[0]
