@@ -178,7 +178,7 @@ def reference_tokens_per_s(profile: str, steps: int) -> float:
 
 
 def run_and_measure(budget: int, profile: str) -> None:
-    from services.common import proc_cpu
+    from lab import proc_cpu
 
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "lab"

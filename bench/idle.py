@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.common import proc_cpu  # noqa: E402
+from lab import proc_cpu  # noqa: E402
 
 
 def archlab(*args: str, env: dict) -> subprocess.CompletedProcess:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from lab import confine
+from lab import confine, proc_cpu
 
 _log = logging.getLogger("archlab.sandbox")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -192,29 +192,14 @@ class TreeUsage:
     sampled while it runs (every 0.3 s, and once as its output closes); a process that lives less than
     0.3 s between samples is missed, which a training run is not."""
 
-    TICK = os.sysconf("SC_CLK_TCK")
-
     def __init__(self, root: int):
         self.root, self.cpu, self.peak_rss_kb = root, {}, 0
 
     def sample(self) -> None:
-        parents, stats = {}, {}
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            parents[int(entry.name)], stats[int(entry.name)] = int(fields[1]), fields
-        tree, grew = {self.root}, True
-        while grew:
-            below = {pid for pid, ppid in parents.items() if ppid in tree} - tree
-            tree |= below
-            grew = bool(below)
-        for pid in tree & stats.keys():
-            f = stats[pid]   # utime, stime (not cutime: a reaped child's seconds are already counted)
-            self.cpu[pid] = max(self.cpu.get(pid, 0.0), (int(f[11]) + int(f[12])) / self.TICK)
+        tree = proc_cpu.descendants({"program": self.root})
+        # utime + stime (not cutime: a reaped child's seconds are already counted)
+        for pid, seconds in proc_cpu.cpu_seconds(tree).items():
+            self.cpu[pid] = max(self.cpu.get(pid, 0.0), seconds)
             try:
                 for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                     if line.startswith("VmHWM:"):

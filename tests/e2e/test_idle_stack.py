@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from services.common import proc_cpu
+from lab import proc_cpu
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
