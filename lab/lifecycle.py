@@ -5,7 +5,7 @@
         life.apply(event)
     life.status    # sampled | proposing | training | failed | scoring | score_error | analysing | done
                    # | abandoned | rejected-only | promoted
-    life.ended     # the campaign's slot is free: insights stored, or abandoned
+    life.ended     # the campaign's slot is free: analysed (with its result and score in), or abandoned
     life.run_over(revision)   # no engineer should train this revision (any more)
 
 The archive's projection stores `facts` and `revisions` in its document (so it is rebuilt by a
@@ -119,8 +119,13 @@ class Lifecycle:
 
     @property
     def ended(self) -> bool:
-        """The experiment holds no more of the campaign's budget: its insights are stored, or it was abandoned."""
-        return self.has("insights") or self.has("abandoned")
+        """The experiment holds no more of the campaign's budget: it was abandoned, or its insights are stored and
+        the result and score they were made from are folded in too. Topics are not ordered with each other, so
+        a reader of several (the archive) may see an InsightsStored before its ResultsReady or ScoreAssigned; a
+        decision taken then (promotion, "n verified") would miss the result."""
+        if self.has("abandoned"):
+            return True
+        return self.has("insights") and self.has("results") and (self.has("scored") or self.has("score_error"))
 
     def run_over(self, revision: int) -> bool:
         """Revision `revision` needs no (more) training: the experiment has a result, this revision (or a

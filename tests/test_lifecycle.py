@@ -40,6 +40,19 @@ def test_status_is_the_same_for_every_arrival_order():
     assert statuses == {"analysing"}
 
 
+def test_insights_end_an_experiment_only_with_the_result_and_score_they_follow():
+    """The archive reads several topics, which are not ordered with each other: an InsightsStored can be read
+    before its ResultsReady or ScoreAssigned. The experiment ends once all three are in, in any order."""
+    events = [_e(ev.ResultsReady, revision=0), _e(ev.ScoreAssigned, fitness=0.6), _e(ev.InsightsStored)]
+    for order in itertools.permutations(events):
+        life = Lifecycle()
+        for i, e in enumerate(order):
+            life.apply(e)
+            assert life.ended == (i == 2), [x.type for x in order[:i + 1]]
+    assert fold([_e(ev.ResultsReady, revision=0), _e(ev.ScoreAssigned, fitness=None), _e(ev.InsightsStored)]).ended
+    assert not fold([_e(ev.InsightsStored), _e(ev.ScoreAssigned, fitness=0.2)]).ended
+
+
 def test_other_endings():
     assert fold([_e(ev.ParentSampled), _e(ev.ProposalRejected), _e(ev.ExperimentAbandoned)]).status == "rejected-only"
     gave_up = fold([_e(ev.ProposalCreated, revision=0), _e(ev.TrainingFailed, revision=0), _e(ev.ExperimentAbandoned)])

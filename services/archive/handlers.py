@@ -18,7 +18,10 @@ from services.archive.storage.base import Store
 
 GLOBAL_CAMPAIGN = "global"   # CognitionIngested: no campaign to schedule
 # Only these facts can open a slot or end a phase (see scheduler.py); the rest just update the model.
-SCHEDULING_TRIGGERS = (ev.CampaignStarted, ev.InsightsStored, ev.ExperimentAbandoned, ev.ExperimentImported)
+# ResultsReady and ScoreAssigned too: an experiment ends with its insights *and* the result and score they follow,
+# which may be read after the insights (topics are not ordered with each other; lab/lifecycle.py `ended`).
+SCHEDULING_TRIGGERS = (ev.CampaignStarted, ev.InsightsStored, ev.ExperimentAbandoned, ev.ExperimentImported,
+                       ev.ResultsReady, ev.ScoreAssigned)
 
 
 def pending_events(store: Store) -> list[ev.Event]:

@@ -17,7 +17,8 @@ The campaign runs in two phases (three with two-stage promotion):
    CampaignCompleted. With nothing to promote
    (no candidate significant) the campaign completes at once and its reason says so.
 
-"Ended" is the lifecycle's `ended` (lab/lifecycle.py): InsightsStored or ExperimentAbandoned. A TrainingFailed is not an end by
+"Ended" is the lifecycle's `ended` (lab/lifecycle.py): InsightsStored (with the ResultsReady and ScoreAssigned it follows,
+whatever order the topics deliver them in) or ExperimentAbandoned. A TrainingFailed is not an end by
 itself: the debugger either revises (a new ProposalCreated) or gives up, and giving up is an
 ExperimentAbandoned. An experiment that is scored but never analysed keeps its slot in flight.
 

@@ -58,6 +58,7 @@ async def test_in_flight_experiments_count_at_their_estimate(tmp_path):
         exp = scheduler.baseline_id(CAMP, name)
         await on_event(mk(ev.ProposalCreated, exp, 1, name=name, code="x", motivation="m", role="baseline",
                           usage=ev.Usage(calls=1, cost_usd=COST)), store=store, zoo_source=zoo)
+        await on_event(mk(ev.ResultsReady, exp, 1.2, name=name, role="baseline"), store=store, zoo_source=zoo)
         await on_event(mk(ev.ScoreAssigned, exp, 1.5, fitness=0.5), store=store, zoo_source=zoo)
     out = await on_event(mk(ev.InsightsStored, scheduler.baseline_id(CAMP, "deltanet"), 2), store=store,
                          zoo_source=zoo)
@@ -94,6 +95,7 @@ async def test_device_budget_uses_elapsed_time_and_the_profile_bound(tmp_path):
     # deltanet ends after 100 + 20 s; gla runs, 200 s so far: the estimate is now the measured mean (120 s)
     await on_event(mk(ev.ResultsReady, base, 3, name="deltanet", role="baseline", train_s=100.0, eval_s=20.0),
                    store=store, zoo_source=zoo)
+    await on_event(mk(ev.ScoreAssigned, base, 3.5, fitness=0.5), store=store, zoo_source=zoo)
     await on_event(mk(ev.InsightsStored, base, 4), store=store, zoo_source=zoo)
     gla = scheduler.baseline_id(CAMP, "gla")
     await on_event(mk(ev.TrainingStarted, gla, 5, engineer_id="e1"), store=store, zoo_source=zoo)

@@ -82,9 +82,16 @@ async def test_baselines_first_then_candidates_within_concurrency(tmp_path):
     assert out[0].parent.code == zoo("deltanet") and out[0].causation_id is not None
     assert out[0].event_id == ev.derived_id(CAMP, "ParentSampled", "camp-base-deltanet")
     assert await on_event(out[0], store=store, zoo_source=zoo) == []      # read back: nothing new
-    # the first baseline ends: the other still runs, so no candidate yet
+    # the first baseline ends (insights read before the result and score they follow: it ends with the last of
+    # the three): the other still runs, so no candidate yet
     insights = mk(ev.InsightsStored, "camp-base-deltanet", 5)
     assert await on_event(insights, store=store, zoo_source=zoo) == []
+    assert await on_event(mk(ev.ScoreAssigned, "camp-base-deltanet", 4, fitness=0.5), store=store,
+                          zoo_source=zoo) == []
+    assert not scheduler.ended(store.get_experiment("camp-base-deltanet"))
+    await on_event(mk(ev.ResultsReady, "camp-base-deltanet", 3, name="deltanet", role="baseline"), store=store,
+                   zoo_source=zoo)
+    assert scheduler.ended(store.get_experiment("camp-base-deltanet"))
     await on_event(mk(ev.ScoreAssigned, "camp-base-gla", 5, fitness=0.5), store=store, zoo_source=zoo)
     out = await on_event(mk(ev.ExperimentAbandoned, "camp-base-gla", 6, reason="x"), store=store, zoo_source=zoo)
     assert [e.experiment_id for e in out] == ["camp-c0000", "camp-c0001", "camp-c0002"]
