@@ -1,4 +1,5 @@
-"""CPU time of processes from /proc (utime + stime), for benches, tests and diagnostics.
+"""CPU time of processes from /proc (utime + stime): the sandbox's usage of a program's process tree
+(lab/sandbox.py TreeUsage), the benches' per-service figures, tests.
 
 `top` shows an instant; the lab's figures are averages over a window: sample the CPU seconds of
 a set of processes (and their descendants) twice and divide by the wall time between.
