@@ -67,7 +67,7 @@ def parent_ranks(pool_size: int, params: dict[str, Any]) -> int:
     """How many of the best ranks topk-uniform draws its parent from (see the module docstring)."""
     top_k, _ = _params(params)
     fraction = float(params.get("top_fraction", 0.2))
-    # - 1e-9: 0.2 x 35 is 7.000000000000001 in floats, whose ceiling would be 8
+    # - 1e-9: a product meant to be whole may land just above it (0.14 x 50 is 7.000000000000001 in floats)
     return max(1, min(top_k, pool_size, math.ceil(fraction * pool_size - 1e-9)))
 
 
