@@ -223,6 +223,8 @@ def register(app: typer.Typer) -> None:
             console.print("[bold]starting the embedded stack[/] (broker, milvus-lite, services)...")
             stack.up(settings, engineers=engineers or concurrency, progress=lambda m: console.print(f"  • {m}"))
         bootstrap = endpoints.kafka_bootstrap(settings)
+        from services.cli.ui import ui_url
+        console.print(f"web UI: {ui_url(settings.data_dir) or 'not running (start one: archlab ui)'}")
         cfile = campaign_file(settings)
         try:
             if resume:

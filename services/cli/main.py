@@ -38,6 +38,8 @@ def up(engineers: int = typer.Option(1, min=1, help="engineer worker processes")
     state = stack.up(settings, engineers=engineers, progress=lambda m: console.print(f"[green]•[/] {m}"))
     console.print(f"[bold]stack up[/]: broker {state.kafka}, {len(state.processes)} processes, "
                   f"data in {state.data_dir}")
+    from services.cli.ui import ui_url
+    console.print(f"web UI: {ui_url(state.data_dir) or 'not running'}")
 
 
 @app.command()
@@ -188,7 +190,7 @@ def topics_list():
 
 # Commands of other areas: each module exposes register(app).
 for _module in ("services.cli.campaign", "services.cli.report", "services.cli.archive", "services.cli.judge", "services.cli.cognition",
-                "services.cli.researcher", "services.cli.zoo", "services.cli.data"):
+                "services.cli.researcher", "services.cli.zoo", "services.cli.data", "services.cli.ui"):
     if importlib.util.find_spec(_module) is not None:
         importlib.import_module(_module).register(app)
 

@@ -32,6 +32,7 @@ SERVICES: list[tuple[str, str, list[str]]] = [
     ("analyst", "services.analyst.main", []),
     ("debugger", "services.debugger.main", []),
     ("engineer", "services.engineer.main", []),
+    ("ui", "services.ui.main", []),   # read-only web UI (docs/ui.md); its address goes to <data_dir>/ui.json
 ]
 
 

@@ -5,8 +5,10 @@ Host, port and token come from ARCHLAB_UI_HOST / ARCHLAB_UI_PORT / ARCHLAB_UI_TO
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import threading
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from services.ui.readmodel import ReadModel
 from services.ui.server import UIServer
 
 DEFAULT_PORT = 8765
+UI_FILE = "ui.json"   # where the stack's UI records its address (services/cli/ui.py reads it)
 
 
 def run(data_dir: Path, host: str = "127.0.0.1", port: int = DEFAULT_PORT, token: str | None = None,
@@ -37,14 +40,33 @@ def run(data_dir: Path, host: str = "127.0.0.1", port: int = DEFAULT_PORT, token
 
 
 def main() -> None:
+    """The stack's UI process: the configured port, or any free one when it is taken (several stacks on one
+    machine); the address goes to <data_dir>/ui.json for `archlab up` / `run` to print."""
     settings = load_settings()
     configure_logging("ui")
     log = get_logger(service="ui")
     host = os.environ.get("ARCHLAB_UI_HOST", "127.0.0.1")
     port = int(os.environ.get("ARCHLAB_UI_PORT", DEFAULT_PORT))
     token = os.environ.get("ARCHLAB_UI_TOKEN") or None
-    run(Path(settings.data_dir), host, port, token,
-        on_ready=lambda s: log.info("service started", url=s.url, data_dir=str(settings.data_dir)))
+    data_dir = Path(settings.data_dir)
+
+    def ready(server: UIServer) -> None:
+        (data_dir / UI_FILE).write_text(json.dumps({"url": server.url, "pid": os.getpid()}))
+        log.info("service started", url=server.url, data_dir=str(data_dir))
+
+    if port and not port_free(host, port):
+        log.info("port taken, using a free one", port=port)
+        port = 0
+    run(data_dir, host, port, token, on_ready=ready)
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            return False
 
 
 if __name__ == "__main__":
