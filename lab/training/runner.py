@@ -49,6 +49,7 @@ class TrainJob:
     # then computed by trusted code outside this interpreter (lab/training/scoring.py)
     evaluate: bool = True
     checks: bool = False  # run the researcher's dynamic checks first (debugger revisions never met them)
+    threads_file: str | None = None  # the engineer writes the threads this run may use now (its share of the cores)
 
 
 @dataclass
@@ -107,6 +108,19 @@ def make_batch_fn(profile: Profile, seed: int) -> data.BatchFn:
     return data.window_batch_fn(tokens, seed, profile.batch_size, profile.seq_len)
 
 
+def threads_reader(path: str | None) -> Callable[[], int] | None:
+    """The threads the engineer gives this run now (a number in `path`); the current count while unreadable."""
+    if not path:
+        return None
+
+    def threads() -> int:
+        try:
+            return max(1, min(64, int(Path(path).read_text())))
+        except (OSError, ValueError):
+            return torch.get_num_threads()
+    return threads
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
@@ -146,7 +160,7 @@ def run_job(job: TrainJob, on_progress: Callable[..., None] | None = None) -> Tr
                       warmup_steps=profile.monitor_warmup_steps, leak_check_every=profile.leak_check_every)
     outcome = train(model, profile, make_batch_fn(profile, job.seed), seed=job.seed, device=device,
                     checkpoint_dir=job.checkpoint_dir or str(Path(job.workdir) / "checkpoints"), resume=job.resume,
-                    on_progress=on_progress, monitor=monitor)
+                    on_progress=on_progress, monitor=monitor, threads=threads_reader(job.threads_file))
     if not job.evaluate:
         Path(job.workdir).mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), Path(job.workdir) / WEIGHTS_NAME)

@@ -48,12 +48,13 @@ def training_limits(profile: Profile, *, device: str = "cpu", threads: int = 1, 
 
 def training_job(code: str, profile: str, seed: int, *, scratch: Path, checkpoint_dir: Path, resume: bool,
                  reference_step_s: float | None = None, profile_overrides: dict | None = None,
-                 evaluate: bool = False, checks: bool = False) -> dict:
+                 evaluate: bool = False, checks: bool = False, threads_file: Path | None = None) -> dict:
     """The runner's job (written to `scratch/job.json`). `evaluate=False`: the child only trains, and trusted
     code scores it (scoring.py); `checks`: the child runs the dynamic checks first (a debugger's revision)."""
     job = {"code": code, "profile": profile, "seed": seed, "workdir": str(scratch / "work"),
            "checkpoint_dir": str(checkpoint_dir), "resume": resume, "reference_step_s": reference_step_s,
-           "profile_overrides": dict(profile_overrides or {}), "evaluate": evaluate, "checks": checks}
+           "profile_overrides": dict(profile_overrides or {}), "evaluate": evaluate, "checks": checks,
+           "threads_file": str(threads_file) if threads_file else None}
     (scratch / "job.json").write_text(json.dumps(job))
     return job
 

@@ -155,11 +155,15 @@ def _grads(model: CausalLM, opt: torch.optim.Optimizer, x: torch.Tensor, y: torc
 
 def train(model: CausalLM, profile: Profile, batch_fn: BatchFn, *, seed: int, device: str | None = None,
           checkpoint_dir: str | Path | None = None, resume: bool = False, on_progress: ProgressFn | None = None,
-          monitor: Monitor | None = None) -> TrainOutcome:
+          monitor: Monitor | None = None, threads: Callable[[], int] | None = None) -> TrainOutcome:
     """The autocast mode follows `profile.autocast` (fixed_autocast; a resumed run keeps its checkpoint's). Where
     the first step decides (auto on a CPU), a copy of the model as built is kept until step 0 has run in fp32; a
     dtype error there puts the copy back and step 0 runs again under bf16 autocast. Any other error, or a second
-    failure under bf16, is raised as it was (the fp32 one)."""
+    failure under bf16, is raised as it was (the fp32 one).
+
+    `threads`: asked before every step how many CPU threads the run may use now (the engineer's share of
+    the cores, services/engineer/concurrency.py): a lone run trains on the free cores and gives them back
+    when the next run starts."""
     device = device or default_device()
     model.to(device).train()
     opt = make_optimizer(model, profile)
@@ -191,6 +195,10 @@ def train(model: CausalLM, profile: Profile, batch_fn: BatchFn, *, seed: int, de
 
     window_losses: list[float] = []
     for step in range(start_step, profile.steps):
+        n_threads = torch.get_num_threads()
+        if threads is not None and (wanted := threads()) != n_threads:
+            torch.set_num_threads(wanted)
+            n_threads = wanted
         t0, c0 = time.perf_counter(), time.process_time()
         lr = lr_at(step, profile.steps, profile.lr, profile.warmup_frac, profile.decay_frac, profile.min_lr_frac)
         for group in opt.param_groups:
@@ -219,8 +227,9 @@ def train(model: CausalLM, profile: Profile, batch_fn: BatchFn, *, seed: int, de
         train_s += step_s
         # On a CPU the process's own CPU seconds, not wall time: a machine busy with other work
         # (another engineer, the researcher's checks) must not make a program look slow. On a GPU
-        # the wall time (the CPU waits on the device).
-        step_cost = step_s if device.startswith("cuda") else time.process_time() - c0
+        # the wall time (the CPU waits on the device). Per thread: a run on two threads burns up to
+        # twice the CPU seconds of the same step on one, and must not look slower for it.
+        step_cost = step_s if device.startswith("cuda") else (time.process_time() - c0) / n_threads
         cost_s += step_cost
         done = step + 1
 

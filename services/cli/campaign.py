@@ -169,7 +169,8 @@ def _promotion_config(profile: str, verify_profile: str | None, promote_top: int
 def register(app: typer.Typer) -> None:
     @app.command()
     def run(budget: int = typer.Option(6, min=1, help="candidate experiments to run (baselines not counted)"),
-            concurrency: int = typer.Option(2, min=1, help="experiments in flight at once"),
+            concurrency: Optional[int] = typer.Option(
+                None, min=1, help="experiments in flight at once (default: measured on this machine, cached)"),
             engineers: Optional[int] = typer.Option(None, min=1, help="engineer processes (default: concurrency)"),
             profile: str = typer.Option("cpu-tiny", help="training profile (cpu-micro, cpu-tiny, explore-20m, ...)"),
             seed: int = typer.Option(0, help="campaign seed (sampling and the offline proposer)"),
@@ -218,6 +219,15 @@ def register(app: typer.Typer) -> None:
         except datastage.DataNotStaged as e:
             console.print(f"[red]{e}[/]")
             raise typer.Exit(2)
+        if concurrency is None:   # runs x threads measured on this machine, cached (services/engineer/concurrency.py)
+            from services.engineer import concurrency as mixes
+            try:
+                plan = mixes.plan(profile, settings.data_dir, progress=lambda m: console.print(f"  • calibrating: {m}"))
+                concurrency = plan.concurrency
+                console.print(f"[bold]{plan.describe()}[/]")
+            except Exception as e:  # noqa: BLE001 - the measurement is an optimisation; two runs is the old default
+                concurrency = 2
+                console.print(f"[yellow]concurrency calibration failed ({e}); concurrency 2[/]")
         started_here = stack.running_state(settings) is None
         if started_here:
             console.print("[bold]starting the embedded stack[/] (broker, milvus-lite, services)...")

@@ -42,10 +42,12 @@ from lab.sandbox import RESULT_NAME, Limits, SandboxResult
 from lab.training import calibrate
 from lab.training import datastage
 from lab.training.sandboxed import RUNNER_MODULE, RUNNER_PREIMPORT, progress_of, training_job, training_limits
+from lab.training.heldout import campaign_eval_seed
 from lab.training.scoring import run_and_score
 from services.common.settings import Settings, get_settings
 from services.engineer import handlers
 from services.engineer.claims import Run, WorkTable
+from services.engineer.concurrency import THREADS_FILE, CoreShare, load_plan, write_threads
 from lab.training.profiles import get_profile
 
 WORK_EVENTS = (ev.ProposalCreated, ev.TrainingStarted, ev.TrainingProgress, ev.ResultsReady, ev.TrainingFailed)
@@ -74,6 +76,8 @@ class WorkerConfig:
     preimport: tuple[str, ...] = RUNNER_PREIMPORT
     keep_scratch: bool = False
     calibrate: bool = True       # time limits from this machine's measured speed (calibrate.py)
+    share_cores: bool = True     # with a measured plan in the data dir: a lone run gets the free cores (concurrency.py)
+    share_every_s: float = 1.0   # how often a run's share is recomputed while it trains
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides) -> "WorkerConfig":
@@ -271,9 +275,29 @@ class Worker:
             self.current = None
 
     # ---------------------------------------------------------------- training
+    def core_share(self, profile) -> CoreShare | None:
+        """This host's share of the cores between training runs, where a measured plan for the profile exists
+        (`archlab run` measures one; concurrency.py); None: every run keeps `config.threads`."""
+        if not self.config.share_cores or self.config.device != "cpu":
+            return None
+        found = load_plan(self.settings.data_dir, profile.name)
+        if found is None or found.lone_threads <= 1 and found.threads <= 1:
+            return None
+        return CoreShare(self.settings.data_dir, self.id, cores=found.cores, lone_threads=found.lone_threads)
+
+    async def _keep_share(self, share: CoreShare, scratch: Path, child: asyncio.Future) -> None:
+        """While the child trains: its share of the cores, rewritten when the number of runs changes."""
+        current = None
+        while not child.done():
+            threads = share.threads()
+            if threads != current:
+                write_threads(scratch, threads)
+                current = threads
+            await asyncio.sleep(self.config.share_every_s)
+
     def limits_for(self, profile, checkpoint_dir: Path, step_s: float | None = None,
-                   data_stage: Path | None = None) -> Limits:
-        return training_limits(profile, device=self.config.device, threads=self.config.threads,
+                   data_stage: Path | None = None, threads: int | None = None) -> Limits:
+        return training_limits(profile, device=self.config.device, threads=threads or self.config.threads,
                                writable=(str(checkpoint_dir),), preimport=self.config.preimport, step_s=step_s,
                                data_stage=data_stage)
 
@@ -316,9 +340,16 @@ class Worker:
         scratch = Path(tempfile.mkdtemp(prefix=f"{exp[:16]}-r{rev}-", dir=self.scratch_root()))
         reference = self.table.reference_step_s(proposal, self.config.device)
         real_runner = self.config.runner_module == RUNNER_MODULE   # tests swap in a fake runner, scored as is
+        share = self.core_share(profile)
+        threads = None
+        if share is not None:   # registered before the child starts: a lone run sees us within share_every_s
+            share.enter()
+            threads = share.threads()
+            write_threads(scratch, threads)
         job = training_job(proposal.code, proposal.profile, proposal.seed, scratch=scratch, checkpoint_dir=ckpt,
                            resume=True, reference_step_s=reference, profile_overrides=self.config.profile_overrides,
-                           evaluate=not real_runner, checks=real_runner and proposal.revision > 0)
+                           evaluate=not real_runner, checks=real_runner and proposal.revision > 0,
+                           threads_file=scratch / THREADS_FILE if share is not None else None)
 
         loop = asyncio.get_running_loop()
         progress: dict = {}
@@ -333,8 +364,14 @@ class Worker:
         child = asyncio.ensure_future(asyncio.to_thread(
             run_and_score, self.config.runner_module, [str(scratch / "job.json"), str(scratch / RESULT_NAME)],
             job=job, scratch=scratch, limits=self.limits_for(profile, ckpt, claim.calibrated_step_s,
-                                                             await self.staged_data(profile)), on_line=on_line,
-            stop=stop))
+                                                             await self.staged_data(profile), threads),
+            on_line=on_line, stop=stop,
+            # the campaign's secret held-out data (issue 25; lab/training/heldout.py): never in an event or log
+            eval_seed=campaign_eval_seed(self.settings.data_dir, proposal.campaign_id) if real_runner else None))
+        sharing = asyncio.ensure_future(self._keep_share(share, scratch, child)) if share is not None else None
+        if share is not None:
+            self.log.info("threads shared", experiment_id=exp, threads=threads, cores=share.cores,
+                          lone_threads=share.lone_threads)
         lost = False
         try:
             while True:
@@ -354,6 +391,9 @@ class Worker:
             res: SandboxResult = child.result()
         finally:
             stop.set()
+            if sharing is not None:
+                sharing.cancel()
+                share.leave()
             if not self.config.keep_scratch:
                 shutil.rmtree(scratch, ignore_errors=True)
         if lost or res.kind == "cancelled":
