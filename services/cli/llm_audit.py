@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from services.cli.report_svg import esc
+from services.ui.handlers import esc
 from services.common.llm import PromptStore, prompt_store
 
 EXCERPT = 4000  # characters of a prompt or an answer in the report (head and tail)

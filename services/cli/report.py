@@ -2,8 +2,9 @@
 
 `build_report(events, out)` is a pure function of the typed events (no Kafka, no database): the
 log is the truth, so a report can be rebuilt at any time, for any past campaign. The page needs
-no network: plots are inline SVG written by `report_svg`, styles are inline, there is no script,
-and a Content-Security-Policy forbids loading anything. Every string that comes from an event
+no network: the plots are the lab's shared charts (services/ui/charts.py: the vendored ECharts and
+charts.js, inlined), styles are inline, and a Content-Security-Policy forbids loading anything and
+runs no script but those two (by hash). Every string that comes from an event
 (names, code, errors, feedback) is HTML-escaped: generated programs and LLM output are untrusted.
 """
 from __future__ import annotations
@@ -18,9 +19,8 @@ from typing import Optional
 
 from lab.lifecycle import IN_FLIGHT, Lifecycle, concerns
 from schemas import events as ev
-from services.cli.report_svg import (
-    Curve, FitnessPoint, TreeNode, colorbar_svg, esc, fitness_svg, fmt, lineage_svg, loss_svg, short,
-)
+from services.ui.charts import TreeNode, chart_div, curves_spec, fitness_spec, inline_scripts, lineage_spec
+from services.ui.handlers import esc
 
 CAMPAIGN_LEVEL = (ev.CampaignStarted, ev.CampaignCompleted)
 TOP_CURVES = 5           # loss curves of the best candidates drawn against the baseline
@@ -323,14 +323,17 @@ pre.excerpt { margin:0; white-space:pre-wrap; word-break:break-word; max-width:5
            font-size:13px; }
 .bar { height:12px; border-radius:3px; background:#e45756; }
 .bar.kind { background:#f28e2b; } .bar.abandon { background:#8c564b; }
-svg.plot { display:block; max-width:100%; height:auto; }
-svg .tick { font-size:11px; fill:#5d6776; } svg .axis-label { font-size:12px; fill:#333; }
-svg .node-label, svg .node-fit { paint-order:stroke; stroke:#fff; stroke-width:4px; stroke-linejoin:round; }
-svg .node-label { font-size:12px; fill:#1d2330; } svg .node-fit { font-size:10px; fill:#5d6776; }
-svg .legend-text { font-size:12px; fill:#1d2330; } svg .empty { font-size:13px; fill:#5d6776; }
-svg g.node:hover text.node-label { font-weight:600; }
+.chart { width:100%; }
 footer { color:var(--muted); font-size:12px; text-align:center; }
 """
+
+
+def fmt(x: float | None, digits: int = 3) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def short(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def _num(x: float | None, digits: int = 3) -> str:
@@ -454,49 +457,37 @@ def _parameters(c: Campaign) -> str:
 
 
 def _fitness_section(c: Campaign) -> str:
-    pts = [FitnessPoint(x.experiment_id, x.name, x.fitness, baseline=x.kind == "baseline") for x in c.scored]
-    note = (f"{len(pts)} scored experiments in the order their results came in (scheme <code>{esc(c.scheme)}</code>, the latest "
-            f"score of each experiment; {c.ignored_scores} other or superseded scores not shown).")
-    legend = ("<div class='legend'><span><svg width='14' height='14'><circle cx='7' cy='7' r='5' fill='#21918c' "
-              "stroke='#222'/></svg> candidate (colour = fitness)</span>"
-              "<span><svg width='14' height='14'><path d='M7,0 L14,7 L7,14 L0,7 Z' fill='#333'/></svg> baseline"
-              "</span><span><svg width='26' height='10'><line x1='0' x2='26' y1='5' y2='5' stroke='#e45756' "
-              "stroke-width='2'/></svg> best candidate so far</span><span><svg width='26' height='10'><line x1='0' "
-              "x2='26' y1='5' y2='5' stroke='#555' stroke-dasharray='5 4'/></svg> baseline fitness</span></div>")
-    return (f"<section id='fitness'><h2>Fitness over experiments</h2><p class='note'>{note}</p>"
-            f"{fitness_svg(pts)}{legend}</section>")
+    points = [{"experiment_id": x.experiment_id, "name": x.name, "fitness": x.fitness, "baseline": x.kind == "baseline"}
+              for x in c.scored]
+    note = (f"{len(points)} scored experiments in the order their results came in (scheme <code>{esc(c.scheme)}</code>, "
+            f"the latest score of each experiment; {c.ignored_scores} other or superseded scores not shown). "
+            "Dots: candidates; diamonds: baselines (dashed: the baseline's fitness); line: the best candidate so far.")
+    plot = chart_div("fitness-plot", fitness_spec(points)) if points else "<p class='note'>no scored experiment yet</p>"
+    return f"<section id='fitness'><h2>Fitness over experiments</h2><p class='note'>{note}</p>{plot}</section>"
 
 
 def _lineage_section(c: Campaign) -> str:
-    nodes = [TreeNode(x.experiment_id, x.name, x.parent_id, x.kind, x.status, x.fitness) for x in c.explored]
+    nodes = [TreeNode(x.experiment_id, x.name, x.parent_id, x.fitness, x.status, x.kind) for x in c.explored]
     known = {x.experiment_id for x in c.explored}
     for pid in dict.fromkeys(n.parent_id for n in nodes if n.parent_id and n.parent_id not in known):
-        nodes.append(TreeNode(pid, pid, None, "external", "outside this log"))
-    fits = [x.fitness for x in c.explored if x.fitness is not None]
-    lo, hi = (min(fits), max(fits)) if fits else (None, None)
-    legend = (f"<div class='legend'><span>fitness {colorbar_svg(lo, hi)}</span>"
-              "<span><svg width='16' height='16'><circle cx='8' cy='8' r='6' fill='#c8ccd2' stroke='#333'/></svg> "
-              "candidate (grey: no fitness)</span>"
-              "<span><svg width='16' height='16'><rect x='1' y='1' width='14' height='14' fill='#c8ccd2' "
-              "stroke='#333' stroke-width='2'/></svg> baseline</span>"
-              "<span><svg width='18' height='18'><polygon points='16,9 12.5,15 5.5,15 2,9 5.5,3 12.5,3' "
-              "fill='#c8ccd2' stroke='#333' stroke-width='2'/></svg> imported root</span>"
-              "<span><svg width='16' height='16'><circle cx='8' cy='8' r='6' fill='#c8ccd2' stroke='#d62728' "
-              "stroke-width='2'/></svg> failed / abandoned</span></div>")
+        nodes.append(TreeNode(pid, pid, None, None, "outside this log", "external"))
+    rows = 1 + sum(1 for n in nodes if not any(m.parent_id == n.experiment_id for m in nodes))   # leaves
     return (f"<section id='lineage'><h2>Lineage</h2><p class='note'>parent → children, {len(c.explored)} "
-            f"experiments{' of the exploration stage' if c.promoted else ''}; hover a node for its id and status.</p>"
-            f"{legend}{lineage_svg(nodes)}</section>")
+            f"experiments{' of the exploration stage' if c.promoted else ''}; colour = fitness (viridis, grey: none); "
+            "hover a node for its id and status, scroll to zoom, drag to pan.</p>"
+            f"{chart_div('lineage-plot', lineage_spec(nodes), max(260, min(3000, 26 * rows)))}</section>")
 
 
 def _loss_section(c: Campaign) -> str:
     top = sorted((x for x in c.candidates if x.fitness is not None and x.results and x.results.loss_curve),
                  key=lambda x: -x.fitness)[:TOP_CURVES]
     base = [b for b in c.baselines if b.results and b.results.loss_curve]
-    curves = [Curve(x.experiment_id, x.name, list(x.results.loss_curve), baseline=True) for x in base]
-    curves += [Curve(x.experiment_id, x.name, list(x.results.loss_curve)) for x in top]
+    curves = [{"name": x.name, "experiment_id": x.experiment_id, "points": list(x.results.loss_curve), "baseline": True}
+              for x in base]
+    curves += [{"name": x.name, "experiment_id": x.experiment_id, "points": list(x.results.loss_curve)} for x in top]
+    plot = chart_div("loss-plot", curves_spec(curves), 360) if curves else "<p class='note'>no loss curve yet</p>"
     return (f"<section id='loss'><h2>Loss curves: top {len(top)} candidates vs baseline</h2>"
-            f"<p class='note'>training loss per step; the legend gives the last logged loss.</p>{loss_svg(curves)}"
-            f"</section>")
+            f"<p class='note'>training loss per step (dashed: baselines).</p>{plot}</section>")
 
 
 def _benchmark_section(c: Campaign) -> str:
@@ -701,15 +692,17 @@ def render_html(c: Campaign, title: str | None = None, prompts: Path | None = No
     body = "".join([_summary(c), _diagnosis_section(diagnosis or []), _fitness_section(c), _lineage_section(c), _loss_section(c),
                     _benchmark_section(c), _verification_section(c), _problems_section(c), _cost_section(c), llm,
                     _parameters(c)])
-    # No script, no external resource: the CSP makes that a rule the browser enforces.
+    # No external resource and no script but the chart library's two, by hash: the CSP makes that a rule the
+    # browser enforces, so an injected script would not run even if escaping failed.
+    scripts, hashes = inline_scripts()
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; style-src 'unsafe-inline'; "
-            "img-src data:\">"
+            f"img-src data:; script-src {' '.join(hashes)}\">"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<link rel='icon' href='data:,'><title>{esc(page_title)} — archlab report</title>"
             f"<style>{CSS}</style></head><body><main>{body}"
             f"<footer>generated by archlab from {sum(1 for _ in c.experiments)} experiments' events</footer>"
-            "</main></body></html>")
+            f"</main>{scripts}</body></html>")
 
 
 def build_report(events: list[ev.Event], out: Path, title: str | None = None, *, scheme: str = "paper",

@@ -1,15 +1,23 @@
 """build_report / summarize on the fake campaign: counts, scheme selection, lineage, escaping."""
 from __future__ import annotations
 
+import json
 import re
+from html import unescape
 from html.parser import HTMLParser
 
 import pytest
 
 from schemas import events as ev
 from services.cli.report import build_report, summarize
-from services.cli.report_svg import color_for, nice_ticks
+from services.ui.charts import color_for
 from tests.report.fake_campaign import CAMPAIGN, FAKE, fake_campaign
+
+def chart_specs(html: str) -> dict[str, dict]:
+    """The spec of every chart of a page, by element id (charts.py writes them as escaped JSON attributes)."""
+    return {m.group(1): json.loads(unescape(m.group(2)))
+            for m in re.finditer(r"<div id='([^']+)' class='chart'[^>]*data-spec=\"([^\"]*)\"", html)}
+
 
 EVIL = "<script>alert('x')</script><img src=x onerror=alert(1)>"
 
@@ -102,22 +110,21 @@ def test_report_marks_match_the_log(events, tmp_path):
     tags = parse(html)
     c = summarize(events)
     assert "<title>Demo report — archlab report</title>" in html
-    assert tags.count("svg") >= 3
-    fitness = html[html.index("id='fitness-plot'"):html.index("</svg>", html.index("id='fitness-plot'"))]
-    assert len(re.findall(r"class='pt[ ']", fitness)) == len(c.scored) == 10
-    lineage = html[html.index("id='lineage-plot'"):]
-    lineage = lineage[:lineage.index("</svg>")]
-    assert len(re.findall(r"<g class='node ", lineage)) == len(c.experiments) == 12
-    assert tags.count("path", "curve") == 6     # top 5 candidates + the baseline
+    specs = chart_specs(html)
+    assert len(specs["fitness-plot"]["points"]) == len(c.scored) == 10
+    assert sum(p["baseline"] for p in specs["fitness-plot"]["points"]) == 1
+    assert len(specs["lineage-plot"]["points"]) == len(c.experiments) == 12
+    assert {p["id"] for p in specs["lineage-plot"]["points"]} == set(c.experiments)
+    assert len(specs["loss-plot"]["series"]) == 6     # top 5 candidates + the baseline
     assert tags.count("tr") > 10
     for section in ("summary", "fitness", "lineage", "loss", "benchmarks", "problems", "cost", "parameters"):
         assert f"id='{section}'" in html
     # failure/rejection excerpts and reasons are shown
     assert "loss is NaN at step 310" in html and "revisions exhausted" in html and "causality" in html
-    # self-contained: nothing fetched from anywhere, no script
-    assert tags.count("script") == 0
+    # self-contained: nothing fetched from anywhere; the only scripts are the chart library's two, allowed by hash
+    assert tags.count("script") == 2
     assert not re.search(r"(src|href)\s*=\s*['\"]?(https?:)?//", html)
-    assert "default-src 'none'" in html
+    assert "default-src 'none'" in html and html.count("'sha256-") == 2
 
 
 def test_untrusted_text_is_escaped(tmp_path):
@@ -126,11 +133,13 @@ def test_untrusted_text_is_escaped(tmp_path):
                                name="x' onmouseover='alert(2)", feedback="</pre></td><script>alert(3)</script>")
     html = build_report(events + [code], tmp_path / "r.html").read_text()
     tags = parse(html)
-    assert tags.count("script") == 0 and tags.count("img") == 0
+    assert tags.count("script") == 2 and tags.count("img") == 0      # the chart library's two
     assert not any("onmouseover" in a or "onerror" in a for _, attrs in tags.tags for a in attrs)
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
     assert "&lt;/pre&gt;&lt;/td&gt;&lt;script&gt;alert(3)" in html
-    assert "<script" not in html.lower()
+    body = html[:html.index("</main>")]                                 # what events wrote, before the library
+    assert "<script" not in body.lower()
+    assert any(p["name"] == EVIL for p in chart_specs(html)["lineage-plot"]["points"])   # as data, not markup
 
 
 def test_empty_and_partial_logs(tmp_path):
@@ -155,11 +164,9 @@ def test_other_campaigns_are_left_out(events, tmp_path):
     assert summarize(events + [stranger]).campaign_id == CAMPAIGN  # the campaign that has a CampaignStarted
 
 
-def test_svg_helpers():
+def test_chart_colours():
     assert color_for(None) == "#c8ccd2"
     assert color_for(0.0) == "#440154" and color_for(1.0) == "#fde725"
-    assert nice_ticks(0.0, 1.0, 5) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
-    assert nice_ticks(1, 10, 10)[0] == 1
 
 
 def test_non_finite_numbers_do_not_break_the_page(events, tmp_path):
@@ -170,4 +177,5 @@ def test_non_finite_numbers_do_not_break_the_page(events, tmp_path):
     c = summarize(events + bad)
     assert c.experiments["exp-nan"].fitness is None and len(c.scored) == 10
     html = build_report(events + bad, tmp_path / "r.html").read_text()
-    assert "nan_net" in html and "NaN," not in html
+    body = html[:html.index("</main>")]        # the page without the chart library's code
+    assert "nan_net" in body and "NaN," not in body and "Infinity" not in body
