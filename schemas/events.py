@@ -311,6 +311,7 @@ class TrainingProgress(Event):
 FailureKind = Literal[
     "compile_error", "runtime_error", "timeout", "memory", "forbidden", "too_slow",
     "diverged", "suspected_leak", "eval_error", "crashed", "infrastructure",
+    "noncausal_at_scoring",  # the trusted scorer saw the scored forward read a later token (issue 25)
 ]
 
 
@@ -325,6 +326,23 @@ class TrainingFailed(Event):
     evidence: dict[str, Any] = Field(default_factory=dict)
     wall_s: float = 0.0
     code: str = ""                     # the program that failed (the debugger edits it)
+
+
+class TrainingStopped(Event):
+    """Early stopping (successive halving, issue 23): at a rung (a fraction of the steps) the trusted scorer's
+    held-out loss was worse than the baseline's at the same rung by more than `noises` seed noises, so the run
+    was stopped there. Not a failure of the program: the experiment ends, nothing is debugged."""
+    revision: int = 0
+    engineer_id: str = ""
+    rung: int = 0                      # 1 for the first rung
+    step: int = 0                      # the step the rung's weights were taken at
+    total_steps: int = 0
+    heldout_loss: float                # the trusted held-out loss at the rung
+    baseline_loss: float               # the campaign baseline's held-out loss at the same rung
+    seed_noise: float                  # the profile's seed noise of the loss
+    noises: float                      # the margin, in seed noises, it was worse by more than
+    reason: str = ""
+    wall_s: float = 0.0
 
 
 class ResultsReady(Event):
@@ -406,7 +424,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
         CampaignStarted, CampaignCompleted, ParentSampled, ExperimentPromoted, ExperimentImported, ExperimentAbandoned,
-        ProposalCreated, ProposalRejected, TrainingStarted, TrainingProgress, TrainingFailed,
+        ProposalCreated, ProposalRejected, TrainingStarted, TrainingProgress, TrainingFailed, TrainingStopped,
         ResultsReady, ScoreAssigned, InsightsStored, CognitionIngested,
     )
 }

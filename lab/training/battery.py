@@ -19,14 +19,16 @@ Tasks (all sequences have the profile's `seq_len`; vocabulary 256, shared with t
 - memorize          a fixed key -> value table (the same for every run): sequences of `k v` pairs, labels
                     at the values (MAD's memorization: parametric memory, not context).
 - bytes             byte-level LM on the stdlib's text (data.load_byte_corpus); score = next-byte accuracy
-                    on held-out text (the language-modelling signal).
+                    on held-out text the program cannot read (lab/training/heldout.py; the language-modelling
+                    signal).
 
 Token layout: 1..8 task markers, 14 separator, 15 blank, 16..31 noise, 32..127 keys, 128..255 values.
 Text bytes use the whole range; ASCII text never contains bytes 1..8 or 14..31, so the marker always
 names the task.
 
-Every training batch is a pure function of (seed, step) as in data.py; the evaluation set is fixed
-(EVAL_SEED), so scores of one profile are comparable across experiments. `eval_set` + `score` are pure
+Every training batch is a pure function of (seed, step) as in data.py; the evaluation set is drawn from the
+campaign's secret seed (EVAL_SEED outside a campaign), so scores of one campaign are comparable across its
+experiments and a program cannot regenerate them. `eval_set` + `score` are pure
 (inputs -> labels; predictions -> scores), so a trusted process can score predictions computed elsewhere.
 """
 from __future__ import annotations
@@ -171,7 +173,8 @@ def text_bytes(n: int, T: int, gen: torch.Generator) -> Batch:
 
 
 def heldout_bytes(n: int, T: int, gen: torch.Generator) -> Batch:
-    return _byte_rows(load_byte_corpus().heldout, n, T, gen)
+    from lab.training.heldout import heldout_tokens  # staged under the data dir, out of the sandbox's view
+    return _byte_rows(heldout_tokens(), n, T, gen)
 
 
 # the sizes of the default battery (sequence 128, d 64, one head): chosen so that softmax attention learns every
@@ -235,14 +238,20 @@ def make_batch(tasks: tuple[str, ...], n_per_task: list[int], T: int, seed: int,
     return torch.cat(xs), torch.cat(ys), torch.cat(ids)
 
 
-def battery_batch_fn(tasks: tuple[str, ...], seed: int, batch_size: int, seq_len: int) -> BatchFn:
+def battery_batch_fn(tasks: tuple[str, ...], seed: int, batch_size: int, seq_len: int,
+                     generators: dict = GENERATORS) -> BatchFn:
     check_tasks(tasks)
     split = rows_per_task(tasks, batch_size)
 
     def batch(step: int) -> Batch:
-        x, y, _ = make_batch(tasks, split, seq_len, seed, step)
+        x, y, _ = make_batch(tasks, split, seq_len, seed, step, generators)
         return x, y
     return batch
+
+
+def heldout_battery_batch_fn(tasks: tuple[str, ...], seed: int, batch_size: int, seq_len: int) -> BatchFn:
+    """The scorer's held-out batches: the training mixture, with held-out text in the `bytes` rows."""
+    return battery_batch_fn(tasks, seed, batch_size, seq_len, EVAL_GENERATORS)
 
 
 @dataclass(frozen=True)
@@ -253,10 +262,12 @@ class EvalSet:
     task_ids: torch.Tensor  # [N] index into tasks
 
 
-def eval_set(tasks: tuple[str, ...], seq_len: int, examples_per_task: int) -> EvalSet:
-    """The fixed evaluation rows of a profile (fresh sequences; held-out text for `bytes`)."""
+def eval_set(tasks: tuple[str, ...], seq_len: int, examples_per_task: int, seed: int | None = None) -> EvalSet:
+    """The evaluation rows of a profile (fresh sequences; held-out text for `bytes`), drawn from `seed` (the
+    campaign's secret one; None: the public EVAL_SEED)."""
     check_tasks(tasks)
-    x, y, ids = make_batch(tasks, [examples_per_task] * len(tasks), seq_len, EVAL_SEED, 0, EVAL_GENERATORS)
+    x, y, ids = make_batch(tasks, [examples_per_task] * len(tasks), seq_len, EVAL_SEED if seed is None else seed,
+                           0, EVAL_GENERATORS)
     return EvalSet(tuple(tasks), x, y, ids)
 
 
@@ -283,6 +294,6 @@ def predict(model: torch.nn.Module, inputs: torch.Tensor, batch_size: int = 64, 
 
 
 def evaluate_battery(model: torch.nn.Module, tasks: tuple[str, ...], seq_len: int, examples_per_task: int,
-                     batch_size: int = 64, device: str = "cpu") -> dict[str, float]:
-    es = eval_set(tasks, seq_len, examples_per_task)
+                     batch_size: int = 64, device: str = "cpu", seed: int | None = None) -> dict[str, float]:
+    es = eval_set(tasks, seq_len, examples_per_task, seed)
     return score(predict(model, es.inputs, batch_size, device), es)

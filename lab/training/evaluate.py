@@ -5,8 +5,10 @@ Local tasks (written to a scratch dir at run time; lm-eval's `data_files` needs 
 - mqar_recall  loglikelihood, acc: given an MQAR sequence up to a query key, is the value the
                model's greedy next token? (the training metric of Zoology, through lm-eval)
 - mqar_mc      multiple_choice, acc: the right value among 4 values of the same sequence
-- bytes_bpb    loglikelihood_rolling, bits_per_byte on held-out stdlib text
-- stdlib_mc    multiple_choice, acc: which of 4 continuations is the real held-out text
+- bytes_bpb    loglikelihood_rolling, bits_per_byte on held-out text (lab/training/heldout.py: a corpus staged
+               under the data dir, out of the sandbox's view; the stdlib's held-out files inside a child)
+- stdlib_mc    multiple_choice, acc: which of 4 continuations is the real held-out text (same corpus; the name
+               is historical)
 - battery      not an lm-eval task: every task of the profile's `battery_tasks` scored directly
                (token accuracy at the labelled positions of fixed fresh sequences, battery.py)
 Any other task name (arc_easy, hellaswag, ...) is passed to lm-eval as-is (it needs the hub
@@ -26,7 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from lab.training.data import IGNORE, load_byte_corpus, mqar
+from lab.training.data import IGNORE, mqar
 from lab.training.profiles import Profile
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # local tasks never need the hub;
@@ -37,7 +39,7 @@ from lm_eval.utils import get_rolling_token_windows, make_disjoint_window  # noq
 
 LOCAL_TASKS = ("mqar_recall", "mqar_mc", "bytes_bpb", "stdlib_mc")
 BATTERY = "battery"  # eval task: the profile's battery_tasks, each "<task>/acc" (lab/training/battery.py)
-EVAL_SEED = 12345  # evaluation data is the same for every experiment of a profile
+EVAL_SEED = 12345  # public: outside a campaign; a campaign's runs use its secret seed (lab/training/heldout.py)
 SYMBOL_BASE = 0x4E00  # synthetic token i <-> chr(SYMBOL_BASE + i): printable, never whitespace
 
 
@@ -149,9 +151,9 @@ class ArchlabLM(LM):
 
 # ---------------- local task data ----------------
 
-def _mqar_docs(profile: Profile, n: int) -> tuple[list[dict], list[dict]]:
+def _mqar_docs(profile: Profile, n: int, seed: int = EVAL_SEED) -> tuple[list[dict], list[dict]]:
     """One query per sequence: context up to and including the query key, the value as target."""
-    gen = torch.Generator().manual_seed(EVAL_SEED)
+    gen = torch.Generator().manual_seed(seed)
     inputs, labels = mqar(n, profile.seq_len, profile.mqar_num_kv, profile.vocab_size, gen)
     sym = SymbolTokenizer()
     recall, mc = [], []
@@ -183,9 +185,10 @@ def _ascii_windows(docs, length: int, n: int, gen: torch.Generator) -> list[str]
     return out
 
 
-def _text_docs(n: int) -> tuple[list[dict], list[dict]]:
-    gen = torch.Generator().manual_seed(EVAL_SEED)
-    held = load_byte_corpus().heldout_docs
+def _text_docs(n: int, seed: int = EVAL_SEED) -> tuple[list[dict], list[dict]]:
+    from lab.training.heldout import heldout_docs
+    gen = torch.Generator().manual_seed(seed)
+    held = heldout_docs()
     bpb = [{"text": t} for t in _ascii_windows(held, 1024, n, gen)]
     mc = []
     for w in _ascii_windows(held, 128 + 32, n, gen):
@@ -199,15 +202,15 @@ def _text_docs(n: int) -> tuple[list[dict], list[dict]]:
 TEMPLATES = Path(__file__).resolve().parent / "lmeval_tasks"  # one YAML per local task
 
 
-def write_local_tasks(profile: Profile, task_dir: Path) -> list[str]:
-    """Write JSONL + YAML for the profile's local tasks; returns their names."""
+def write_local_tasks(profile: Profile, task_dir: Path, seed: int = EVAL_SEED) -> list[str]:
+    """Write JSONL + YAML for the profile's local tasks (documents drawn from `seed`); returns their names."""
     wanted = [t for t in profile.eval_tasks if t in LOCAL_TASKS]
     task_dir.mkdir(parents=True, exist_ok=True)
     docs: dict[str, list[dict]] = {}
     if {"mqar_recall", "mqar_mc"} & set(wanted):
-        docs["mqar_recall"], docs["mqar_mc"] = _mqar_docs(profile, profile.eval_examples)
+        docs["mqar_recall"], docs["mqar_mc"] = _mqar_docs(profile, profile.eval_examples, seed)
     if {"bytes_bpb", "stdlib_mc"} & set(wanted):
-        docs["bytes_bpb"], docs["stdlib_mc"] = _text_docs(profile.eval_examples)
+        docs["bytes_bpb"], docs["stdlib_mc"] = _text_docs(profile.eval_examples, seed)
     for name in wanted:
         data = (task_dir / f"{name}.jsonl").resolve()
         data.write_text("".join(json.dumps(d) + "\n" for d in docs[name]))
@@ -225,17 +228,24 @@ class EvalResult:
     eval_s: float
 
 
-def evaluate(model: torch.nn.Module, profile: Profile, scratch_dir: str | Path, device: str = "cpu") -> EvalResult:
+def evaluate(model: torch.nn.Module, profile: Profile, scratch_dir: str | Path, device: str = "cpu",
+             eval_seed: int | None = None) -> EvalResult:
+    """Every eval task of `profile` on `model`. `eval_seed`: the campaign's secret seed (lab/training/heldout.py);
+    None: the public seeds (runs outside a campaign, and a sandbox child's own evaluation)."""
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
+
+    from lab.training.heldout import derive
 
     t0 = time.perf_counter()
     metrics = {}
     if BATTERY in profile.eval_tasks:  # scored directly: greedy predictions at every labelled position
         from lab.training.battery import evaluate_battery
         metrics.update(evaluate_battery(model, profile.battery_tasks, profile.seq_len, profile.eval_examples,
-                                        profile.eval_batch_size, device))
-    local = write_local_tasks(profile, Path(scratch_dir) / "lmeval_tasks")
+                                        profile.eval_batch_size, device,
+                                        None if eval_seed is None else derive(eval_seed, "battery")))
+    local = write_local_tasks(profile, Path(scratch_dir) / "lmeval_tasks",
+                              EVAL_SEED if eval_seed is None else derive(eval_seed, "lm-eval"))
     standard = [t for t in profile.eval_tasks if t not in LOCAL_TASKS and t != BATTERY]
     if not local and not standard:
         accs = list(metrics.values())

@@ -38,7 +38,8 @@ from services.debugger.repair_rules import rule_revision
 
 PRODUCER = "debugger"
 NOT_DEBUGGED = {"forbidden": "the program attempted a forbidden operation in the sandbox",
-                "suspected_leak": "the monitor found an information leak (the model sees the future)"}
+                "suspected_leak": "the monitor found an information leak (the model sees the future)",
+                "noncausal_at_scoring": "the scored forward read future tokens (the scorer's causality probe)"}
 RETRY_AS_IS = {"infrastructure"}
 HINTS = {
     "compile_error": "The program does not build. Fix the definition error; keep the architecture.",

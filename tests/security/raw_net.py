@@ -10,7 +10,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def main(argv):
-    if argv[:1] == ["view"]:
+    if argv[:1] == ["mounts"]:  # the child's filesystem, listed from inside (issue 25, point 3)
+        import sysconfig
+        site = sysconfig.get_paths()["purelib"]
+        out = {"root": sorted(os.listdir("/")), "repo": sorted(os.listdir(REPO)), "tmp": sorted(os.listdir("/tmp")),
+               "site_packages": sorted(os.listdir(site)) if os.path.isdir(site) else None,
+               "readable": {p: os.path.exists(p) for p in argv[1:]}}
+    elif argv[:1] == ["view"]:
         data = REPO / ".archlab"
         out = {"pids": [p for p in os.listdir("/proc") if p.isdigit()],
                "archlab_dir": os.listdir(data) if data.is_dir() else None,
