@@ -23,6 +23,10 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# the repository directories a child may read: the lab's code, and tests/ for the suite's own child modules
+# (tests.engineer.hostile ...); not docs/ (the default held-out corpus, lab/training/heldout.py), bench/,
+# infra/, services/, .git or the data directory (issue 25)
+CHILD_REPO_DIRS = ("lab", "tests")
 UNCONFINED_VAR = "ARCHLAB_ALLOW_UNCONFINED"  # "1": run untrusted code without bwrap (operator's explicit choice)
 # the few /etc files a Python child needs (loader, name service, time zone); not /etc as a whole
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "passwd", "group", "nsswitch.conf",
@@ -104,7 +108,7 @@ def confine_argv(argv: list[str], *, scratch: Path, writable: list[str] | tuple[
         p = Path("/etc") / name
         if p.exists():
             args += ["--ro-bind", str(p), str(p)]
-    ro = [*python_roots(), REPO_ROOT, *(Path(r).resolve() for r in readable)]
+    ro = [*python_roots(), *(REPO_ROOT / d for d in CHILD_REPO_DIRS), *(Path(r).resolve() for r in readable)]
     if cuda:
         ro += [Path("/sys"), *(p for p in (Path("/usr/local/cuda"), Path("/opt/nvidia")) if p.exists())]
     seen: list[Path] = []
