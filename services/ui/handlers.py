@@ -194,14 +194,22 @@ class Pages:
                 + select("family", sorted({r["family"] for r in rows}), family)
                 + select("status", sorted({r["status"] for r in rows if r["status"]}), status)
                 + select("significant", ["yes", "no"], significant) + "<button>filter</button></form>")
+        best = next((r["experiment_id"] for r in sorted(rows, key=lambda r: -(r["fitness"] or -1e9))
+                     if r["fitness"] is not None), None)
+
+        def compare(r: Row) -> str:
+            if best is None or r["experiment_id"] == best:
+                return ""
+            return f"<a href='/compare?{esc(urlencode({'ids': best + ',' + r['experiment_id']}))}'>vs best</a>"
+
         body = [[link(r["experiment_id"], r["name"]), esc(r["family"]), f"<span class='pill'>{esc(r['status'])}</span>",
                  num(r["fitness"], 4), num(r["final_loss"]), num(r["benchmark"]),
                  f"{r['params']:,}" if r["params"] else "–", {True: "yes", False: "no"}.get(
-                     None if r["significant"] is None else bool(r["significant"]), "–"), esc(r["role"])]
+                     None if r["significant"] is None else bool(r["significant"]), "–"), esc(r["role"]), compare(r)]
                 for r in shown]
         headers = [header("name", "experiment"), header("family", "family"), header("status", "status"),
                    header("fitness", "fitness"), header("final_loss", "loss"), header("benchmark", "benchmark"),
-                   header("params", "parameters"), "significant", "role"]
+                   header("params", "parameters"), "significant", "role", "compare"]
         return "leaderboard", (f"<h1>Leaderboard</h1>{self._campaign_nav('/leaderboard', cid)}{form}"
                                f"<p class='note'>{len(shown)} of {len(rows)} experiments</p>"
                                + table(headers, body, "leaderboard"))
@@ -281,7 +289,7 @@ class Pages:
         docs = [d for d in (self.model.experiment(i) for i in ids[:6]) if d is not None]
         if len(docs) < 2:
             return "compare", ("<h1>Compare</h1><p class='empty'>Give two or more experiment ids: "
-                               "<code>/compare?ids=A,B</code> (or tick them on the leaderboard).</p>")
+                               "<code>/compare?ids=A,B</code>, or follow a <i>vs best</i> link on the leaderboard.</p>")
         rows = [("fitness", lambda d: num(d.get("fitness"), 4)),
                 ("final loss", lambda d: num((d.get("results") or {}).get("final_loss"), 4)),
                 ("benchmark", lambda d: num((d.get("results") or {}).get("benchmark"), 4)),

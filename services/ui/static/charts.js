@@ -78,6 +78,7 @@
     bars: function (spec) {
       var o = axes(spec, 'category');
       o.xAxis.data = spec.categories;
+      o.yAxis.scale = false;   // bars start at zero
       o.xAxis.axisLabel = {interval: 0, rotate: spec.categories.length > 6 ? 30 : 0};
       o.tooltip = {trigger: 'axis', formatter: function (ps) {
         return esc(ps.length ? ps[0].axisValue : '') + '<br>' +
