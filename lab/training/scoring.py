@@ -150,14 +150,16 @@ class RemoteModel:
                 probe[j, c + 1:] = self._donor(x, r, c)[c + 1:]
             plogits = self._forward(self.probe, probe)
             for j, (r, c) in enumerate(zip(rows, cuts)):
+                # a NaN (or inf) where the other child has a number is a difference; the same NaN in both is not
                 scored, seen = logits[r, :c + 1], plogits[j, :c + 1]
-                diff = ((scored - seen).abs().max() / scored.abs().max().clamp(min=1.0)).item()
-                diff = diff if diff == diff else math.inf  # NaN in one of the two: no agreement
+                apart = (scored.isnan() != seen.isnan()) | ((scored - seen).abs() > 0) & ~scored.isfinite()
+                scale = scored.nan_to_num(0.0, 0.0, 0.0).abs().max().clamp(min=1.0)
+                per_position = ((scored - seen).nan_to_num(0.0, 0.0, 0.0).abs().amax(-1) / scale).masked_fill(
+                    apart.any(-1), math.inf)
+                diff = per_position.max().item()
                 self.max_probe_diff = max(self.max_probe_diff, diff)
                 if diff > self.tolerance:
-                    per_position = (scored - seen).abs().amax(-1) / scored.abs().max().clamp(min=1.0)
-                    off = (~(per_position <= self.tolerance)).nonzero()  # NaN counts as off
-                    pos = int(off[0]) if len(off) else 0
+                    pos = int((per_position > self.tolerance).nonzero()[0])
                     raise ScoringFailed(
                         f"the scored forward is not causal: with the tokens after position {c} replaced, the logits "
                         f"at or before it changed by {diff:.3g} (relative; tolerance {self.tolerance:g}), first at "

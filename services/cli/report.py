@@ -129,6 +129,7 @@ class Campaign:
     ignored_scores: int                       # ScoreAssigned of other schemes or superseded
     first_at: datetime | None
     last_at: datetime | None
+    eval_seed: int | None = None              # the secret evaluation seed, once the campaign has ended (issue 25)
 
     @property
     def candidates(self) -> list[Experiment]:
@@ -452,6 +453,8 @@ def _parameters(c: Campaign) -> str:
             ("config", json.dumps(s.config, sort_keys=True)), ("started by", s.producer)]
     if c.completed is not None:
         rows.append(("completed", f"{c.completed.reason} ({c.completed.experiments} experiments)"))
+    if c.eval_seed is not None:
+        rows.append(("evaluation seed (secret until the end)", c.eval_seed))
     body = "".join(f"<tr><td>{esc(k)}</td><td><code>{esc(v)}</code></td></tr>" for k, v in rows)
     return f"<section id='parameters'><h2>Campaign parameters</h2><table class='params'>{body}</table></section>"
 
@@ -706,7 +709,7 @@ def render_html(c: Campaign, title: str | None = None, prompts: Path | None = No
 
 
 def build_report(events: list[ev.Event], out: Path, title: str | None = None, *, scheme: str = "paper",
-                 campaign_id: str | None = None, prompts: Path | None = None) -> Path:
+                 campaign_id: str | None = None, prompts: Path | None = None, data_dir: Path | None = None) -> Path:
     """Write the campaign's report to `out` (a file, or a directory to hold `report-<campaign>.html`).
     `prompts`: the LLM prompt store (what each role was asked and answered goes into the report); by default
     <data_dir>/llm/prompts when `out` is in <data_dir>/reports (where `archlab run` writes it)."""
@@ -717,6 +720,10 @@ def build_report(events: list[ev.Event], out: Path, title: str | None = None, *,
     out.parent.mkdir(parents=True, exist_ok=True)
     if prompts is None and (out.parent.parent / "llm" / "prompts").is_dir():
         prompts = out.parent.parent / "llm" / "prompts"
+    data_dir = data_dir or (out.parent.parent if out.parent.name == "reports" else None)
+    if campaign.completed is not None and data_dir is not None:  # published only once the campaign has ended
+        from lab.training.heldout import published_eval_seed
+        campaign.eval_seed = published_eval_seed(data_dir, campaign.campaign_id)
     from services.cli.progress import CampaignView, diagnose
     view = CampaignView(campaign.campaign_id)
     for event in events:
@@ -772,5 +779,5 @@ def register(app) -> None:
         from services.common.llm import prompt_store
 
         path = build_report(events, out, title, scheme=scheme, campaign_id=campaign,
-                            prompts=prompt_store(settings.data_dir).root)
+                            prompts=prompt_store(settings.data_dir).root, data_dir=settings.data_dir)
         typer.echo(f"wrote {path} ({len(events)} events" + (f", {bad} undecodable skipped)" if bad else ")"))

@@ -18,6 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+import torch
 
 from lab import confine
 from lab.training import heldout
@@ -111,8 +112,9 @@ def test_heldout_text_is_staged_under_the_data_dir_and_is_not_the_stdlib(tmp_pat
 
 
 def test_secret_files_through_torch_file_apis(tmp_path, monkeypatch):
-    """torch.from_file / Tensor.tofile open files in C++, past Python's audit hook: the OS view must hold. The
-    program reads the LLM key file and the campaign's eval-seed file, and writes them outside its scratch."""
+    """torch.from_file / torch.save to a path / ndarray.tofile open files in C++ or C, past Python's audit hook:
+    the OS view must hold. The program reads the LLM key file and the campaign's eval-seed file, and writes what
+    it got outside its scratch."""
     data = tmp_path / "data"
     key = write_key_file(data, SECRET)
     monkeypatch.setenv("ARCHLAB_LLM_API_KEY_FILE", str(key))
@@ -128,16 +130,17 @@ for path in ({str(key)!r}, {str(seed_file)!r}):
     except Exception as e:
         got.append(_t.tensor(list(repr(e).encode()[:200]), dtype=_t.uint8))
 stolen = _t.cat(got)
-stolen.tofile("stolen.bin")  # in scratch: allowed, and it shows what the child could read
-try:
-    stolen.tofile({str(outside / "stolen.bin")!r})
+_t.save(stolen, "stolen.pt")  # in scratch: allowed, and it shows what the child could read
+try:  # a write in C++ (a shared mapping created with O_CREAT), past the audit hook: only the OS view stops it
+    _t.from_file({str(outside / "mapped.bin")!r}, shared=True, size=16, dtype=_t.uint8).copy_(stolen[:16])
 except Exception:
     pass
+stolen.numpy().tofile({str(outside / "stolen.bin")!r})  # through Python's open: the audit hook's tripwire
 """)
     run = tmp_path / "run"
     res = train(code, run, steps=20)
-    assert res.ok, (res.kind, res.error, res.stderr_tail[-2000:])
-    seen = (run / "stolen.bin").read_bytes()
+    assert res.kind == "forbidden" and "outside the scratch" in res.error, (res.kind, res.error)
+    seen = bytes(torch.load(run / "stolen.pt", weights_only=True).numpy())
     assert b"No such file" in seen or b"rror" in seen, seen[:400]
     assert SECRET.encode() not in seen and str(seed).encode() not in seen
     assert list(outside.iterdir()) == []
@@ -163,3 +166,46 @@ def test_the_child_sees_only_what_it_needs(tmp_path):
     assert view["tmp"] == own, view["tmp"]  # an empty tmpfs, but for the path down to its own scratch
     assert not {"home", "root", "var", "srv", "opt", "mnt"} & set(view["root"]) - {"root"}, view["root"]
     assert "torch" in view["site_packages"]
+
+
+def test_the_seed_is_published_in_the_report_only_once_the_campaign_has_ended(tmp_path):
+    from schemas import events as ev
+    from services.cli.report import build_report
+    from tests.report.fake_campaign import CAMPAIGN, fake_campaign
+
+    data = tmp_path / "data"
+    seed = heldout.campaign_eval_seed(data, CAMPAIGN)
+    events = fake_campaign(candidates=3)
+    running = [e for e in events if not isinstance(e, ev.CampaignCompleted)]
+    assert str(seed) not in build_report(running, tmp_path / "a.html", data_dir=data).read_text()
+    assert str(seed) in build_report(events, tmp_path / "b.html", data_dir=data).read_text()
+
+
+def test_the_probe_comparison_itself():
+    """RemoteModel's check on fake children (no sandbox): a causal model and one that is NaN in both children
+    pass; a one-token peek fails at the cut or before it, with the evidence."""
+    import socket
+
+    import torch
+
+    from lab.training.scoring import RemoteModel, ScoringFailed
+
+    class Fake(RemoteModel):
+        def __init__(self, logits_of):
+            super().__init__(socket.socket(), 8, 1.0, probe=socket.socket())
+            self.logits_of = logits_of
+
+        def _forward(self, conn, x):
+            return self.logits_of(x)
+
+    emb = torch.randn(8, 8)
+    x = torch.randint(8, (4, 16))
+    for honest in (lambda x: emb[x].cumsum(1), lambda x: torch.full((*x.shape, 8), float("nan"))):
+        model = Fake(honest)
+        model(x)
+        assert model.probed_rows == 1 and model.max_probe_diff == 0.0
+    peek = Fake(lambda x: emb[x].cumsum(1) + torch.cat([emb[x[:, 1:]], torch.zeros(len(x), 1, 8)], 1))
+    with pytest.raises(ScoringFailed) as failed:
+        peek(x)
+    e = failed.value
+    assert e.kind == NONCAUSAL and e.evidence["first_position"] == e.evidence["cut"], e.evidence
