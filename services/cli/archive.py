@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 from rich.markup import escape
 
+from services.cli.console import make_console
 from services.common.settings import load_settings
 
-console = Console()
+console = make_console()
 
 DataDir = typer.Option(None, "--data-dir", help="State directory (default: $ARCHLAB_DATA_DIR or ./.archlab)")
 

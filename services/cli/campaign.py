@@ -15,22 +15,25 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console, Group
+from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
+from services.cli.console import make_console
 from schemas import codec
 from schemas import events as ev
 from schemas.events import EVENT_TYPES
 from schemas.topics import topic_for
-from services.cli.progress import CampaignView, PlainProgress, diagnose
+from services.cli import progress as exits
+from services.cli.progress import TERMINAL, CampaignView, PlainProgress, diagnose, exit_status
 from services.common import endpoints
 from services.common.log_reader import read_log
 from services.common.bus import publish_once
 from services.common.settings import Settings, load_settings
 from lab.judging.fitness import campaign_seed_noise
 
-console = Console()
+console = make_console()
+STALL_MARGIN_S = 300.0   # checks, sandbox start-up, judge and analyst between two events of a campaign
 
 
 def campaign_file(settings: Settings) -> Path:
@@ -49,8 +52,10 @@ def progress_table(view: CampaignView, started_at: float) -> Group:
     head.add_row(f"rejections {sum(view.rejection_reasons.values())} {dict(view.rejection_reasons)}",
                  f"training failures {sum(view.failure_kinds.values())} {dict(view.failure_kinds)}",
                  f"budget {budget} candidates")
+    est = view.estimate_s()
     head.add_row(f"best fitness [bold]{best.fitness:.4f}[/] ({best.name})" if best else "best fitness: -",
-                 "per stage: " + ", ".join(f"{k} {v:.0f}s" for k, v in view.stage_means().items()), "")
+                 "per stage: " + ", ".join(f"{k} {v:.0f}s" for k, v in view.stage_means().items()),
+                 f"estimate: {est / 60:.0f} min more" if est is not None else "estimate: after the baseline")
     rows = Table(show_lines=False)
     for col in ("experiment", "role", "name", "status", "loss", "bench", "fitness", "rej", "fail"):
         rows.add_column(col)
@@ -107,9 +112,22 @@ class PlainDisplay:
         self._print(self.progress.tick(time.monotonic()))
 
 
-async def watch(bootstrap: str, view: CampaignView, display, *, timeout_s: float) -> None:
-    """Fold the campaign's events into `view` (through `display`) until CampaignCompleted or the timeout."""
+class Stalled(RuntimeError):
+    """Nothing happened in the campaign for longer than its limit: the message says what it was waiting for."""
+
+
+def waiting_for(view: CampaignView) -> str:
+    busy = [f"{x.label()} {x.status}" + (f" (step {x.step}/{x.total_steps})" if x.total_steps else "")
+            for x in view.experiments.values() if x.status not in TERMINAL]
+    return "; ".join(busy) if busy else "the archive to sample the next experiment or complete the campaign"
+
+
+async def watch(bootstrap: str, view: CampaignView, display, *, timeout_s: float, stall_s: float) -> None:
+    """Fold the campaign's events into `view` (through `display`) until CampaignCompleted. Raises Stalled when no
+    event of the campaign arrives for `stall_s` seconds (training reports progress, so only a lost or stuck piece of
+    work is that quiet), or when the whole watch passes `timeout_s`."""
     deadline = time.monotonic() + timeout_s
+    last_event = [time.monotonic(), 0]   # when view.events last changed, and its value then
 
     async def fold() -> None:
         async for rec in read_log(bootstrap, [topic_for(t) for t in EVENT_TYPES], follow=True, poll_ms=300):
@@ -123,15 +141,31 @@ async def watch(bootstrap: str, view: CampaignView, display, *, timeout_s: float
     task = asyncio.create_task(fold())
     try:
         while not task.done():
-            if time.monotonic() > deadline:
-                task.cancel()
-                raise TimeoutError(f"campaign {view.campaign_id} did not complete within {timeout_s:.0f}s")
+            now = time.monotonic()
+            if view.events != last_event[1]:
+                last_event[:] = [now, view.events]
+            if now > deadline:
+                raise Stalled(f"the campaign did not complete within --timeout {timeout_s:.0f} s; "
+                              f"waiting for: {waiting_for(view)}")
+            if now - last_event[0] > stall_s:
+                raise Stalled(f"nothing happened in the campaign for {now - last_event[0]:.0f} s (the limit, from "
+                              f"the profile's time limits, is {stall_s:.0f} s); waiting for: {waiting_for(view)}. "
+                              "See `archlab status` and .archlab/logs/; `archlab run --resume` continues.")
             display.tick()
             await asyncio.sleep(1.0)
         task.result()
     finally:
         if not task.done():
             task.cancel()
+
+
+def stall_limit_s(profile_name: str) -> float:
+    """The longest a healthy campaign stays silent: one evaluation (training reports progress, evaluation does
+    not) plus a sandbox's checks and start-up, doubled for a loaded machine."""
+    from lab.training.profiles import get_profile
+
+    p = get_profile(profile_name)
+    return 2 * (p.eval_time_limit_s + STALL_MARGIN_S)
 
 
 def _budget_config(max_llm_cost: float | None, max_device_hours: float | None) -> dict:
@@ -180,7 +214,10 @@ def register(app: typer.Typer) -> None:
             cold_start: int = typer.Option(2, min=0, help="candidates drawn from the baselines before the pool opens"),
             resume: bool = typer.Option(False, "--resume", help="continue the last campaign where it stopped"),
             keep_up: bool = typer.Option(False, "--keep-up", help="leave the stack running at the end"),
-            timeout: float = typer.Option(6 * 3600, help="give up watching after this many seconds"),
+            timeout: float = typer.Option(6 * 3600, help="give up watching after this many seconds (exit 4)"),
+            stall_after: Optional[float] = typer.Option(
+                None, "--stall-after", min=1, help="stop (exit 4) when nothing happens in the campaign for this many "
+                                                   "seconds (default: from the profile's time limits)"),
             max_llm_cost: Optional[float] = typer.Option(
                 None, "--max-llm-cost", min=0, help="USD: no new experiment once LLM spend (in flight counted) "
                                                     "would pass it"),
@@ -197,7 +234,12 @@ def register(app: typer.Typer) -> None:
                 False, "--promote-any", help="with --verify-profile: promote the top by fitness even when their "
                                              "score is not significant over seed noise"),
             data_dir: Optional[Path] = typer.Option(None, "--data-dir")):
-        """Run a discovery campaign end to end on the embedded stack (offline unless an LLM is configured)."""
+        """Run a discovery campaign end to end on the embedded stack (offline unless an LLM is configured).
+
+        Exit status: 0 at least one candidate trained and scored; 1 the campaign ended with no scored candidate
+        (the cause is printed: every baseline failed, every candidate failed, ...); 2 usage error (bad option,
+        missing data, nothing to resume); 3 preflight failed (`archlab doctor`); 4 stalled: nothing happened for
+        longer than --stall-after, or --timeout passed; 130 interrupted (Ctrl-C; `--resume` continues)."""
         from services.archive.policies import POLICIES
         from services.cli import secrets, stack
         from services.cli.choices import each_one_of, one_of
@@ -240,8 +282,9 @@ def register(app: typer.Typer) -> None:
             if resume:
                 if not cfile.exists():
                     console.print(f"[red]nothing to resume[/]: no campaign recorded in {cfile}")
-                    raise typer.Exit(2)
-                campaign_id = json.loads(cfile.read_text())["campaign_id"]
+                    raise typer.Exit(exits.EXIT_USAGE)
+                recorded = json.loads(cfile.read_text())
+                campaign_id, campaign_profile = recorded["campaign_id"], recorded.get("profile", profile)
                 console.print(f"resuming campaign [bold]{campaign_id}[/]")
             else:
                 campaign_id = "c-" + uuid.uuid4().hex[:10]
@@ -253,7 +296,8 @@ def register(app: typer.Typer) -> None:
                     config=_budget_config(max_llm_cost, max_device_hours) | promotion,
                     seed_noise=campaign_seed_noise(profile, settings.judge_seed_noise))
                 asyncio.run(publish_once(settings, started))
-                cfile.write_text(json.dumps({"campaign_id": campaign_id, "started_at": time.time()}))
+                campaign_profile = profile
+                cfile.write_text(json.dumps({"campaign_id": campaign_id, "profile": profile, "started_at": time.time()}))
                 console.print(f"started campaign [bold]{campaign_id}[/]: {budget} candidates, concurrency "
                               f"{concurrency}, profile {profile}, proposer {started.proposer}"
                               + (f"; then the top {promotion['promotion']['top_k']} promoted to {verify_profile}"
@@ -262,16 +306,23 @@ def register(app: typer.Typer) -> None:
             t0 = time.monotonic()
             display = LiveDisplay(view, t0) if console.is_terminal else PlainDisplay(view, t0)
             with display:
-                asyncio.run(watch(bootstrap, view, display, timeout_s=timeout))
+                asyncio.run(watch(bootstrap, view, display, timeout_s=timeout,
+                                  stall_s=stall_after or stall_limit_s(campaign_profile)))
             for line in diagnose(view):
-                console.print(f"[red]diagnosis[/]: {line}")
+                console.print(f"diagnosis: {line}", markup=False, highlight=False)
             finish(settings, bootstrap, campaign_id)
+            status = exit_status(view)
+        except Stalled as e:
+            console.print(f"stalled: {e}", markup=False, highlight=False)
+            status = exits.EXIT_STALLED
         except KeyboardInterrupt:
             console.print("\n[yellow]interrupted[/]: stopping cleanly; continue with `archlab run --resume`")
+            status = exits.EXIT_INTERRUPTED
         finally:
             if started_here and not keep_up:
                 console.print("stopping the embedded stack...")
                 stack.down(settings, progress=lambda m: None)
+        raise typer.Exit(status)
 
 
 def finish(settings: Settings, bootstrap: str, campaign_id: str) -> Path:

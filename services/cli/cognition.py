@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from services.cli.console import make_console
 from services.common.bus import publish_once
 from services.common.settings import Settings, load_settings
 
-console = Console()
+console = make_console()
 cognition_app = typer.Typer(help="The cognition base: papers' design knowledge, searched by shortcomings.",
                             no_args_is_help=True)
 DataDir = typer.Option(None, "--data-dir", help="State directory (default: $ARCHLAB_DATA_DIR or ./.archlab)")

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from services.cli.console import make_console
 from services.common.settings import load_settings
 
-console = Console()
+console = make_console()
 data_app = typer.Typer(help="stage training data for the offline sandbox (content-addressed cache)")
 
 

@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from services.cli.console import make_console
 from services.common.settings import Settings
 
-console = Console()
+console = make_console()
 
 
 def parse_weights(text: str) -> dict[str, float]:

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from services.cli.console import make_console
 from services.common.settings import load_settings
 
 app = typer.Typer(help="archlab: an autonomous research lab for linear-attention architectures.",
@@ -23,7 +23,7 @@ schemas_app = typer.Typer(help="The event contract.", no_args_is_help=True)
 topics_app = typer.Typer(help="Kafka topics of the lab.", no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(topics_app, name="topics")
-console = Console()
+console = make_console()
 
 DataDir = typer.Option(None, "--data-dir", help="State directory (default: $ARCHLAB_DATA_DIR or ./.archlab)")
 
@@ -33,8 +33,12 @@ def up(engineers: int = typer.Option(1, min=1, help="engineer worker processes")
     """Start the embedded stack: Kafka-protocol broker, milvus-lite, and one process per service."""
     from services.cli import secrets, stack
 
+    from services.cli.doctor import preflight
+
     settings = load_settings(data_dir)
     secrets.drop_secrets_from_environment(settings.data_dir)  # execs again without the key (services/cli/secrets.py)
+    if not preflight(settings, console):
+        raise typer.Exit(3)
     state = stack.up(settings, engineers=engineers, progress=lambda m: console.print(f"[green]•[/] {m}"))
     console.print(f"[bold]stack up[/]: broker {state.kafka}, {len(state.processes)} processes, "
                   f"data in {state.data_dir}")
@@ -190,7 +194,7 @@ def topics_list():
 
 # Commands of other areas: each module exposes register(app).
 for _module in ("services.cli.campaign", "services.cli.report", "services.cli.archive", "services.cli.judge", "services.cli.cognition",
-                "services.cli.researcher", "services.cli.zoo", "services.cli.data", "services.cli.ui"):
+                "services.cli.researcher", "services.cli.zoo", "services.cli.data", "services.cli.doctor", "services.cli.ui"):
     if importlib.util.find_spec(_module) is not None:
         importlib.import_module(_module).register(app)
 

@@ -14,6 +14,17 @@ from lab.lifecycle import SETTLED, Lifecycle, concerns
 from schemas import events as ev
 
 TERMINAL = SETTLED   # the lifecycle's settled states (lab/lifecycle.py)
+# measured on a 2-vCPU machine: two runs at once train at about 7,500 tokens/s each, one alone at 12,000
+SHARED_SLOWDOWN = 1.6
+STDERR_LINES = 8     # lines of a failed child's output shown on the terminal
+
+# `archlab run`'s exit statuses (also in `archlab run --help`)
+EXIT_OK = 0              # at least one candidate was trained and scored
+EXIT_NOTHING_SCORED = 1  # the campaign ended without a scored candidate (every baseline failed, ...)
+EXIT_USAGE = 2           # bad options, missing data, nothing to resume
+EXIT_PREFLIGHT = 3       # `archlab doctor` found the machine unable to run a campaign
+EXIT_STALLED = 4         # nothing changed for longer than the profile allows, or the watch timed out
+EXIT_INTERRUPTED = 130   # Ctrl-C: stopped cleanly, `archlab run --resume` continues
 
 
 @dataclass
@@ -35,6 +46,7 @@ class ExperimentView:
     calibrated_step_s: float | None = None   # from the claim: the engineer's measured speed and limit
     wall_limit_s: float | None = None
     abandoned_reason: str = ""
+    first_cause: str = ""              # the first rejection's or failure's own words (what a user needs first)
     promotion: ev.ExperimentPromoted | None = None   # a verification run: why it was promoted
     life: Lifecycle = field(default_factory=Lifecycle)
 
@@ -81,7 +93,9 @@ class CampaignView:
             x = self.exp(event)
             x.role, x.name, x.promotion = "verify", x.name or event.name, event
         elif isinstance(event, ev.ProposalRejected):
-            self.exp(event).rejections += 1
+            x = self.exp(event)
+            x.rejections += 1
+            x.first_cause = x.first_cause or f"proposal rejected ({event.reason}): {event.feedback.strip()}"
             self.rejection_reasons[event.reason] += 1
         elif isinstance(event, ev.ProposalCreated):
             x = self.exp(event)
@@ -103,6 +117,10 @@ class CampaignView:
             x = self.exp(event)
             x.failures += 1
             x.last_failure = event
+            if not x.first_cause:
+                tail = "\n".join((event.log_tail or "").strip().splitlines()[-STDERR_LINES:])
+                x.first_cause = f"training failed ({event.kind}): {(event.error or '').strip()}" + (
+                    f"\nlast lines of the child's output:\n{tail}" if tail else "")
             self.failure_kinds[event.kind] += 1
         elif isinstance(event, ev.ResultsReady):
             x = self.exp(event)
@@ -131,12 +149,23 @@ class CampaignView:
         return Counter(x.status for x in self.experiments.values())
 
     def in_flight(self) -> int:
-        return sum(1 for x in self.experiments.values() if x.status not in TERMINAL)
+        return sum(1 for x in self.experiments.values() if x.status not in TERMINAL and not x.life.ended)
 
     def best(self) -> ExperimentView | None:
         scored = [x for x in self.experiments.values()
                   if x.role == "candidate" and x.fitness is not None and not math.isnan(x.fitness)]
         return max(scored, key=lambda x: x.fitness) if scored else None
+
+    def estimate_s(self) -> float | None:
+        """The campaign's remaining wall time, once a baseline has trained: each candidate costs about the
+        baseline's train+eval time, `SHARED_SLOWDOWN` times more when runs share the CPU, `concurrency` at once."""
+        if self.started is None or not self.stage_seconds.get("train+eval"):
+            return None
+        per_run = self.stage_seconds["train+eval"][0]
+        k = max(1, self.started.concurrency)
+        left = self.started.budget - sum(1 for x in self.experiments.values()
+                                         if x.role == "candidate" and x.status in TERMINAL)
+        return math.ceil(max(0, left) / k) * per_run * (SHARED_SLOWDOWN if k > 1 else 1.0)
 
     def stage_means(self) -> dict[str, float]:
         return {k: sum(v) / len(v) for k, v in self.stage_seconds.items() if v}
@@ -192,6 +221,7 @@ class PlainProgress:
     def __init__(self, view: CampaignView, started_at: float, heartbeat_s: float = 60.0):
         self.view, self.started_at, self.heartbeat_s = view, started_at, heartbeat_s
         self._last_beat = started_at
+        self._estimated = False
 
     def apply(self, event: ev.Event, now: float) -> list[str]:
         if event.campaign_id != self.view.campaign_id:
@@ -205,6 +235,13 @@ class PlainProgress:
             line = change_line(x, before, event)
             if line:
                 out.append(f"[{now - self.started_at:6.0f}s] {line}")
+        if isinstance(event, ev.ResultsReady) and x is not None and x.role == "baseline" and not self._estimated:
+            est = self.view.estimate_s()
+            if est is not None:
+                self._estimated = True
+                out.append(f"[{now - self.started_at:6.0f}s] estimate: about {est / 60:.0f} min more for the "
+                           f"{self.view.started.budget} candidates (the baseline took "
+                           f"{self.view.stage_seconds['train+eval'][0]:.0f} s to train and evaluate)")
         if isinstance(event, ev.CampaignCompleted):
             out.append(f"[{now - self.started_at:6.0f}s] campaign completed: {event.reason}")
         return out
@@ -238,6 +275,24 @@ def diagnose(view: CampaignView) -> list[str]:
         else:
             line += " The engineer or its sandbox died: see `.archlab/logs/engineer-*.log`."
         out.append(line)
-    if view.completed and not any(x.role == "candidate" and x.fitness is not None for x in view.experiments.values()):
+    if view.completed and not scored_candidates(view):
         out.append(f"no candidate was scored (campaign ended: {view.completed_reason or 'unknown reason'}).")
+        for x in view.experiments.values():   # the roots first: when they fail nothing else can start
+            if x.role == "baseline" and x.status == "abandoned":
+                out.append(f"baseline {x.name or x.experiment_id} could not run: "
+                           f"{x.first_cause or x.abandoned_reason or 'no cause recorded'}")
+        failed = [x for x in view.experiments.values() if x.role != "baseline" and x.first_cause]
+        if failed:
+            out.append(f"first failure of a candidate ({failed[0].label()}): {failed[0].first_cause}")
+        if any(x.role == "baseline" and "sandbox" in x.first_cause for x in view.experiments.values()):
+            out.append("run `archlab doctor` to check the sandbox and the rest of the machine")
     return out
+
+
+def scored_candidates(view: CampaignView) -> list[ExperimentView]:
+    return [x for x in view.experiments.values() if x.role == "candidate" and x.fitness is not None]
+
+
+def exit_status(view: CampaignView) -> int:
+    """`archlab run`'s exit status once the campaign has completed."""
+    return EXIT_OK if scored_candidates(view) else EXIT_NOTHING_SCORED

@@ -5,9 +5,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
+from services.cli.console import make_console
 
-console = Console()
+console = make_console()
 
 
 def register(app: typer.Typer) -> None:

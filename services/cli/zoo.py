@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from services.cli.console import make_console
 from services.common.settings import load_settings
 
-console = Console(width=None if sys.stdout.isatty() else 160)  # logs of a bench run: no 80-column wrapping
+console = make_console()
 SHORT = {"mqar_recall/acc": "recall", "mqar_mc/acc": "mc", "benchmark": "benchmark", "final_loss": "loss",
          "bytes_bpb/bits_per_byte": "bpb", "stdlib_mc/acc": "text mc"}
 zoo_app = typer.Typer(help="The architecture zoo: classic token mixers as baselines and seeds.",

@@ -6,7 +6,8 @@
 
 For each message `Service` decodes the bytes into the typed event (an undecodable payload goes
 to the dead-letter topic with the error and the original bytes), skips an event_id its consumer
-group already handled, calls the handler (bounded retries, then the DLQ), publishes the events
+group already handled, calls the handler (bounded retries, then the DLQ and, on the campaign's path, the experiment's
+abandonment: `gave_up`), publishes the events
 the handler returns, then commits. Handlers stay plain async functions with no Kafka in them.
 """
 from __future__ import annotations
@@ -26,7 +27,8 @@ from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.middlewares import AckPolicy
 
 from schemas import codec
-from schemas.events import DeadLetter, Event
+from lab.lifecycle import concerns
+from schemas.events import DeadLetter, Event, ExperimentAbandoned
 from schemas.topics import DEAD_LETTER_TOPIC, all_topics, topic_for
 from services.common import endpoints
 from services.common.idempotency import IdempotencyGuard
@@ -155,14 +157,31 @@ class Service:
                         await self.dead_letter(group, topic, raw, "handler_error", repr(e), tb=tb,
                                                 attempts=attempts, event_id=event.event_id,
                                                 partition=partition, offset=offset, key=key)
+                        gave_up = self.gave_up(group, event, attempts, e)
+                        await self.publish(*gave_up)
                         self.guard.mark(group, event.event_id)
-                        return []
+                        return gave_up
                     await asyncio.sleep(min(0.2 * 2 ** attempt, 5.0))
             await self.publish(*produced)
             self.guard.mark(group, event.event_id)
             if produced:
                 self.log.info("handled", published=[e.type for e in produced], **where)
             return produced
+
+    def gave_up(self, group: str, event: Event, attempts: int, error: Exception) -> list[Event]:
+        """What the campaign learns when a handler on its path exhausts its retries: the experiment ends
+        (ExperimentAbandoned, reason `handler_error`, the service, the event and the error), so the campaign
+        never waits for it in silence (docs/archive.md, "A handler that gives up"). Only the service's own
+        group is on the campaign's path; side groups (memories, routing) lose nothing the campaign waits for.
+        An event about a campaign or a paper, not an experiment, has nothing to end."""
+        if group != self.name or not concerns(event) or event.experiment_id == event.campaign_id:
+            return []
+        self.log.error("handler gave up: the experiment is abandoned", attempts=attempts, error=repr(error))
+        return [ExperimentAbandoned(
+            campaign_id=event.campaign_id, experiment_id=event.experiment_id, causation_id=event.event_id,
+            producer=self.name, attempts=attempts,
+            reason=f"handler_error: {self.name} could not handle {event.type} after {attempts} attempts: "
+                   f"{repr(error)[:300]}")]
 
     async def dead_letter(self, group: str, topic: str, raw: bytes, kind: str, error: str, *, tb: str = "",
                            attempts: int = 0, event_id: str | None = None, partition: int | None = None,

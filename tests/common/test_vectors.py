@@ -126,3 +126,37 @@ def test_openai_compatible_embeddings_endpoint():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _start_milvus(data, port):
+    child = milvus_process(data, port)
+    child.start()
+    wait_port(port, 60, child.proc, "milvus-lite server")
+    return child
+
+
+def test_a_restarted_server_serves_its_collections(tmp_path):
+    """Issue 27: milvus-lite comes back with every collection released. A store opened after the restart loads
+    it; a store opened before (a service that outlived the server) loads it on its next search."""
+    import signal
+
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    child = _start_milvus(tmp_path, port)
+    try:
+        before = VectorStore(uri, "restart_me", dim=4)
+        before.upsert(["a", "b"], [unit(1, 0, 0, 0), unit(0, 1, 0, 0)], [{"n": 0}, {"n": 1}])
+        stop_pid(child.pid, signal.SIGKILL)       # kill -9: no chance to save anything it held in memory
+        child = _start_milvus(tmp_path, port)
+        assert [h.id for h in before.search(unit(1, 0.1, 0, 0), k=1)] == ["a"]   # the old client, reloaded
+        vectors.close_all()                       # a fresh process: a new client opens the store
+        stop_pid(child.pid, signal.SIGTERM)
+        child = _start_milvus(tmp_path, port)
+        after = VectorStore(uri, "restart_me", dim=4)
+        state = after.client.get_load_state("restart_me")["state"]
+        assert str(state).endswith("Loaded"), state
+        assert [h.id for h in after.search(unit(0, 1, 0.1, 0), k=1)] == ["b"]
+        assert after.count() == 2
+    finally:
+        vectors.close_all()
+        stop_pid(child.pid)
