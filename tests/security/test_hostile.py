@@ -186,7 +186,8 @@ def test_bwrap_works_as_an_unprivileged_user(request):
              "if p.isdigit()]), os.getuid())'], scratch=pathlib.Path(%r)); "
              "print(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)") % (str(REPO), str(scratch))
     out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c",
-                          probe], capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+                          probe], capture_output=True, text=True, timeout=60,
+                         env={"PATH": "/usr/bin:/bin", confine.BWRAP_VAR: confine.bwrap_path()})  # the venv's wheel
     assert out.returncode == 0, out.stderr
     pids, uid = out.stdout.split()
     assert int(pids) <= 3 and uid == "65534"

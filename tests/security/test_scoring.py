@@ -60,6 +60,14 @@ def test_a_peek_only_when_scored_fails_as_noncausal_at_scoring(tmp_path):
     assert kind == NONCAUSAL, (kind, error)
     assert evidence["relative_diff"] > TOLERANCE["fp32"] and 0 <= evidence["first_position"] <= evidence["cut"]
     assert evidence["call"] == 1  # the very first scored request (a held-out loss batch) was probed and caught
+    # what the engineer publishes: a TrainingFailed of that kind, with the evidence, that the debugger leaves alone
+    from schemas import events as ev
+    from services.debugger.repair import NOT_DEBUGGED
+    from services.engineer.handlers import failure_event
+    proposal = ev.ProposalCreated(campaign_id="c1", experiment_id="peek", name="peek", code=programs.SCORE_TIME_PEEK,
+                                  motivation="m", profile="cpu-micro")
+    failed = failure_event(proposal, res, engineer_id="e1", causation_id="x", last_step=200, total_steps=200)
+    assert failed.kind == NONCAUSAL and failed.evidence["cut"] == evidence["cut"] and NONCAUSAL in NOT_DEBUGGED
     # the door this closes: the same weights, scored without the probe, beat the honest model by far (DeltaNet's
     # held-out loss on cpu-micro is ~0.8; docs/security.md)
     unprobed = rescore(run, probe=False)
