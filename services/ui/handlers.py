@@ -18,6 +18,7 @@ from services.ui.charts import TreeNode, bars_spec, chart_div, curves_spec, fitn
 from services.ui.readmodel import ReadModel
 
 Row = dict[str, Any]
+PAGE_ROWS = 200        # leaderboard rows shown before "show all"
 SORTABLE = ("fitness", "final_loss", "benchmark", "params", "name", "status", "created_at", "family")
 TEXT_SECTIONS = ("design_evaluation", "results_analysis", "expectation_vs_reality", "theoretical_explanation",
                  "synthesis", "experience", "note")
@@ -162,7 +163,8 @@ class Pages:
 
     # ---------------------------------------------------------------- leaderboard
     def leaderboard(self, campaign: str | None = None, sort: str = "fitness", desc: bool = True,
-                    family: str = "", status: str = "", significant: str = "") -> tuple[str, str]:
+                    family: str = "", status: str = "", significant: str = "", limit: int = PAGE_ROWS) -> tuple[str, str]:
+        """Sorted and filtered on the server; the first `limit` rows (0: all), so 2,000 experiments stay fast."""
         cid = self._pick(campaign)
         rows = self.model.rows(cid)
         fam = families(rows)
@@ -175,6 +177,9 @@ class Pages:
         present.sort(key=lambda r: r[key], reverse=desc)
         shown = present + [r for r in shown if r[key] is None]   # unknown values last, whatever the order
         state = {"campaign": cid or "", "family": family, "status": status, "significant": significant}
+        total = len(shown)
+        if limit > 0:
+            shown = shown[:limit]
 
         def header(col: str, label: str) -> str:
             flip = not desc if col == key else True
@@ -207,11 +212,15 @@ class Pages:
                  f"{r['params']:,}" if r["params"] else "–", {True: "yes", False: "no"}.get(
                      None if r["significant"] is None else bool(r["significant"]), "–"), esc(r["role"]), compare(r)]
                 for r in shown]
+        more = ""
+        if len(shown) < total:
+            every = urlencode({**state, "sort": key, "desc": "1" if desc else "0", "limit": "0"})
+            more = f"; the first {len(shown)} shown, <a href='/leaderboard?{esc(every)}'>show all</a>"
         headers = [header("name", "experiment"), header("family", "family"), header("status", "status"),
                    header("fitness", "fitness"), header("final_loss", "loss"), header("benchmark", "benchmark"),
                    header("params", "parameters"), "significant", "role", "compare"]
         return "leaderboard", (f"<h1>Leaderboard</h1>{self._campaign_nav('/leaderboard', cid)}{form}"
-                               f"<p class='note'>{len(shown)} of {len(rows)} experiments</p>"
+                               f"<p class='note'>{total} of {len(rows)} experiments{more}</p>"
                                + table(headers, body, "leaderboard"))
 
     # ---------------------------------------------------------------- genealogy and fitness
@@ -225,7 +234,7 @@ class Pages:
         for pid in dict.fromkeys(r["parent_id"] for r in rows if r["parent_id"] and r["parent_id"] not in known):
             nodes.append(TreeNode(pid, pid, None, None, "outside this campaign", "external"))
         spec = lineage_spec(nodes, href="/experiment/{id}")
-        height = max(400, min(4000, 14 * (1 + max((p["value"][1] for p in spec["points"]), default=0))))
+        height = max(400, min(900, 14 * (1 + max((p["value"][1] for p in spec["points"]), default=0))))
         return "genealogy", (f"<h1>Genealogy</h1>{self._campaign_nav('/genealogy', cid)}"
                              f"<p class='note'>{len(rows)} experiments, parents left; colour = fitness (viridis, grey: "
                              "none). Scroll to zoom, drag to pan, click a node to open it.</p>"

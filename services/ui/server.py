@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from services.ui.charts import LIBRARY, asset
-from services.ui.handlers import Pages, esc
+from services.ui.handlers import PAGE_ROWS, Pages, esc
 from services.ui.readmodel import ReadModel
 
 COOKIE = "archlab_ui"
@@ -67,11 +67,12 @@ class Watcher:
         with self.cond:
             self.streams -= 1
 
-    def wait(self, after: int, timeout: float) -> list[dict]:
-        """Events newer than `after` (empty on timeout or stop)."""
+    def wait(self, after: int, timeout: float) -> tuple[int, list[dict]]:
+        """(the newest event's seq, the events newer than `after`), once there are any, or on timeout or stop.
+        The seq can move without events: the watcher's first look at the read model sets it to the newest."""
         with self.cond:
             self.cond.wait_for(lambda: self.seq > after or self.stopped, timeout)
-            return [e for e in self.recent if e["seq"] > after]
+            return self.seq, [e for e in self.recent if e["seq"] > after]
 
     def stop(self) -> None:
         with self.cond:
@@ -123,6 +124,8 @@ class UIServer(ThreadingHTTPServer):
         self.pages = Pages(model)
         self.token = token
         self.watcher = Watcher(model)
+        # read the list fields once now, so the first page does not pay for it
+        threading.Thread(target=model.rows, name="ui-warm", daemon=True).start()
 
     @property
     def url(self) -> str:
@@ -221,7 +224,9 @@ class UIHandler(BaseHTTPRequestHandler):
             elif path == "/leaderboard":
                 self._page(*pages.leaderboard(query.get("campaign"), query.get("sort", "fitness"),
                                               query.get("desc", "1") != "0", query.get("family", ""),
-                                              query.get("status", ""), query.get("significant", "")), fragment, extra)
+                                              query.get("status", ""), query.get("significant", ""),
+                                              int(query["limit"]) if query.get("limit", "").isdigit() else PAGE_ROWS),
+                           fragment, extra)
             elif path == "/genealogy":
                 self._page(*pages.genealogy(query.get("campaign")), fragment, extra)
             elif path == "/fitness":
@@ -262,9 +267,8 @@ class UIHandler(BaseHTTPRequestHandler):
             self.wfile.flush()
             last_beat = time.monotonic()
             while not watcher.stopped:
-                events = watcher.wait(seq, HEARTBEAT_S)
+                seq, events = watcher.wait(seq, HEARTBEAT_S)
                 if events:
-                    seq = events[-1]["seq"]
                     self.wfile.write(f"event: change\ndata: {json.dumps(events)}\n\n".encode())
                     self.wfile.flush()
                 elif time.monotonic() - last_beat >= HEARTBEAT_S:

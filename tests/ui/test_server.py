@@ -67,6 +67,8 @@ def test_leaderboard_sorts_and_filters(ui):
     only = get(ui.url + "leaderboard?status=abandoned")[1].decode()
     assert "/experiment/exp-03'" in only and "/experiment/exp-01'" not in only
     assert "1 of 12 experiments" in only
+    first = get(ui.url + "leaderboard?limit=5")[1].decode()
+    assert first.split("<tbody>")[1].count("<tr>") == 5 and "the first 5 shown" in first and "limit=0" in first
 
 
 def test_experiment_page_shows_diff_text_and_events(ui):
@@ -178,3 +180,18 @@ def test_ui_before_the_archive_exists(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_an_open_stream_on_a_quiet_read_model_costs_nothing(ui):
+    """A stream waits on the watcher; it must not spin (it did once: the watcher's first look moved the
+    sequence without events, and the stream asked again at once, for ever)."""
+    conn = http.client.HTTPConnection(*ui.server_address[:2], timeout=10)
+    conn.request("GET", "/events")
+    resp = conn.getresponse()
+    assert resp.fp.readline().startswith(b"event: hello")
+    time.sleep(1.0)                              # the watcher has looked at the read model
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    time.sleep(2.0)
+    used = (time.process_time() - cpu0) / (time.monotonic() - wall0)
+    conn.close()
+    assert used < 0.05, f"{used:.1%} of a core while nothing happens"
