@@ -77,6 +77,7 @@ def restart(name: str = typer.Argument(..., help="process name as `archlab statu
 def status(data_dir: Optional[Path] = DataDir):
     """Processes, broker address, topic offsets and consumer-group lag."""
     from schemas.topics import all_topics
+    from schemas.topics import DEAD_LETTER_TOPIC
     from services.cli import stack
     from services.common.embedded import pid_alive
     from services.common.log_reader import end_offsets
@@ -111,6 +112,10 @@ def status(data_dir: Optional[Path] = DataDir):
     for group, n in lag.items():
         groups.add_row(group, str(n))
     console.print(groups)
+    letters = sum(v for (t, _), v in ends.items() if t == DEAD_LETTER_TOPIC)
+    if letters:
+        console.print(f"[red]{letters} dead letter(s)[/]: inputs a service could not handle (each ended its "
+                      "experiment, docs/archive.md); read them with `archlab tap --from-beginning --dead-letters`")
 
 
 @app.command()
@@ -199,5 +204,49 @@ for _module in ("services.cli.campaign", "services.cli.report", "services.cli.ar
         importlib.import_module(_module).register(app)
 
 
+# What to do about an error a verb did not handle itself: the first matching type's hint.
+ERROR_HINTS: list[tuple[str, str]] = [
+    ("StackNotRunning", "start the stack with `archlab up` (or set ARCHLAB_KAFKA_BOOTSTRAP)"),
+    ("MilvusException", "the vector store did not answer: `archlab status`, then `archlab restart milvus`"),
+    ("KafkaConnectionError", "the broker did not answer: `archlab status`, then `archlab restart kafka`"),
+    ("KafkaError", "the broker refused the request: `archlab status`, then `archlab restart kafka`"),
+    ("OSError", "check the path or permission named above"),
+]
+
+
+def _hint(error: BaseException) -> str:
+    names = {cls.__name__ for cls in type(error).__mro__}
+    return next((hint for name, hint in ERROR_HINTS if name in names),
+                "run the command again with --debug for the traceback")
+
+
+def main() -> None:
+    """The `archlab` command. An error no verb handled prints one line of cause and one of what to do; its
+    traceback goes to <data dir>/logs/cli.log, and to the terminal with --debug (or ARCHLAB_DEBUG=1)."""
+    import os
+    import sys
+    import traceback
+
+    debug = "--debug" in sys.argv[1:] or os.environ.get("ARCHLAB_DEBUG") == "1"
+    sys.argv = [a for a in sys.argv if a != "--debug"]
+    try:
+        app()
+    except Exception as e:  # noqa: BLE001 - the last place an error can be said plainly
+        log = Path(load_settings().data_dir) / "logs" / "cli.log"
+        try:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with log.open("a") as f:
+                f.write(f"--- archlab {' '.join(sys.argv[1:])}\n{traceback.format_exc()}\n")
+        except OSError:
+            log = None
+        if debug:
+            traceback.print_exc()
+        cause = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        console.print(f"error: {type(e).__name__}: {cause[:300]}", markup=False, highlight=False)
+        console.print(f"what to do: {_hint(e)}" + (f" (traceback in {log})" if log else ""), markup=False,
+                      highlight=False)
+        sys.exit(1)
+
+
 if __name__ == "__main__":
-    app()
+    main()

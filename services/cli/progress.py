@@ -156,12 +156,19 @@ class CampaignView:
                   if x.role == "candidate" and x.fitness is not None and not math.isnan(x.fitness)]
         return max(scored, key=lambda x: x.fitness) if scored else None
 
+    def baseline_s(self) -> float | None:
+        """Sampled to results of the first baseline that has both: what one run costs here, start-up included."""
+        for x in self.experiments.values():
+            if x.role == "baseline" and "sampled" in x.times and "results" in x.times:
+                return (x.times["results"] - x.times["sampled"]).total_seconds()
+        return None
+
     def estimate_s(self) -> float | None:
-        """The campaign's remaining wall time, once a baseline has trained: each candidate costs about the
-        baseline's train+eval time, `SHARED_SLOWDOWN` times more when runs share the CPU, `concurrency` at once."""
-        if self.started is None or not self.stage_seconds.get("train+eval"):
+        """The campaign's remaining wall time, once a baseline has trained: each candidate costs about what the
+        baseline cost, `SHARED_SLOWDOWN` times more when runs share the CPU, `concurrency` at once."""
+        per_run = self.baseline_s()
+        if self.started is None or per_run is None:
             return None
-        per_run = self.stage_seconds["train+eval"][0]
         k = max(1, self.started.concurrency)
         left = self.started.budget - sum(1 for x in self.experiments.values()
                                          if x.role == "candidate" and x.status in TERMINAL)
@@ -240,8 +247,8 @@ class PlainProgress:
             if est is not None:
                 self._estimated = True
                 out.append(f"[{now - self.started_at:6.0f}s] estimate: about {est / 60:.0f} min more for the "
-                           f"{self.view.started.budget} candidates (the baseline took "
-                           f"{self.view.stage_seconds['train+eval'][0]:.0f} s to train and evaluate)")
+                           f"{self.view.started.budget} candidates (the baseline took {self.view.baseline_s():.0f} s "
+                           f"from sampled to results, {self.view.started.concurrency} run(s) at a time)")
         if isinstance(event, ev.CampaignCompleted):
             out.append(f"[{now - self.started_at:6.0f}s] campaign completed: {event.reason}")
         return out
@@ -278,7 +285,7 @@ def diagnose(view: CampaignView) -> list[str]:
     if view.completed and not scored_candidates(view):
         out.append(f"no candidate was scored (campaign ended: {view.completed_reason or 'unknown reason'}).")
         for x in view.experiments.values():   # the roots first: when they fail nothing else can start
-            if x.role == "baseline" and x.status == "abandoned":
+            if x.role == "baseline" and x.status in ("abandoned", "rejected-only"):
                 out.append(f"baseline {x.name or x.experiment_id} could not run: "
                            f"{x.first_cause or x.abandoned_reason or 'no cause recorded'}")
         failed = [x for x in view.experiments.values() if x.role != "baseline" and x.first_cause]

@@ -164,8 +164,17 @@ def restart(settings: Settings, pname: str, *, timeout: float = 120.0, progress=
         state.dump(endpoints.stack_file(settings))
         progress(f"restarted kafka (pid {broker.child.pid}) behind its gateway at {state.kafka}")
         return broker.child.pid
-    if pname == "milvus":
-        raise ValueError("restart milvus with `archlab down` and `archlab up`")
+    if pname == "milvus":   # same port and data: the services' clients reconnect and reload (vectors.py)
+        if not state.milvus or "milvus" not in state.processes:
+            raise ValueError("this stack uses an external Milvus (ARCHLAB_MILVUS_URI): restart it there")
+        port = int(state.milvus.rsplit(":", 1)[1])
+        milvus = milvus_process(Path(settings.data_dir) / "milvus", port)
+        milvus.start()
+        state.processes["milvus"] = milvus.pid
+        state.dump(endpoints.stack_file(settings))
+        wait_port(port, 60, milvus.proc, "milvus-lite server")
+        progress(f"restarted milvus (pid {milvus.pid}) at {state.milvus}")
+        return milvus.pid
     child, log_path, offset = _launch(settings, state, pname)
     _wait_started(log_path, child, timeout, offset)
     progress(f"restarted {pname} (pid {child.pid})")

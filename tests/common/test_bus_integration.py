@@ -163,3 +163,44 @@ async def test_events_and_committed_offsets_survive_a_sigint_restart(embedded_ka
         await svc2.stop()
     finally:
         restarted.stop()
+
+
+async def test_a_handler_that_gives_up_ends_its_experiment_with_the_cause(kafka_broker, tmp_path):
+    """Issue 27: the analyst-style failure (a handler raising on every attempt) is not silent. The input goes to the
+    dead-letter topic, and on the service's own group the experiment is abandoned, naming the service, the event
+    and the error; a side group's failure only dead-letters."""
+    svc = make_service("analyst", kafka_broker, tmp_path)
+
+    async def broken(event):
+        raise RuntimeError("Collection 'cognitions' is in state 'released'")
+
+    async def side(event):
+        raise RuntimeError("side memory down")
+
+    svc.on(ev.ScoreAssigned, broken)
+    svc.on(ev.ProposalCreated, side, group="analyst-memory")
+    await svc.start()
+    try:
+        score = sample_event(ev.ScoreAssigned, experiment_id="exp-gives-up", campaign_id="camp-gives-up")
+        proposal = sample_event(ev.ProposalCreated, experiment_id="exp-side", campaign_id="camp-gives-up")
+        await publish_events(svc.broker, [score, proposal])
+        abandoned, letters = [], []
+
+        async def collect():
+            async for rec in read_log(kafka_broker, [topic_for(ev.ExperimentAbandoned), DEAD_LETTER_TOPIC],
+                                      follow=True, poll_ms=200):
+                if rec.topic == DEAD_LETTER_TOPIC:
+                    letters.append(json.loads(rec.value))
+                else:
+                    abandoned.append(codec.decode(rec.value))
+                if len(letters) >= 2 and abandoned:
+                    return
+        await asyncio.wait_for(collect(), 60)
+    finally:
+        await svc.stop()
+    assert {(d["group"], d["event_id"]) for d in letters} == {("analyst", score.event_id),
+                                                              ("analyst-memory", proposal.event_id)}
+    (gave_up,) = abandoned
+    assert gave_up.experiment_id == "exp-gives-up" and gave_up.causation_id == score.event_id
+    assert gave_up.reason.startswith("handler_error: analyst could not handle ScoreAssigned after 2 attempts")
+    assert "released" in gave_up.reason

@@ -1,0 +1,104 @@
+"""Issue 22: a campaign that cannot make progress says why (the first cause, verbatim) and exits non-zero; the
+campaign's wall time is estimated once the baseline has trained; a log has whole tables."""
+import io
+from datetime import datetime, timedelta, timezone
+import subprocess
+import sys
+
+from rich.table import Table
+
+from schemas import events as ev
+from services.cli.console import LOG_WIDTH, make_console
+from services.cli.progress import (EXIT_NOTHING_SCORED, EXIT_OK, CampaignView, PlainProgress, diagnose,
+                                   exit_status)
+
+C = "c-outcome"
+
+
+def sampled(exp: str, mode: str = "baseline") -> ev.ParentSampled:
+    return ev.ParentSampled(campaign_id=C, experiment_id=exp, producer="archive", mode=mode,
+                            parent=ev.ProgramSnapshot(experiment_id="zoo-deltanet", name="deltanet", code="x = 1"))
+
+
+def test_a_baseline_that_cannot_run_is_named_with_its_first_cause_and_the_run_fails():
+    view = CampaignView(C)
+    view.apply(ev.CampaignStarted(campaign_id=C, experiment_id=C, producer="cli", name=C, profile="cpu-micro",
+                                  budget=2, concurrency=1))
+    view.apply(sampled("e-deltanet"))
+    why = ("no OS sandbox: bwrap: Can't mount proc on /newroot/proc: Operation not permitted; refusing to run "
+           "untrusted code")
+    view.apply(ev.ProposalRejected(campaign_id=C, experiment_id="e-deltanet", producer="researcher", attempt=1,
+                                   reason="sandbox", feedback=why))
+    view.apply(ev.ProposalRejected(campaign_id=C, experiment_id="e-deltanet", producer="researcher", attempt=2,
+                                   reason="sandbox", feedback="a later, different message"))
+    view.apply(ev.ExperimentAbandoned(campaign_id=C, experiment_id="e-deltanet", producer="researcher",
+                                      reason="baseline_failed_checks"))
+    view.apply(ev.CampaignCompleted(campaign_id=C, experiment_id=C, producer="archive",
+                                    reason="no parent to sample: every baseline failed and there are no roots"))
+    lines = diagnose(view)
+    text = "\n".join(lines)
+    assert "no candidate was scored" in text
+    assert f"baseline deltanet could not run: proposal rejected (sandbox): {why}" in text   # the first, verbatim
+    assert "a later, different message" not in text
+    assert "archlab doctor" in text
+    assert exit_status(view) == EXIT_NOTHING_SCORED
+
+
+def test_a_failed_training_shows_the_last_lines_of_the_child_and_a_scored_candidate_exits_zero():
+    view = CampaignView(C)
+    view.apply(ev.CampaignStarted(campaign_id=C, experiment_id=C, producer="cli", name=C, profile="cpu-micro",
+                                  budget=1, concurrency=1))
+    view.apply(sampled("e-base"))
+    view.apply(ev.TrainingFailed(campaign_id=C, experiment_id="e-base", producer="engineer", kind="crashed",
+                                 error="the child exited 1",
+                                 log_tail="\n".join(f"line {i}" for i in range(30)) + "\nImportError: no fla"))
+    view.apply(ev.ExperimentAbandoned(campaign_id=C, experiment_id="e-base", producer="debugger", reason="revisions"))
+    view.apply(ev.CampaignCompleted(campaign_id=C, experiment_id=C, producer="archive", reason="no parent"))
+    text = "\n".join(diagnose(view))
+    assert "training failed (crashed): the child exited 1" in text
+    assert "ImportError: no fla" in text and "line 29" in text and "line 3\n" not in text   # the tail, not all
+    assert exit_status(view) == EXIT_NOTHING_SCORED
+
+    view.apply(sampled("e-cand", mode="explore"))
+    view.apply(ev.ScoreAssigned(campaign_id=C, experiment_id="e-cand", producer="judge", fitness=0.4))
+    assert exit_status(view) == EXIT_OK
+
+
+def test_the_estimate_comes_once_the_baseline_has_trained():
+    view = CampaignView(C)
+    progress = PlainProgress(view, started_at=0.0)
+    progress.apply(ev.CampaignStarted(campaign_id=C, experiment_id=C, producer="cli", name=C, profile="cpu-tiny",
+                                      budget=6, concurrency=2), 0.0)
+    t0 = datetime(2026, 12, 2, 12, 0, 0, tzinfo=timezone.utc)
+    progress.apply(sampled("e-base").model_copy(update={"occurred_at": t0}), 1.0)
+    assert view.estimate_s() is None
+    lines = progress.apply(ev.ResultsReady(campaign_id=C, experiment_id="e-base", producer="engineer", name="deltanet",
+                                           role="baseline", final_loss=1.0, benchmark=0.8, train_s=100.0, eval_s=10.0,
+                                           occurred_at=t0 + timedelta(seconds=120)), 130.0)
+    est = [line for line in lines if "estimate" in line]
+    assert len(est) == 1
+    # 6 candidates, 2 at a time, 120 s each alone (sampled to results), 1.6x slower when sharing: 3 rounds x 192 s
+    assert abs(view.estimate_s() - 3 * 120 * 1.6) < 1e-6
+    assert "about 10 min more" in est[0]
+
+
+def test_without_a_terminal_tables_are_printed_whole():
+    console = make_console()          # pytest captures stdout: no terminal
+    assert console.width == LOG_WIDTH
+    buf = io.StringIO()
+    console.file = buf
+    table = Table()
+    for col in ("experiment", "name", "fitness"):
+        table.add_column(col)
+    table.add_row("c-d4e5f6a7b8-e0003", "delta-v2x-swish-with-a-long-name-8f3a2b1c", "0.978123")
+    console.print(table)
+    assert "delta-v2x-swish-with-a-long-name-8f3a2b1c" in buf.getvalue() and "…" not in buf.getvalue()
+
+
+def test_run_help_names_the_exit_codes():
+    out = subprocess.run([sys.executable, "-m", "services.cli.main", "run", "--help"], capture_output=True,
+                         text=True, timeout=120, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    for code in ("0 at least one candidate", "1 the campaign ended with no scored candidate", "2 usage error",
+                 "3 preflight failed", "4 stalled", "130 interrupted"):
+        assert code in " ".join(out.stdout.split()), out.stdout
