@@ -23,7 +23,8 @@ A verification run (two-stage promotion) starts one step earlier: promoted (the 
 ParentSampled comes once the verification profile's baseline is measured) -> sampled -> ...
 
 and the other endings: score_error (results whose score has no fitness), abandoned (no result will
-come), rejected-only (abandoned before any proposal passed the checks). A result outranks an
+come), rejected-only (abandoned before any proposal passed the checks), stopped (early stopping at a rung:
+worse than the baseline there by more than the set margin; issue 23). A result outranks an
 abandonment: what was measured stays measured. An imported program is done.
 """
 from __future__ import annotations
@@ -33,10 +34,10 @@ from dataclasses import dataclass, field
 from schemas import events as ev
 
 STATUSES = ("promoted", "sampled", "proposing", "training", "failed", "scoring", "score_error", "analysing", "done",
-            "abandoned", "rejected-only")
+            "abandoned", "rejected-only", "stopped")
 # an engineer or a researcher still has work (promoted: a verification run waits for its profile's baseline)
 IN_FLIGHT = ("promoted", "sampled", "proposing", "training", "failed")
-SETTLED = ("done", "abandoned", "rejected-only", "score_error")  # nothing more is expected by default
+SETTLED = ("done", "abandoned", "rejected-only", "score_error", "stopped")  # nothing more is expected by default
 
 # the fact each event records (a ScoreAssigned records "scored" or "score_error", see apply)
 FACT_OF: dict[type, str] = {
@@ -47,6 +48,7 @@ FACT_OF: dict[type, str] = {
     ev.ProposalCreated: "proposed",
     ev.TrainingStarted: "started",
     ev.TrainingFailed: "failed",
+    ev.TrainingStopped: "stopped",   # early stopping at a rung (issue 23): ended, not a failure
     ev.ResultsReady: "results",
     ev.InsightsStored: "insights",
     ev.ExperimentAbandoned: "abandoned",
@@ -107,6 +109,8 @@ class Lifecycle:
             if has("scored"):
                 return "analysing"
             return "score_error" if has("score_error") else "scoring"
+        if has("stopped"):
+            return "stopped"
         if has("abandoned"):
             return "rejected-only" if has("rejected") and not has("proposed") else "abandoned"
         if has("failed") and rev.get("failed", -1) >= rev.get("proposed", -1):
@@ -123,12 +127,12 @@ class Lifecycle:
         the result and score they were made from are folded in too. Topics are not ordered with each other, so
         a reader of several (the archive) may see an InsightsStored before its ResultsReady or ScoreAssigned; a
         decision taken then (promotion, "n verified") would miss the result."""
-        if self.has("abandoned"):
+        if self.has("abandoned") or self.has("stopped"):
             return True
         return self.has("insights") and self.has("results") and (self.has("scored") or self.has("score_error"))
 
     def run_over(self, revision: int) -> bool:
         """Revision `revision` needs no (more) training: the experiment has a result, this revision (or a
         later one) failed, or a later revision was proposed."""
-        return (self.has("results") or self.revisions.get("failed", -1) >= revision
+        return (self.has("results") or self.has("stopped") or self.revisions.get("failed", -1) >= revision
                 or self.revisions.get("proposed", -1) > revision)

@@ -34,6 +34,7 @@ CONSUMERS: dict[str, tuple[str, ...]] = {
     "TrainingStarted": ("engineer", "archive"),
     "TrainingProgress": ("engineer", "archive"),
     "TrainingFailed": ("engineer", "debugger", "archive"),
+    "TrainingStopped": ("engineer", "archive"),
     "ResultsReady": ("engineer", "judge", "analyst", "archive"),
     "ScoreAssigned": ("researcher-routing", "analyst", "archive"),
     "InsightsStored": ("analyst", "archive"),

@@ -50,6 +50,7 @@ class TrainJob:
     evaluate: bool = True
     checks: bool = False  # run the researcher's dynamic checks first (debugger revisions never met them)
     threads_file: str | None = None  # the engineer writes the threads this run may use now (its share of the cores)
+    rungs: list[int] = dataclasses.field(default_factory=list)  # steps whose weights the engineer judges (issue 23)
 
 
 @dataclass
@@ -129,6 +130,21 @@ def seed_everything(seed: int) -> None:
 WEIGHTS_NAME = "model.pt"  # the trained state_dict (tensors only), in the job's workdir
 
 
+def rung_dir(workdir: str | Path, step: int) -> Path:
+    """Where the weights at rung `step` go: a workdir of their own, so the scorer reads them as it reads a run's."""
+    return Path(workdir) / f"rung-{step}"
+
+
+def save_rung(model: torch.nn.Module, workdir: str | Path, step: int, autocast: str) -> None:
+    """The weights at a rung, for the trusted scorer (lab/training/scoring.py), then a `{"rung": ...}` line
+    that tells the engineer they are there."""
+    out = rung_dir(workdir, step)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), out / (WEIGHTS_NAME + ".tmp"))
+    os.replace(out / (WEIGHTS_NAME + ".tmp"), out / WEIGHTS_NAME)
+    print(json.dumps({"rung": {"step": step, "workdir": str(out), "autocast": autocast}}), flush=True)
+
+
 class ChecksFailed(Exception):
     """A revision failed the researcher's dynamic checks (build, shape, causality, complexity ...)."""
 
@@ -160,7 +176,8 @@ def run_job(job: TrainJob, on_progress: Callable[..., None] | None = None) -> Tr
                       warmup_steps=profile.monitor_warmup_steps, leak_check_every=profile.leak_check_every)
     outcome = train(model, profile, make_batch_fn(profile, job.seed), seed=job.seed, device=device,
                     checkpoint_dir=job.checkpoint_dir or str(Path(job.workdir) / "checkpoints"), resume=job.resume,
-                    on_progress=on_progress, monitor=monitor, threads=threads_reader(job.threads_file))
+                    on_progress=on_progress, monitor=monitor, threads=threads_reader(job.threads_file),
+                    rungs=tuple(job.rungs), on_rung=lambda step, mode: save_rung(model, job.workdir, step, mode))
     if not job.evaluate:
         Path(job.workdir).mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), Path(job.workdir) / WEIGHTS_NAME)

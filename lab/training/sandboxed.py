@@ -48,26 +48,37 @@ def training_limits(profile: Profile, *, device: str = "cpu", threads: int = 1, 
 
 def training_job(code: str, profile: str, seed: int, *, scratch: Path, checkpoint_dir: Path, resume: bool,
                  reference_step_s: float | None = None, profile_overrides: dict | None = None,
-                 evaluate: bool = False, checks: bool = False, threads_file: Path | None = None) -> dict:
+                 evaluate: bool = False, checks: bool = False, threads_file: Path | None = None,
+                 rungs: tuple[int, ...] = ()) -> dict:
     """The runner's job (written to `scratch/job.json`). `evaluate=False`: the child only trains, and trusted
     code scores it (scoring.py); `checks`: the child runs the dynamic checks first (a debugger's revision)."""
     job = {"code": code, "profile": profile, "seed": seed, "workdir": str(scratch / "work"),
            "checkpoint_dir": str(checkpoint_dir), "resume": resume, "reference_step_s": reference_step_s,
            "profile_overrides": dict(profile_overrides or {}), "evaluate": evaluate, "checks": checks,
-           "threads_file": str(threads_file) if threads_file else None}
+           "threads_file": str(threads_file) if threads_file else None, "rungs": list(rungs)}
     (scratch / "job.json").write_text(json.dumps(job))
     return job
 
 
-def progress_of(line: str) -> dict | None:
-    """The progress dict of one line the runner printed (`{"progress": {...}}`), or None for any other line."""
-    if not line.startswith('{"progress"'):
+def _payload_of(line: str, key: str) -> dict | None:
+    """The dict of a `{"<key>": {...}}` line the runner printed, or None for any other line."""
+    if not line.startswith('{"%s"' % key):
         return None
     try:
-        update = json.loads(line)["progress"]
+        payload = json.loads(line)[key]
     except (ValueError, KeyError, TypeError):
         return None
-    return update if isinstance(update, dict) else None
+    return payload if isinstance(payload, dict) else None
+
+
+def progress_of(line: str) -> dict | None:
+    """The progress dict of one line the runner printed (`{"progress": {...}}`), or None for any other line."""
+    return _payload_of(line, "progress")
+
+
+def rung_of(line: str) -> dict | None:
+    """The rung dict of a `{"rung": {...}}` line the runner printed (weights saved at a rung), or None."""
+    return _payload_of(line, "rung")
 
 
 def run_training_sandboxed(code: str, profile: str, seed: int, *, scratch: str | Path,

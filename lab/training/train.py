@@ -155,7 +155,8 @@ def _grads(model: CausalLM, opt: torch.optim.Optimizer, x: torch.Tensor, y: torc
 
 def train(model: CausalLM, profile: Profile, batch_fn: BatchFn, *, seed: int, device: str | None = None,
           checkpoint_dir: str | Path | None = None, resume: bool = False, on_progress: ProgressFn | None = None,
-          monitor: Monitor | None = None, threads: Callable[[], int] | None = None) -> TrainOutcome:
+          monitor: Monitor | None = None, threads: Callable[[], int] | None = None, rungs: tuple[int, ...] = (),
+          on_rung: Callable[[int, str], None] | None = None) -> TrainOutcome:
     """The autocast mode follows `profile.autocast` (fixed_autocast; a resumed run keeps its checkpoint's). Where
     the first step decides (auto on a CPU), a copy of the model as built is kept until step 0 has run in fp32; a
     dtype error there puts the copy back and step 0 runs again under bf16 autocast. Any other error, or a second
@@ -163,7 +164,10 @@ def train(model: CausalLM, profile: Profile, batch_fn: BatchFn, *, seed: int, de
 
     `threads`: asked before every step how many CPU threads the run may use now (the engineer's share of
     the cores, services/engineer/concurrency.py): a lone run trains on the free cores and gives them back
-    when the next run starts."""
+    when the next run starts.
+
+    `on_rung(step, autocast)` is called after each step in `rungs` (early stopping, issue 23): the runner saves
+    the weights there for the trusted scorer, and training goes on while they are judged."""
     device = device or default_device()
     model.to(device).train()
     opt = make_optimizer(model, profile)
@@ -238,6 +242,8 @@ def train(model: CausalLM, profile: Profile, batch_fn: BatchFn, *, seed: int, de
             if monitor.wants_model_check(done):
                 leak_check(monitor, done, model, x, autocast, device)
         window_losses.append(loss_value)
+        if on_rung is not None and done in rungs:
+            on_rung(done, autocast)
         if done % profile.log_every == 0 or done == profile.steps:
             loss_curve.append([done, sum(window_losses) / len(window_losses)])
             window_losses = []

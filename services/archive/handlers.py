@@ -21,7 +21,7 @@ GLOBAL_CAMPAIGN = "global"   # CognitionIngested: no campaign to schedule
 # ResultsReady and ScoreAssigned too: an experiment ends with its insights *and* the result and score they follow,
 # which may be read after the insights (topics are not ordered with each other; lab/lifecycle.py `ended`).
 SCHEDULING_TRIGGERS = (ev.CampaignStarted, ev.InsightsStored, ev.ExperimentAbandoned, ev.ExperimentImported,
-                       ev.ResultsReady, ev.ScoreAssigned)
+                       ev.ResultsReady, ev.ScoreAssigned, ev.TrainingStopped)
 
 
 def pending_events(store: Store) -> list[ev.Event]:

@@ -251,6 +251,13 @@ def on_training_failed(store: Store, e: ev.TrainingFailed) -> None:
     _save(store, doc)
 
 
+def on_training_stopped(store: Store, e: ev.TrainingStopped) -> None:
+    doc = _experiment(store, e, campaign_prio=1)
+    _fact(doc, e)
+    _set(doc, "stopped", _body(e) | {"at": ts(e), "event_id": e.event_id}, _version(e, 1, e.revision))
+    _save(store, doc)
+
+
 def on_results_ready(store: Store, e: ev.ResultsReady) -> None:
     doc = _experiment(store, e, campaign_prio=1)
     _fact(doc, e)
@@ -305,6 +312,7 @@ APPLY: dict[str, Callable[[Store, Any], None]] = {
     "TrainingStarted": on_training_started,
     "TrainingProgress": on_training_progress,
     "TrainingFailed": on_training_failed,
+    "TrainingStopped": on_training_stopped,
     "ResultsReady": on_results_ready,
     "ScoreAssigned": on_score_assigned,
     "InsightsStored": on_insights_stored,

@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     engineer_lease_s: float = 60.0       # no heartbeat for this long: another engineer may take the run over
     engineer_heartbeat_s: float = 5.0    # TrainingProgress period (renews the lease)
     engineer_threads: int = 1            # CPU threads of a training child
+    engineer_stop_noises: float = 4.0    # early stopping: worse than the baseline at a rung by > this many seed noises
     debugger_max_revisions: int = 3      # when the campaign's ParentSampled.max_revisions is not known
 
     @property

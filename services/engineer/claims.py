@@ -31,6 +31,17 @@ from lab.lifecycle import Lifecycle
 from schemas import events as ev
 
 RunKey = tuple[str, int]  # (experiment_id, revision)
+RUNG_METRIC = "rung/{step}/heldout_loss"   # a result's trusted held-out loss at a rung (early stopping, issue 23)
+
+
+def rung_losses(metrics: dict[str, float]) -> dict[int, float]:
+    """step -> held-out loss of the rung metrics in a result's metrics."""
+    out = {}
+    for key, value in metrics.items():
+        parts = key.split("/")
+        if len(parts) == 3 and parts[0] == "rung" and parts[2] == "heldout_loss" and parts[1].isdigit():
+            out[int(parts[1])] = value
+    return out
 
 
 @dataclass
@@ -55,7 +66,7 @@ class Run:
     beats: dict[str, float] = field(default_factory=dict)  # engineer -> last heartbeat seen (any order vs claims)
     step: int = 0
     checkpoint_step: int | None = None         # the furthest checkpoint any engineer reported for this run
-    outcome: str | None = None                 # "results" | "failed": the run is over
+    outcome: str | None = None                 # "results" | "failed" | "stopped": the run is over
 
     @property
     def owner_id(self) -> str | None:
@@ -80,6 +91,7 @@ class WorkTable:
         self.runs: dict[RunKey, Run] = {}
         self.lives: dict[str, Lifecycle] = {}            # experiment -> its lifecycle (lab/lifecycle.py)
         self.baseline_step_s: dict[tuple[str, str, str], float] = {}  # (campaign, profile, device) -> s/step
+        self.baseline_rungs: dict[tuple[str, str], dict[int, float]] = {}  # (campaign, profile) -> step -> loss
         self._seen: set[str] = set()
         self._arrivals = 0
 
@@ -118,6 +130,11 @@ class WorkTable:
             self.run(event.experiment_id, event.revision).outcome = "results"
             if event.role == "baseline" and event.step_time_s:
                 self.baseline_step_s.setdefault((event.campaign_id, event.profile, event.device), event.step_time_s)
+            if event.role == "baseline" and (rungs := rung_losses(event.metrics)):
+                self.baseline_rungs.setdefault((event.campaign_id, event.profile), rungs)
+        elif isinstance(event, ev.TrainingStopped):
+            run = self.run(event.experiment_id, event.revision)
+            run.outcome = run.outcome or "stopped"
         elif isinstance(event, ev.TrainingFailed):
             run = self.run(event.experiment_id, event.revision)
             run.outcome = run.outcome or "failed"
@@ -176,6 +193,10 @@ class WorkTable:
         if proposal.role == "baseline":
             return None
         return self.baseline_step_s.get((proposal.campaign_id, proposal.profile, device))
+
+    def baseline_rung_loss(self, proposal: ev.ProposalCreated, step: int) -> float | None:
+        """Early stopping's reference: the campaign baseline's trusted held-out loss at rung `step`."""
+        return self.baseline_rungs.get((proposal.campaign_id, proposal.profile), {}).get(step)
 
     def mark_over(self, experiment_id: str, revision: int, outcome: str) -> None:
         """Our own result, before it comes back from the log: never claim this run again."""

@@ -76,6 +76,21 @@ def results_event(proposal: ev.ProposalCreated, result: dict[str, Any], *, engin
         step_time_s=result.get("step_cost_s") or ((train_s / steps) if steps else None))
 
 
+def stopped_event(proposal: ev.ProposalCreated, stopped: dict[str, Any], *, engineer_id: str, causation_id: str,
+                  wall_s: float) -> ev.TrainingStopped:
+    """Early stopping at a rung (`stopped`: rung, step, total_steps, heldout_loss, baseline_loss, seed_noise, noises)."""
+    margin = stopped["heldout_loss"] - stopped["baseline_loss"]
+    reason = (f"held-out loss {stopped['heldout_loss']:.4f} at step {stopped['step']} of {stopped['total_steps']} "
+              f"(rung {stopped['rung']}) is {margin:+.4f} from the baseline's {stopped['baseline_loss']:.4f}: worse "
+              f"by more than {stopped['noises']:g} seed noises of {stopped['seed_noise']:g}")
+    return ev.TrainingStopped(
+        event_id=derived_id(proposal.experiment_id, "TrainingStopped", proposal.revision),
+        campaign_id=proposal.campaign_id, experiment_id=proposal.experiment_id, causation_id=causation_id,
+        producer=PRODUCER, revision=proposal.revision, engineer_id=engineer_id, reason=reason, wall_s=wall_s,
+        **{k: stopped[k] for k in ("rung", "step", "total_steps", "heldout_loss", "baseline_loss", "seed_noise",
+                                   "noises")})
+
+
 def failure_kind(res: SandboxResult, *, last_step: int, total_steps: int) -> tuple[str, str, dict]:
     """(TrainingFailed kind, error line, evidence) of a failed sandbox run of the runner."""
     error = (res.result or {}).get("error") if isinstance(res.result, dict) else None

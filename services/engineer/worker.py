@@ -41,16 +41,20 @@ from services.common.bus import Service, ensure_topics
 from lab.sandbox import RESULT_NAME, Limits, SandboxResult
 from lab.training import calibrate
 from lab.training import datastage
-from lab.training.sandboxed import RUNNER_MODULE, RUNNER_PREIMPORT, progress_of, training_job, training_limits
+from lab.training.runner import rung_dir
+from lab.training.sandboxed import (RUNNER_MODULE, RUNNER_PREIMPORT, progress_of, rung_of, training_job,
+                                    training_limits)
 from lab.training.heldout import campaign_eval_seed
-from lab.training.scoring import run_and_score
+from lab.training.scoring import forward_limits, run_and_score, score
+from lab.training.train import AUTOCAST_MODES
 from services.common.settings import Settings, get_settings
 from services.engineer import handlers
-from services.engineer.claims import Run, WorkTable
+from services.engineer.claims import RUNG_METRIC, Run, WorkTable
 from services.engineer.concurrency import THREADS_FILE, CoreShare, load_plan, write_threads
 from lab.training.profiles import get_profile
 
-WORK_EVENTS = (ev.ProposalCreated, ev.TrainingStarted, ev.TrainingProgress, ev.ResultsReady, ev.TrainingFailed)
+WORK_EVENTS = (ev.ProposalCreated, ev.TrainingStarted, ev.TrainingProgress, ev.ResultsReady, ev.TrainingFailed,
+               ev.TrainingStopped)
 
 
 def default_engineer_id(settings: Settings) -> str:
@@ -78,11 +82,14 @@ class WorkerConfig:
     calibrate: bool = True       # time limits from this machine's measured speed (calibrate.py)
     share_cores: bool = True     # with a measured plan in the data dir: a lone run gets the free cores (concurrency.py)
     share_every_s: float = 1.0   # how often a run's share is recomputed while it trains
+    rung_fracs: tuple[float, ...] = (0.25,)   # early stopping: the weights are judged at these fractions of the steps
+    stop_noises: float = 4.0     # stop a candidate worse than the baseline at a rung by more (0: judge, never stop)
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides) -> "WorkerConfig":
         base = dict(engineer_id=default_engineer_id(settings), lease_s=settings.engineer_lease_s,
                     heartbeat_s=settings.engineer_heartbeat_s, threads=settings.engineer_threads,
+                    stop_noises=settings.engineer_stop_noises,
                     device=detect_device(settings))
         return cls(**{**base, **overrides})
 
@@ -332,6 +339,50 @@ class Worker:
                 self._step_s[profile_name] = None
         return self._step_s[profile_name]
 
+    def rung_steps(self, profile) -> tuple[int, ...]:
+        """The steps at which a run's weights are judged (early stopping): `rung_fracs` of the steps, on loss-curve
+        points, strictly inside the run."""
+        steps = {round(f * profile.steps / profile.log_every) * profile.log_every for f in self.config.rung_fracs}
+        return tuple(sorted(s for s in steps if 0 < s < profile.steps))
+
+    async def _judge_rung(self, proposal: ev.ProposalCreated, job: dict, scratch: Path, limits: Limits, profile,
+                          rung: dict, stop: threading.Event, verdict: dict) -> None:
+        """The trusted held-out loss of the weights at a rung (the child only says they are there; where they are
+        is ours to say), recorded for the result; a candidate worse than the baseline at the same rung by more
+        than `stop_noises` seed noises is stopped (`verdict["stopped"]`, then `stop`). The held-out batches are the
+        campaign's (heldout.py), the same for the baseline and every candidate."""
+        step = int(rung.get("step") or 0)
+        if step not in verdict["rungs"] or step in verdict["losses"]:
+            return
+        mode = rung.get("autocast") if rung.get("autocast") in AUTOCAST_MODES else "fp32"
+        # the held-out loss is what is judged: a token evaluation, not the profile's whole benchmark
+        rjob = {**job, "workdir": str(rung_dir(job["workdir"], step)),
+                "profile_overrides": {**(job.get("profile_overrides") or {}), "eval_examples": 8}}
+        t0 = time.monotonic()
+        try:   # no causality probe here: a program that cheats at a rung only trains on, to be probed at the end
+            fields, _ = await asyncio.to_thread(score, rjob, scratch, limits=forward_limits(limits, profile),
+                                                stop=stop, autocast=mode, probe=False,
+                                                eval_seed=campaign_eval_seed(self.settings.data_dir,
+                                                                             proposal.campaign_id))
+        except Exception as e:  # noqa: BLE001 - no verdict at this rung; the run goes on
+            fields = {"error": repr(e)}
+        loss = fields.get("final_loss")
+        if loss is None:
+            self.log.warning("rung not scored; the run goes on", experiment_id=proposal.experiment_id, step=step,
+                             error=str(fields.get("error"))[:300])
+            return
+        verdict["losses"][step] = loss
+        base = None if proposal.role == "baseline" else self.table.baseline_rung_loss(proposal, step)
+        noise = float(profile.seed_noise.get("loss") or 0.0)
+        self.log.info("rung scored", experiment_id=proposal.experiment_id, step=step, heldout_loss=round(loss, 4),
+                      baseline_loss=base, seed_noise=noise, scoring_s=round(time.monotonic() - t0, 1))
+        if base is None or noise <= 0 or self.config.stop_noises <= 0 or loss <= base + self.config.stop_noises * noise:
+            return
+        verdict["stopped"] = {"rung": verdict["rungs"].index(step) + 1, "step": step, "total_steps": profile.steps,
+                              "heldout_loss": float(loss), "baseline_loss": float(base), "seed_noise": noise,
+                              "noises": float(self.config.stop_noises)}
+        stop.set()
+
     async def train(self, proposal: ev.ProposalCreated, claim: ev.TrainingStarted, claim_tp: TopicPartition) -> None:
         exp, rev = proposal.experiment_id, proposal.revision
         profile = get_profile(proposal.profile, **self.config.profile_overrides)
@@ -346,26 +397,34 @@ class Worker:
             share.enter()
             threads = share.threads()
             write_threads(scratch, threads)
+        rungs = self.rung_steps(profile) if real_runner else ()
         job = training_job(proposal.code, proposal.profile, proposal.seed, scratch=scratch, checkpoint_dir=ckpt,
                            resume=True, reference_step_s=reference, profile_overrides=self.config.profile_overrides,
                            evaluate=not real_runner, checks=real_runner and proposal.revision > 0,
-                           threads_file=scratch / THREADS_FILE if share is not None else None)
+                           threads_file=scratch / THREADS_FILE if share is not None else None, rungs=rungs)
+        limits = self.limits_for(profile, ckpt, claim.calibrated_step_s, await self.staged_data(profile), threads)
 
         loop = asyncio.get_running_loop()
         progress: dict = {}
         stop = threading.Event()
+        verdict: dict = {"rungs": list(rungs), "losses": {}, "stopped": None}
+        judging: list[asyncio.Future] = []
+
+        def judge(rung: dict) -> None:  # in the loop
+            judging.append(asyncio.ensure_future(
+                self._judge_rung(proposal, job, scratch, limits, profile, rung, stop, verdict)))
 
         def on_line(line: str) -> None:  # in the sandbox thread
             update = progress_of(line)
             if update is not None:
                 loop.call_soon_threadsafe(progress.update, update)
+            elif rungs and (rung := rung_of(line)) is not None:
+                loop.call_soon_threadsafe(judge, rung)
 
         t0 = time.monotonic()
         child = asyncio.ensure_future(asyncio.to_thread(
             run_and_score, self.config.runner_module, [str(scratch / "job.json"), str(scratch / RESULT_NAME)],
-            job=job, scratch=scratch, limits=self.limits_for(profile, ckpt, claim.calibrated_step_s,
-                                                             await self.staged_data(profile), threads),
-            on_line=on_line, stop=stop,
+            job=job, scratch=scratch, limits=limits, on_line=on_line, stop=stop,
             # the campaign's secret held-out data (issue 25; lab/training/heldout.py): never in an event or log
             eval_seed=campaign_eval_seed(self.settings.data_dir, proposal.campaign_id) if real_runner else None))
         sharing = asyncio.ensure_future(self._keep_share(share, scratch, child)) if share is not None else None
@@ -389,6 +448,8 @@ class Worker:
                 except Exception as e:  # noqa: BLE001 - the lease may lapse; the fencing check decides
                     self.log.warning("heartbeat failed", error=repr(e))
             res: SandboxResult = child.result()
+            if judging:   # a rung still being scored when the run ended: its loss belongs in the result
+                await asyncio.gather(*judging, return_exceptions=True)
         finally:
             stop.set()
             if sharing is not None:
@@ -396,12 +457,31 @@ class Worker:
                 share.leave()
             if not self.config.keep_scratch:
                 shutil.rmtree(scratch, ignore_errors=True)
+        if verdict["stopped"] and not lost and not self._stopping.is_set():
+            await self.finish_stopped(proposal, claim, claim_tp, verdict["stopped"], wall_s=time.monotonic() - t0)
+            return
         if lost or res.kind == "cancelled":
             self.log.warning("run stopped", experiment_id=exp, revision=rev, lease_lost=lost,
                              owner=self.table.run(exp, rev).owner_id)
             return
+        if verdict["losses"] and res.ok and isinstance(res.result, dict):
+            res.result.setdefault("metrics", {}).update(
+                {RUNG_METRIC.format(step=s): v for s, v in verdict["losses"].items()})
         await self.finish(proposal, claim, claim_tp, res, last_step=int(progress.get("step") or 0),
                           total_steps=profile.steps)
+
+    async def finish_stopped(self, proposal: ev.ProposalCreated, claim: ev.TrainingStarted, claim_tp: TopicPartition,
+                             stopped: dict, *, wall_s: float) -> None:
+        """Early stopping's outcome, fenced like any other (finish)."""
+        exp, rev = proposal.experiment_id, proposal.revision
+        if not await self._read_up_to_end(claim_tp) or not self.table.holds(exp, rev, claim.event_id):
+            self.log.warning("lease lost before publishing: stop dropped", experiment_id=exp, revision=rev)
+            return
+        await self.publish(handlers.stopped_event(proposal, stopped, engineer_id=self.id,
+                                                  causation_id=claim.event_id, wall_s=round(wall_s, 3)))
+        self.table.mark_over(exp, rev, "stopped")
+        self.completed.append((exp, rev, "stopped"))
+        self.log.info("run stopped early", experiment_id=exp, revision=rev, **stopped)
 
     async def finish(self, proposal: ev.ProposalCreated, claim: ev.TrainingStarted, claim_tp: TopicPartition,
                      res: SandboxResult, *, last_step: int, total_steps: int) -> None:
