@@ -326,6 +326,9 @@ def _pump(proc: subprocess.Popen, out_tail: deque, err_tail: deque, on_line) -> 
                     err_tail.append(text)
 
 
+STDERR_LINES = 5   # of a child that died without a traceback, in its error (the user's first clue)
+
+
 def _classify(rc: int, killed_for: str | None, scratch: Path, limits: Limits, wall: float, usage,
               out: str, err: str) -> SandboxResult:
     result = _read_json(scratch / RESULT_NAME)
@@ -358,7 +361,9 @@ def _classify(rc: int, killed_for: str | None, scratch: Path, limits: Limits, wa
         e = result["error"]
         return SandboxResult(False, "exception", error=f"{e.get('type', 'Error')}: {e.get('message', '')}"[:500],
                              **common)
-    return SandboxResult(False, "crashed", error=f"exit status {rc} without a traceback", **common)
+    last = "\n".join(err.strip().splitlines()[-STDERR_LINES:])   # what the child (or bwrap itself) said last
+    return SandboxResult(False, "crashed", error=f"exit status {rc} without a traceback"
+                         + (f"; its last output:\n{last}" if last else ""), **common)
 
 
 def _traceback_of(err: str, result: dict | None) -> str:
