@@ -26,6 +26,7 @@ import json
 import os
 import secrets
 import shutil
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -56,7 +57,6 @@ def campaign_eval_seed(data_dir: str | Path, campaign_id: str) -> int:
             text = path.read_text().strip()
             if text:
                 return int(text)
-            import time
             time.sleep(0.02)
         raise RuntimeError(f"{path} stays empty")
     with os.fdopen(fd, "w") as f:
