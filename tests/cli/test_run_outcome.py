@@ -1,10 +1,13 @@
 """Issue 22: a campaign that cannot make progress says why (the first cause, verbatim) and exits non-zero; the
 campaign's wall time is estimated once the baseline has trained; a log has whole tables."""
+import asyncio
 import io
+import time
 from datetime import datetime, timedelta, timezone
 import subprocess
 import sys
 
+import pytest
 from rich.table import Table
 
 from schemas import events as ev
@@ -102,3 +105,23 @@ def test_run_help_names_the_exit_codes():
     for code in ("0 at least one candidate", "1 the campaign ended with no scored candidate", "2 usage error",
                  "3 preflight failed", "4 stalled", "130 interrupted"):
         assert code in " ".join(out.stdout.split()), out.stdout
+
+
+@pytest.mark.integration
+def test_a_campaign_with_nothing_happening_stops_and_says_what_it_waited_for(kafka_broker):
+    """The last net of issue 27: a real log in which the campaign's baseline was sampled and then nothing came."""
+    from services.cli.campaign import PlainDisplay, Stalled, watch
+    from services.common.bus import publish_once
+    from services.common.settings import Settings
+
+    started = ev.CampaignStarted(campaign_id=C, experiment_id=C, producer="cli", name=C, profile="cpu-micro",
+                                 budget=1, concurrency=1)
+    asyncio.run(publish_once(Settings(kafka_bootstrap=kafka_broker), started, sampled("e-stuck")))
+    view = CampaignView(C)
+    t0 = time.monotonic()
+    with pytest.raises(Stalled) as stalled:
+        asyncio.run(watch(kafka_broker, view, PlainDisplay(view, t0), timeout_s=300, stall_s=4))
+    assert time.monotonic() - t0 < 60
+    assert view.started is not None                   # it did read the log, then waited
+    assert "nothing happened in the campaign for" in str(stalled.value)
+    assert "e-stuck deltanet (baseline) sampled" in str(stalled.value)
