@@ -111,8 +111,10 @@ class ReadModel:
         return n
 
     def events_after(self, db: sqlite3.Connection, rowid: int, limit: int = 50) -> list[dict[str, Any]]:
-        return [{"seq": r[0], "type": r[1], "occurred_at": r[2]} for r in db.execute(
-            "SELECT rowid, event_type, occurred_at FROM processed WHERE rowid>? ORDER BY rowid LIMIT ?", (rowid, limit))]
+        """The newest `limit` events applied after `rowid`, oldest first (the last one is the newest of all)."""
+        rows = db.execute("SELECT rowid, event_type, occurred_at FROM processed WHERE rowid>? ORDER BY rowid DESC "
+                          "LIMIT ?", (rowid, limit)).fetchall()
+        return [{"seq": r[0], "type": r[1], "occurred_at": r[2]} for r in reversed(rows)]
 
 
 class Rows:

@@ -20,6 +20,7 @@ import json
 import sqlite3
 import threading
 import time
+from contextlib import closing
 from http import HTTPStatus
 from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -54,6 +55,9 @@ class Watcher:
         self.recent: list[dict] = []    # the last events seen, for the streams to send
         self.streams = 0
         self.stopped = False
+        if model.exists():   # what the pages served from now on already show; a file that appears later is all news
+            with closing(model.connect()) as db:
+                self.seq = model.last_event(db)
         self._thread = threading.Thread(target=self._run, name="ui-watcher", daemon=True)
         self._thread.start()
 
@@ -90,7 +94,6 @@ class Watcher:
             try:
                 if db is None and self.model.exists():
                     db = self.model.connect()
-                    self.seq = self.model.last_event(db)
                 if db is not None:
                     (now,), = db.execute("PRAGMA data_version").fetchall()
                     if now != version:
