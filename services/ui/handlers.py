@@ -81,7 +81,9 @@ class Pages:
 
     # ---------------------------------------------------------------- shared pieces
     def _campaign_ids(self) -> list[str]:
-        return [c["campaign_id"] for c in self.model.campaigns()]
+        """Started campaigns, and groups of experiments without one (the imported ASI-Arch programs)."""
+        return sorted({c["campaign_id"] for c in self.model.campaigns()}
+                      | {r["campaign_id"] for r in self.model.rows() if r["campaign_id"]})
 
     def _pick(self, campaign: str | None) -> str | None:
         """The campaign asked for, else the latest started one."""
@@ -163,20 +165,27 @@ class Pages:
 
     # ---------------------------------------------------------------- leaderboard
     def leaderboard(self, campaign: str | None = None, sort: str = "fitness", desc: bool = True,
-                    family: str = "", status: str = "", significant: str = "", limit: int = PAGE_ROWS) -> tuple[str, str]:
-        """Sorted and filtered on the server; the first `limit` rows (0: all), so 2,000 experiments stay fast."""
+                    family: str = "", status: str = "", significant: str = "", confirmed: str = "",
+                    limit: int = PAGE_ROWS) -> tuple[str, str]:
+        """Sorted and filtered on the server; the first `limit` rows (0: all), so 2,000 experiments stay fast.
+        `confirmed`: two-stage campaigns; "yes" = its verification run beat the verification baseline beyond noise."""
         cid = self._pick(campaign)
         rows = self.model.rows(cid)
         fam = families(rows)
+        verified = {r["verifies"]: r for r in rows if r["verifies"]}   # explored id -> its verification run
         for r in rows:
             r["family"] = fam.get(r["experiment_id"], "")
+            v = verified.get(r["experiment_id"])
+            r["confirmed"] = None if v is None else bool(v["significant"])
         shown = [r for r in rows if (not family or r["family"] == family) and (not status or r["status"] == status)
-                 and (not significant or bool(r["significant"]) == (significant == "yes"))]
+                 and (not significant or bool(r["significant"]) == (significant == "yes"))
+                 and (not confirmed or r["confirmed"] is (confirmed == "yes"))]
         key = sort if sort in SORTABLE else "fitness"
         present = [r for r in shown if r[key] is not None]
         present.sort(key=lambda r: r[key], reverse=desc)
         shown = present + [r for r in shown if r[key] is None]   # unknown values last, whatever the order
-        state = {"campaign": cid or "", "family": family, "status": status, "significant": significant}
+        state = {"campaign": cid or "", "family": family, "status": status, "significant": significant,
+                 "confirmed": confirmed}
         total = len(shown)
         if limit > 0:
             shown = shown[:limit]
@@ -198,7 +207,8 @@ class Pages:
                 f"value='{'1' if desc else '0'}'>"
                 + select("family", sorted({r["family"] for r in rows}), family)
                 + select("status", sorted({r["status"] for r in rows if r["status"]}), status)
-                + select("significant", ["yes", "no"], significant) + "<button>filter</button></form>")
+                + select("significant", ["yes", "no"], significant) + select("confirmed", ["yes", "no"], confirmed)
+                + "<button>filter</button></form>")
         best = next((r["experiment_id"] for r in sorted(rows, key=lambda r: -(r["fitness"] or -1e9))
                      if r["fitness"] is not None), None)
 
@@ -210,7 +220,8 @@ class Pages:
         body = [[link(r["experiment_id"], r["name"]), esc(r["family"]), f"<span class='pill'>{esc(r['status'])}</span>",
                  num(r["fitness"], 4), num(r["final_loss"]), num(r["benchmark"]),
                  f"{r['params']:,}" if r["params"] else "–", {True: "yes", False: "no"}.get(
-                     None if r["significant"] is None else bool(r["significant"]), "–"), esc(r["role"]), compare(r)]
+                     None if r["significant"] is None else bool(r["significant"]), "–"),
+                 {True: "yes", False: "no"}.get(r["confirmed"], "–"), esc(r["role"]), compare(r)]
                 for r in shown]
         more = ""
         if len(shown) < total:
@@ -218,7 +229,7 @@ class Pages:
             more = f"; the first {len(shown)} shown, <a href='/leaderboard?{esc(every)}'>show all</a>"
         headers = [header("name", "experiment"), header("family", "family"), header("status", "status"),
                    header("fitness", "fitness"), header("final_loss", "loss"), header("benchmark", "benchmark"),
-                   header("params", "parameters"), "significant", "role", "compare"]
+                   header("params", "parameters"), "significant", "confirmed", "role", "compare"]
         return "leaderboard", (f"<h1>Leaderboard</h1>{self._campaign_nav('/leaderboard', cid)}{form}"
                                f"<p class='note'>{total} of {len(rows)} experiments{more}</p>"
                                + table(headers, body, "leaderboard"))

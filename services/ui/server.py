@@ -228,6 +228,7 @@ class UIHandler(BaseHTTPRequestHandler):
                 self._page(*pages.leaderboard(query.get("campaign"), query.get("sort", "fitness"),
                                               query.get("desc", "1") != "0", query.get("family", ""),
                                               query.get("status", ""), query.get("significant", ""),
+                                              query.get("confirmed", ""),
                                               int(query["limit"]) if query.get("limit", "").isdigit() else PAGE_ROWS),
                            fragment, extra)
             elif path == "/genealogy":

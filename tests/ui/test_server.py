@@ -195,3 +195,42 @@ def test_an_open_stream_on_a_quiet_read_model_costs_nothing(ui):
     used = (time.process_time() - cpu0) / (time.monotonic() - wall0)
     conn.close()
     assert used < 0.05, f"{used:.1%} of a core while nothing happens"
+
+
+def test_imported_programs_have_their_genealogy(tmp_path):
+    """ASI-Arch programs imported outside any campaign are a group of their own, with their lineage."""
+    from services.archive.importer import imported_events
+
+    records = [{"name": f"prog{i}", "program": f"x = {i}", "motivation": "m", "index": i, "parent": i - 1 if i else None,
+                "result": {}, "score": 0.1 * i, "summary": ""} for i in range(4)]
+    project(tmp_path, imported_events(records))
+    server = serve(ReadModel(tmp_path), "127.0.0.1", 0)
+    try:
+        page = get(server.url + "genealogy?campaign=asi-arch")[1].decode()
+        assert "campaign=asi-arch" in page
+        spec = json.loads(unescape(page.split('data-spec="', 1)[1].split('"', 1)[0]))
+        assert sorted(p["id"] for p in spec["points"]) == [f"asi-arch-{i}" for i in range(4)]
+        assert len([e for e in spec["edges"] if e is None]) == 3          # three parent links
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_confirmed_filter_follows_the_verification_runs(data_dir):
+    """Two-stage campaigns: exp-01's verification run is significant (confirmed), exp-04's is not."""
+    def verify_run(source: str, significant: bool) -> list[ev.Event]:
+        base = dict(campaign_id=CAMPAIGN, experiment_id=f"{CAMPAIGN}-verify-{source}", producer="test")
+        return [ev.ParentSampled(**base, mode="verify", stage="verify",
+                                 parent=ev.ProgramSnapshot(experiment_id=source, name=source, code="x = 1")),
+                ev.ScoreAssigned(**base, fitness=0.5, significant=significant)]
+
+    project(data_dir, verify_run("exp-01", True) + verify_run("exp-04", False))
+    server = serve(ReadModel(data_dir), "127.0.0.1", 0)
+    try:
+        yes = get(server.url + "leaderboard?confirmed=yes")[1].decode()
+        no = get(server.url + "leaderboard?confirmed=no")[1].decode()
+        assert "/experiment/exp-01'" in yes and "/experiment/exp-04'" not in yes and "1 of 14" in yes
+        assert "/experiment/exp-04'" in no and "/experiment/exp-01'" not in no
+    finally:
+        server.shutdown()
+        server.server_close()
