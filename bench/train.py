@@ -1,11 +1,26 @@
-"""Training throughput: the engineer's training loop vs a minimal plain-PyTorch loop, same model.
+"""Training throughput: the engineer's training loop and its speed-up candidates side by side, one run.
 
-    python bench/train.py [--steps 30] [--program zoo|local] [--threads 1]
+    python bench/train.py [--steps 30] [--program zoo|local] [--profile cpu-tiny] [--member deltanet]
+                          [--variants engine,adamw-loop,threads-2,chunk-32,plain] [--repeats 2]
 
-Each loop runs in its own child process (so peak memory is its own), on the cpu-tiny profile
-with the DeltaNet baseline (the zoo's program, or the test-local one with --program local).
-Prints tokens/s and peak memory of both and their ratio; then an explore-20m tokens/s + MFU
-line when CUDA is present.
+Each variant runs in its own child process (so fixed cost and peak memory are its own), on `--profile` with a
+zoo member (DeltaNet by default; the test-local DeltaNet with --program local), from the same seed:
+
+  engine       the engineer's `train()` as it is (AdamW with foreach kernels since issue 23)
+  adamw-loop   the same loop with AdamW's per-parameter Python loop (the optimizer before issue 23)
+  threads-2    the engine on two threads (what a lone run gets where the calibration says it pays)
+  chunk-N      the engine with the chunked kernels' chunks of N (layer kwarg `chunk_size`; 64 before issue 23)
+  compile      the engine with the whole model under torch.compile (fixed cost: the compilation)
+  plain        a minimal loop: no schedule, monitor, checkpoints or clipping (the loop's own overhead)
+
+Printed per variant: steady tokens/s (after 2 warm-up steps), fixed cost (process start to the end of the
+first step: imports, build, compilation, first step), FLOP/s as a fraction of one core's fp32 peak (6 x params
+x tokens/s against cpu MHz x 32 flop/cycle with AVX2 FMA, 64 with AVX-512), the time one candidate of the
+profile would take (fixed + profile steps / steps/s) and its ratio to `engine`, and the last loss against the
+engine's in the profile's seed noises (same seed: a variant that changes the numbers shows here). Variants are
+interleaved `--repeats` times and the fastest repeat of each is kept: on a shared machine the load moves
+between children, and the fastest repeat is the least disturbed one. Then an explore-20m line when CUDA is
+present.
 """
 from __future__ import annotations
 
@@ -18,52 +33,88 @@ import sys
 import time
 from pathlib import Path
 
+T_START = time.perf_counter()   # fixed cost counts from here: imports, build, compilation
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")  # programs decorate with @torch.compile; CPU compiles are slow
 
 H100_BF16_DENSE_FLOPS = 989e12
+VARIANTS = ("engine", "adamw-loop", "threads-2", "chunk-16", "chunk-32", "chunk-64", "compile", "plain")
+DEFAULT_VARIANTS = "engine,adamw-loop,threads-2,chunk-32,plain"
+WARMUP = 2
 
 
-def program_source(which: str) -> str:
+def program_source(which: str, member: str = "deltanet") -> str:
     if which == "zoo":
         from lab.zoo.registry import zoo_source
-        return zoo_source("deltanet")
+        return zoo_source(member)
     return (REPO / "tests" / "engineer" / "programs" / "deltanet.py").read_text()
 
 
-def worker(kind: str, steps: int, program: str, profile_name: str) -> dict:
+def core_peak_flops() -> float:
+    """One core's fp32 peak: MHz x flop/cycle (2 FMA units x 8 lanes x 2 with AVX2; x 2 again with AVX-512)."""
+    mhz, flags = 2400.0, ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("cpu MHz"):
+                mhz = float(line.split(":")[1])
+            elif line.startswith("flags") and not flags:
+                flags = line
+    except OSError:
+        pass
+    per_cycle = 64 if "avx512f" in flags else 32 if "avx2" in flags else 16
+    return mhz * 1e6 * per_cycle
+
+
+def worker(variant: str, steps: int, program: str, profile_name: str, member: str) -> dict:
     import torch
 
+    from lab.training import train as train_mod
     from lab.training.model import lm_loss
     from lab.training.profiles import get_profile
     from lab.program import load_layer_class
     from lab.training.runner import build_model, make_batch_fn
-    from lab.training.train import default_device, peak_memory_mb, train
+    from lab.training.train import default_device, peak_memory_mb
 
     device = default_device()
-    profile = get_profile(profile_name, steps=steps, log_every=1, checkpoint_every=steps)
+    base = get_profile(profile_name)
+    chunk = int(variant.split("-")[1]) if variant.startswith("chunk-") else None
+    kwargs = {**base.layer_kwargs, "chunk_size": chunk} if chunk else base.layer_kwargs
+    profile = get_profile(profile_name, steps=steps, log_every=1, checkpoint_every=steps, layer_kwargs=kwargs)
+    torch.set_num_threads(2 if variant == "threads-2" else 1)
     torch.manual_seed(0)
-    model = build_model(load_layer_class(program_source(program)), profile)
+    model = build_model(load_layer_class(program_source(program, member)), profile)
     batches = make_batch_fn(profile, seed=0)
-    if kind == "framework":
-        out = train(model, profile, batches, seed=0, device=device)
-        return {"tokens_per_s": out.tokens_per_s, "peak_mem_mb": out.peak_mem_mb, "params": model.num_params()}
-    # the minimal loop: no schedule, no monitor, no checkpoints, no progress
-    model.to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=profile.lr)
-    elapsed = 0.0
-    for step in range(steps):
-        t0 = time.perf_counter()
-        x, y = (t.to(device) for t in batches(step))
-        loss, aux = lm_loss(model, x, y)
-        opt.zero_grad(set_to_none=True)
-        (loss + aux).backward()
-        opt.step()
-        loss.item()
-        elapsed += time.perf_counter() - t0
-    return {"tokens_per_s": steps * profile.tokens_per_step / elapsed, "peak_mem_mb": peak_memory_mb(device),
-            "params": model.num_params()}
+    stamps: list[float] = []
+    if variant == "plain":   # the minimal loop: no schedule, no monitor, no checkpoints, no progress
+        model.to(device).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=profile.lr)
+        losses = []
+        for step in range(steps):
+            x, y = (t.to(device) for t in batches(step))
+            loss, aux = lm_loss(model, x, y)
+            opt.zero_grad(set_to_none=True)
+            (loss + aux).backward()
+            opt.step()
+            losses.append(loss.item())
+            stamps.append(time.perf_counter())
+        last = losses[-1]
+    else:
+        if variant == "adamw-loop":
+            make = train_mod.make_optimizer
+            train_mod.make_optimizer = lambda m, p: make(m, p, foreach=False)
+        if variant == "compile":
+            os.environ.pop("TORCHDYNAMO_DISABLE", None)
+            import torch._dynamo
+            torch._dynamo.config.disable = False
+            model = torch.compile(model)
+        out = train_mod.train(model, profile, batches, seed=0, device=device,
+                              on_progress=lambda **kw: stamps.append(time.perf_counter()))
+        last = out.loss_curve[-1][1]
+    steady = (stamps[-1] - stamps[WARMUP - 1]) / (steps - WARMUP)
+    params = sum(p.numel() for p in model.parameters())
+    return {"tokens_per_s": profile.tokens_per_step / steady, "step_s": steady, "fixed_s": stamps[0] - T_START,
+            "peak_mem_mb": peak_memory_mb(device), "params": params, "last_loss": last}
 
 
 def explore_line(program: str) -> str:
@@ -105,28 +156,47 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--program", choices=["zoo", "local"], default="zoo")
+    ap.add_argument("--member", default="deltanet", help="zoo member (with --program zoo)")
     ap.add_argument("--profile", default="cpu-tiny")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--worker", choices=["framework", "plain"])
+    ap.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"comma-separated, of {', '.join(VARIANTS)}")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--worker", choices=VARIANTS)
     args = ap.parse_args()
-    import torch
-    torch.set_num_threads(args.threads)
     if args.worker:
-        print(json.dumps(worker(args.worker, args.steps, args.program, args.profile)))
+        print(json.dumps(worker(args.worker, args.steps, args.program, args.profile, args.member)))
         return
-    results = {}
-    for kind in ("framework", "plain"):
-        cmd = [sys.executable, __file__, "--worker", kind, "--steps", str(args.steps), "--program", args.program,
-               "--profile", args.profile, "--threads", str(args.threads)]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-        results[kind] = json.loads(out.strip().splitlines()[-1])
-    fw, plain = results["framework"], results["plain"]
-    print(f"{args.profile} DeltaNet ({args.program}), {fw['params']:,} params, {args.steps} steps, "
-          f"{args.threads} thread(s)")
-    for kind, r in results.items():
-        print(f"  {kind:9s} {r['tokens_per_s']:10,.0f} tokens/s   peak memory {r['peak_mem_mb']:8.1f} MB")
-    print(f"  ratio framework/plain: tokens/s {fw['tokens_per_s'] / plain['tokens_per_s']:.3f}, "
-          f"peak memory {fw['peak_mem_mb'] / plain['peak_mem_mb']:.3f}")
+    from lab.training.profiles import get_profile
+    profile = get_profile(args.profile)
+    variants = [v for v in args.variants.split(",") if v]
+    best: dict[str, dict] = {}
+    for _ in range(args.repeats):
+        for variant in variants:
+            cmd = [sys.executable, __file__, "--worker", variant, "--steps", str(args.steps), "--program",
+                   args.program, "--profile", args.profile, "--member", args.member]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                best.setdefault(variant, {"error": done.stderr.strip().splitlines()[-1:]})
+                continue
+            r = json.loads(done.stdout.strip().splitlines()[-1])
+            if "tokens_per_s" not in best.get(variant, {}) or r["tokens_per_s"] > best[variant]["tokens_per_s"]:
+                best[variant] = r
+    ref = best.get("engine") or next(iter(best.values()))
+    peak, noise = core_peak_flops(), (profile.seed_noise or {}).get("loss")
+    per_candidate = {v: r["fixed_s"] + profile.steps * r["step_s"] for v, r in best.items() if "step_s" in r}
+    print(f"{args.profile} {args.member if args.program == 'zoo' else 'local DeltaNet'}, {ref.get('params', 0):,} "
+          f"params, {args.steps} steps per variant, fastest of {args.repeats}; core fp32 peak {peak / 1e9:.1f} "
+          f"GFLOP/s; a candidate = {profile.steps} steps")
+    print(f"  {'variant':11s} {'tokens/s':>9s} {'fixed s':>8s} {'FLOP/s of peak':>15s} {'candidate s':>12s} "
+          f"{'vs engine':>9s} {'last loss':>10s} {'diff/noise':>10s}")
+    for variant, r in best.items():
+        if "error" in r:
+            print(f"  {variant:11s} failed: {r['error']}")
+            continue
+        frac = 6 * r["params"] * r["tokens_per_s"] / peak
+        diff = (r["last_loss"] - ref["last_loss"]) / noise if noise else float("nan")
+        speed = per_candidate["engine"] / per_candidate[variant] if "engine" in per_candidate else float("nan")
+        print(f"  {variant:11s} {r['tokens_per_s']:9,.0f} {r['fixed_s']:8.1f} {100 * frac:14.1f}% "
+              f"{per_candidate[variant]:12.0f} {speed:8.2f}x {r['last_loss']:10.4f} {diff:+10.2f}")
     print(explore_line(args.program))
 
 

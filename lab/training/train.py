@@ -121,13 +121,15 @@ def leak_check(monitor: Monitor, step: int, model: CausalLM, x: torch.Tensor, mo
     monitor.check_model(step, AutocastModel(model, mode, device), x, bf16=True)
 
 
-def make_optimizer(model: torch.nn.Module, profile: Profile) -> torch.optim.AdamW:
-    """Weight decay on matrices only (not on norms, biases, gates' scalars)."""
+def make_optimizer(model: torch.nn.Module, profile: Profile, foreach: bool = True) -> torch.optim.AdamW:
+    """Weight decay on matrices only (not on norms, biases, gates' scalars). `foreach`: one multi-tensor kernel per
+    update instead of AdamW's Python loop over parameters (on a CPU torch loops by default; a small model's step
+    is dominated by such per-tensor ops: bench/train.py, issue 23)."""
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": profile.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=profile.lr, betas=(0.9, 0.95))
+    return torch.optim.AdamW(groups, lr=profile.lr, betas=(0.9, 0.95), foreach=foreach)
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
