@@ -189,6 +189,21 @@ def test_the_seed_is_published_in_the_report_only_once_the_campaign_has_ended(tm
     assert str(seed) in build_report(events, tmp_path / "b.html", data_dir=data).read_text()
 
 
+def test_the_report_shows_a_noncausal_at_scoring_failure(tmp_path):
+    from schemas import events as ev
+    from services.cli.report import build_report
+    from tests.report.fake_campaign import fake_campaign
+
+    events = fake_campaign(candidates=3)
+    victim = next(e for e in events if isinstance(e, ev.ProposalCreated))
+    events.append(ev.TrainingFailed(campaign_id=victim.campaign_id, experiment_id=victim.experiment_id,
+                                    producer="engineer", kind=NONCAUSAL, evidence={"cut": 7},
+                                    error="ScoringFailed: the scored forward is not causal: ..."))
+    html = build_report(events, tmp_path / "r.html").read_text()
+    problems = html[html.index("id='problems'"):]
+    assert NONCAUSAL in problems and "the scored forward is not causal" in problems
+
+
 def test_the_probe_comparison_itself():
     """RemoteModel's check on fake children (no sandbox): a causal model and one that is NaN in both children
     pass; a one-token peek fails at the cut or before it, with the evidence."""
