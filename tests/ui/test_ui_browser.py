@@ -64,3 +64,18 @@ def test_an_open_page_shows_a_new_experiment_live(browser, ui, data_dir):
         lambda d: "live_candidate" in d.find_element(By.ID, "content").text)
     assert time.monotonic() - sent < 2.0
     assert browser.execute_script("return window.sameDocument === true")   # updated in place, not reloaded
+
+
+def test_a_live_update_keeps_the_zoom_of_the_tree(browser, ui, data_dir):
+    browser.get(ui.url + "genealogy")
+    _wait_live(browser)
+    chart = browser.find_element(By.ID, "lineage-plot")
+    browser.execute_script("echarts.getInstanceByDom(arguments[0]).dispatchAction({type: 'dataZoom', dataZoomIndex: 0, "
+                           "start: 20, end: 60})", chart)
+    project(data_dir, _new_candidate("exp-live", "live_candidate"))
+    count = ("const el = document.getElementById('lineage-plot'); const c = el && echarts.getInstanceByDom(el);"
+             "return c ? c.getOption().series[1].data.length : 0")
+    WebDriverWait(browser, 5, poll_frequency=0.05).until(lambda d: d.execute_script(count) == 13)
+    zoom = browser.execute_script("return echarts.getInstanceByDom(document.getElementById('lineage-plot'))"
+                                  ".getOption().dataZoom[0]")
+    assert (round(zoom["start"]), round(zoom["end"])) == (20, 60)

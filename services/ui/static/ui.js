@@ -1,12 +1,34 @@
 /* archlab ui: follow the read model live. The server's /events stream says what the archive applied;
    the page then re-fetches its own content (?fragment=1, rendered and escaped by the server) and
-   redraws its charts. At most one fetch is in flight; changes during it trigger one more. */
+   redraws its charts, keeping where the reader zoomed. At most one fetch is in flight; changes during
+   it trigger one more, GAP_MS later (a busy campaign does not redraw a big tree many times a second). */
 (function () {
   'use strict';
   var live = document.getElementById('live');
   var ticker = document.getElementById('ticker');
   var content = document.getElementById('content');
   var busy = false, again = false;
+  var GAP_MS = 700;
+
+  function zoomOf(root) {   // chart id -> its dataZoom windows; and the old charts are disposed (no leak)
+    var kept = {};
+    Array.prototype.forEach.call(root.querySelectorAll('.chart'), function (el) {
+      var chart = echarts.getInstanceByDom(el);
+      if (!chart) { return; }
+      var zoom = chart.getOption().dataZoom;
+      if (zoom) { kept[el.id] = zoom.map(function (z) { return {start: z.start, end: z.end}; }); }
+      chart.dispose();
+    });
+    return kept;
+  }
+
+  function restoreZoom(kept) {
+    Object.keys(kept).forEach(function (id) {
+      var el = document.getElementById(id);
+      var chart = el && echarts.getInstanceByDom(el);
+      if (chart) { chart.setOption({dataZoom: kept[id]}); }
+    });
+  }
 
   function refresh() {
     if (busy) { again = true; return; }
@@ -17,12 +39,15 @@
       .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
       .then(function (html) {
         var y = window.scrollY;
+        var kept = zoomOf(content);
         content.innerHTML = html;   // server-escaped HTML; a script inside innerHTML never runs, and the CSP allows none
         window.archlabCharts.renderAll(content);
+        restoreZoom(kept);
         window.scrollTo(0, y);
+        document.body.setAttribute('data-refreshed', String(Date.now()));
       })
       .catch(function () {})
-      .then(function () { busy = false; if (again) { again = false; refresh(); } });
+      .then(function () { busy = false; if (again) { again = false; setTimeout(refresh, GAP_MS); } });
   }
 
   function note(events) {
