@@ -5,9 +5,9 @@ duplicate is still rejected), leaderboard, show, tap, replay (digests equal) and
 One data directory goes through the whole matrix in order, as a user's folder would:
     up -> campaign 1 -> (a) down + up -> (d) kill -9 milvus + restart -> (e) kill -9 broker + restart
     -> (f) kill -9 gateway + restart -> (g) kill -9 analyst and researcher + restart
-    -> (b) a second `archlab run` in the same folder -> (c) an interrupted run + `--resume`.
-The analyst's retrieval and the researcher's novelty memory are exercised by campaigns 2 and 3, which only
-complete when they answer after the restarts above.
+    -> (b) a second `archlab run` in the same folder, (c) interrupted by Ctrl-C and continued with `--resume`.
+The analyst's retrieval and the researcher's novelty memory are exercised by campaign 2, which only completes
+when they answer after the restarts above.
 """
 import asyncio
 import json
@@ -48,15 +48,21 @@ def kill9(env, name: str) -> None:
         time.sleep(0.1)
 
 
+def read_model(env):
+    from services.archive.storage import open_store
+    from services.common.settings import load_settings
+
+    return open_store(load_settings(Path(env["ARCHLAB_DATA_DIR"])), read_only=True)
+
+
 def campaign_ids(env) -> list[str]:
-    out = archlab("export", "--format", "jsonl", env=env)
-    return sorted({json.loads(line)["campaign_id"] for line in out.stdout.splitlines() if line.startswith("{")})
+    with read_model(env) as store:
+        return sorted(c["campaign_id"] for c in store.campaigns())
 
 
 def novelty_rejects_a_duplicate(env, campaign_id: str) -> None:
     """The researcher's novelty check against the stack's Milvus: an experiment's own motivation and code, under
     a new experiment id, is a duplicate."""
-    from services.archive.storage import open_store
     from services.common.embeddings import Embedder
     from services.common.settings import load_settings
     from services.common.vectors import VectorStore, close_all
@@ -64,7 +70,7 @@ def novelty_rejects_a_duplicate(env, campaign_id: str) -> None:
     from services.researcher.novelty import NoveltyChecker
 
     settings = load_settings(Path(env["ARCHLAB_DATA_DIR"]), milvus_uri=stack(env)["milvus"])
-    with open_store(settings, read_only=True) as store:
+    with read_model(env) as store:
         docs = [d for d in store.experiments(campaign_id) if d.get("code") and d.get("role") == "candidate"]
     assert docs, "the campaign has no candidate to repeat"
     embedder = Embedder.from_settings(settings)
@@ -85,10 +91,12 @@ def capabilities(env, campaign_id: str, tmp_path: Path, label: str) -> None:
     assert re.search(r"\b0\.\d{3}\b", search.stdout), f"{label}: no cognition hit:\n{search.stdout}"
     board = archlab("leaderboard", "--campaign", campaign_id, env=env)
     assert "deltanet" in board.stdout, f"{label}:\n{board.stdout}"
-    exp = next(line for line in archlab("export", "--format", "jsonl", env=env).stdout.splitlines()
-               if line.startswith("{") and json.loads(line)["campaign_id"] == campaign_id)
-    shown = archlab("show", json.loads(exp)["experiment_id"], env=env)
-    assert json.loads(exp)["experiment_id"] in shown.stdout, label
+    with read_model(env) as store:
+        exp = store.experiments(campaign_id)[0]["experiment_id"]
+    shown = archlab("show", exp, env=env)
+    assert exp in shown.stdout, label
+    export = archlab("export", "--format", "jsonl", "--out", str(tmp_path / f"export-{campaign_id}.jsonl"), env=env)
+    assert campaign_id in (tmp_path / f"export-{campaign_id}.jsonl").read_text(), f"{label}: {export.stdout}"
     tap = archlab("tap", "--from-beginning", "--campaign", campaign_id, "--type", "ScoreAssigned", env=env, timeout=120)
     assert len([line for line in tap.stdout.splitlines() if line.strip()]) >= 1, f"{label}: tap read nothing"
     replay = archlab("replay", env=env, timeout=300)
@@ -124,23 +132,21 @@ def test_every_capability_survives_every_restart(tmp_path):
             archlab("restart", service, env=env)
         capabilities(env, c1, tmp_path, "after kill -9 of milvus, broker, gateway, analyst, researcher")
 
-        second = archlab(*RUN, "2", env=env, timeout=1200)         # (b)
-        assert "campaign completed" in second.stdout, second.stdout[-3000:]
-        c2 = next(c for c in campaign_ids(env) if c != c1)
-        capabilities(env, c2, tmp_path, "after a second campaign in the same folder")
-
-        cmd = [*ARCHLAB, *RUN, "3"]                                 # (c)
-        interrupted = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # (b) + (c): a second `archlab run` in the same folder, interrupted once it trains, then `--resume`d
+        interrupted = subprocess.Popen([*ARCHLAB, *RUN, "2"], env=env, stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT, text=True)
         seen = ""
-        deadline = time.monotonic() + 600
-        while "training" not in seen and time.monotonic() < deadline:
+        deadline = time.monotonic() + 900
+        while "-> training" not in seen and time.monotonic() < deadline and interrupted.poll() is None:
             seen += interrupted.stdout.readline()
         interrupted.send_signal(signal.SIGINT)
         rest, _ = interrupted.communicate(timeout=120)
         assert interrupted.returncode == 130, seen + rest
+        assert "archlab run --resume" in rest
         resumed = archlab("run", "--resume", env=env, timeout=1200)
         assert "campaign completed" in resumed.stdout, resumed.stdout[-3000:]
-        c3 = json.loads((Path(env["ARCHLAB_DATA_DIR"]) / "campaign.json").read_text())["campaign_id"]
-        capabilities(env, c3, tmp_path, "after an interrupted run and --resume")
+        c2 = json.loads((Path(env["ARCHLAB_DATA_DIR"]) / "campaign.json").read_text())["campaign_id"]
+        assert c2 != c1 and campaign_ids(env) == sorted([c1, c2])
+        capabilities(env, c2, tmp_path, "after a second campaign in the same folder, interrupted and resumed")
     finally:
         archlab("down", env=env, ok=False)
