@@ -7,6 +7,7 @@ Safety, by construction:
   the cookie, HttpOnly and SameSite=Strict).
 - Static files come from a fixed list shipped in the package; no request names a path on disk.
 - Every page carries a Content-Security-Policy that allows only the shipped scripts.
+- Without a token, requests must name a loopback host (`Host:`), against DNS rebinding.
 
 Live updates: `/events` is a server-sent-events stream. One watcher thread polls the read model
 (`PRAGMA data_version`, then the newest applied event) twice a second while at least one stream is
@@ -163,7 +164,10 @@ class UIHandler(BaseHTTPRequestHandler):
 
     def _allowed(self) -> tuple[bool, bool]:
         if not self.server.token:
-            return True, False
+            # no token: loopback only, and only under a loopback name, so that a web page whose name is
+            # re-bound to 127.0.0.1 (DNS rebinding) cannot read the lab through the reader's browser
+            host = urlsplit("//" + self.headers.get("Host", "")).hostname or ""
+            return host in LOOPBACK, False
         given, from_query = self._token_given()
         ok = given is not None and hmac.compare_digest(given.encode(), self.server.token.encode())
         return ok, ok and from_query

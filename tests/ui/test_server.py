@@ -234,3 +234,10 @@ def test_the_confirmed_filter_follows_the_verification_runs(data_dir):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_without_a_token_only_loopback_names_are_served(ui):
+    """DNS rebinding: a page of evil.example re-bound to 127.0.0.1 sends Host: evil.example."""
+    assert get(ui.url + "leaderboard", {"Host": "evil.example"})[0] == 401
+    assert get(ui.url + "events", {"Host": f"evil.example:{ui.server_address[1]}"})[0] == 401
+    assert get(ui.url + "leaderboard", {"Host": f"localhost:{ui.server_address[1]}"})[0] == 200
