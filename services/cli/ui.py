@@ -36,12 +36,13 @@ def register(app) -> None:
         from services.ui.server import LOOPBACK
 
         settings = load_settings(data_dir)
-        if host not in LOOPBACK and not token:
+        generated = host not in LOOPBACK and not token
+        if generated:
             token = secrets.token_urlsafe(24)
-            typer.echo(f"token (shown once): {token}")
 
-        def ready(server) -> None:
+        def ready(server) -> None:   # the only place the token is printed
             suffix = f"?token={token}" if token else ""
-            typer.echo(f"archlab ui: {server.url}{suffix}  (read-only, {settings.data_dir}; Ctrl-C stops)")
+            note = "; the token was generated for this run" if generated else ""
+            typer.echo(f"archlab ui: {server.url}{suffix}  (read-only, {settings.data_dir}{note}; Ctrl-C stops)")
 
         run(Path(settings.data_dir), host, port, token, on_ready=ready)
