@@ -90,12 +90,16 @@ def static_check(code: str) -> CheckOutcome:
 
 
 
-def profile_dims(profile: str) -> dict[str, Any]:
-    """The model shape the checks build the layer at: the profile's."""
+def profile_dims(profile: str, ceiling: dict[str, int] | None = None) -> dict[str, Any]:
+    """The model shape the checks build the layer at: the profile's. `ceiling` ({"max_params", "baseline_params"},
+    the campaign's size-matched limit from ParentSampled) lowers the profile's max_params when it is tighter."""
     from lab.training.profiles import get_profile
     p = get_profile(profile)
-    return {"hidden_size": p.hidden_size, "num_heads": p.num_heads, "num_layers": p.num_layers,
+    dims = {"hidden_size": p.hidden_size, "num_heads": p.num_heads, "num_layers": p.num_layers,
             "vocab_size": p.vocab_size, "layer_kwargs": dict(p.layer_kwargs), "max_params": p.max_params}
+    if ceiling and ceiling.get("max_params") and ceiling["max_params"] < p.max_params:
+        dims["max_params"], dims["ceiling"] = int(ceiling["max_params"]), dict(ceiling)
+    return dims
 
 
 class SanityChecker:
@@ -109,11 +113,12 @@ class SanityChecker:
     def static(self, code: str) -> CheckOutcome:
         return static_check(code)
 
-    def check(self, code: str, profile: str = "cpu-tiny") -> CheckOutcome:
-        """Static, then dynamic checks of one program."""
-        return self.check_many([code], profile)[0]
+    def check(self, code: str, profile: str = "cpu-tiny", ceiling: dict[str, int] | None = None) -> CheckOutcome:
+        """Static, then dynamic checks of one program (`ceiling`: see profile_dims)."""
+        return self.check_many([code], profile, ceiling)[0]
 
-    def check_many(self, codes: list[str], profile: str = "cpu-tiny") -> list[CheckOutcome]:
+    def check_many(self, codes: list[str], profile: str = "cpu-tiny",
+                   ceiling: dict[str, int] | None = None) -> list[CheckOutcome]:
         """Every program through the static checks, then the survivors through ONE sandbox child."""
         outcomes: list[CheckOutcome | None] = []
         pending = []
@@ -127,7 +132,7 @@ class SanityChecker:
         with tempfile.TemporaryDirectory(prefix="archlab-checks-", dir=self.scratch_root) as tmp:
             scratch = Path(tmp)
             spec = scratch / "spec.json"
-            spec.write_text(json.dumps({"programs": pending, "dims": profile_dims(profile),
+            spec.write_text(json.dumps({"programs": pending, "dims": profile_dims(profile, ceiling),
                                         "lengths": list(self.lengths), "repeats": self.repeats}))
             wall = self.wall_s * max(1, len(pending)) ** 0.5 if len(pending) > 1 else self.wall_s
             # torch._dynamo is imported by the checks' dispatch mode: import it (trusted) before the hook is armed
@@ -157,7 +162,7 @@ class SanityChecker:
             else:
                 rerun.append(p)
         if rerun:  # programs that shared a child with the culprit get a child of their own
-            for p, o in zip(rerun, self.check_many([p["code"] for p in rerun], profile)):
+            for p, o in zip(rerun, self.check_many([p["code"] for p in rerun], profile, ceiling)):
                 outcomes[int(p["id"])] = o
         return outcomes
 

@@ -5,7 +5,9 @@
 SPEC holds {"programs": [{"id", "code"}], "dims": {...}, "lengths": [L, 4L]}. One child checks many
 programs (a torch import costs 1-2 s). For each program, in order, the first failure ends its checks:
   build         the class loads, builds at the profile's size, runs forward + backward, keeps the contract
-  param_budget  a full model of the profile with this layer stays within the profile's max_params
+  param_budget  a full model of the profile with this layer stays within the profile's max_params and the
+                campaign's ceiling relative to its baseline (dims["ceiling"], issue 24); its forward FLOPs per
+                token are counted (evidence "flops_per_token")
   shape         right output shape and finite values for several batch sizes and lengths (one length not
                 divisible by any chunk size), and no sample's output depends on another sample of the batch
   causality     perturbing the tokens after t leaves every output up to t unchanged (several t)
@@ -115,12 +117,34 @@ def _build(layer_cls, dims: dict):
     return layer, x
 
 
-def _count_params(layer_cls, dims) -> tuple[int, int]:
+def _count_params(layer_cls, dims) -> tuple[int, int, CausalLM]:
     layer = layer_cls(hidden_size=dims["hidden_size"], num_heads=dims["num_heads"], layer_idx=0, **dims["layer_kwargs"])
     layer_params = sum(p.numel() for p in layer.parameters())
     model = CausalLM(layer_cls, dims["vocab_size"], dims["hidden_size"], dims["num_layers"], dims["num_heads"],
                      dims["layer_kwargs"])
-    return sum(p.numel() for p in model.parameters()), layer_params
+    return sum(p.numel() for p in model.parameters()), layer_params, model
+
+
+def _flops_per_token(model: CausalLM, vocab_size: int, length: int) -> float:
+    """Forward FLOPs per token of the whole model (products counted by TensorMeter: projections, the mixer's
+    kernels, MLPs, the LM head), at `length` tokens: the compute a candidate spends, beside its parameters."""
+    meter = TensorMeter()
+    with torch.no_grad(), autocast_context(_MODE["autocast"], "cpu"), meter:
+        model(torch.randint(0, vocab_size, (1, length)))
+    return meter.flops / length
+
+
+def _too_big(total: int, per_layer: int, dims: dict) -> str:
+    """The refusal of a model above the ceiling: the campaign's (relative to its baseline) or the profile's."""
+    ceiling = dims.get("ceiling") or {}
+    if ceiling.get("max_params") == dims["max_params"]:
+        base = ceiling.get("baseline_params") or 0
+        return (f"the model has {total:,} parameters ({per_layer:,} per layer) but this campaign allows at most "
+                f"{dims['max_params']:,}: {dims['max_params'] / base - 1:+.0%} of its baseline's {base:,} "
+                f"(size-matched search; this program is {total / base - 1:+.0%}). Keep the parent's size: shrink "
+                "projections or expansions, or pay for a new part by removing another")
+    return (f"the model has {total:,} parameters ({per_layer:,} per layer) but the profile allows "
+            f"{dims['max_params']:,}: shrink projections or expansions")
 
 
 def check_program(code: str, dims: dict, lengths: tuple[int, int], repeats: int = 3) -> dict:
@@ -157,12 +181,12 @@ def check_program(code: str, dims: dict, lengths: tuple[int, int], repeats: int 
 
         # --- param_budget
         t = time.perf_counter()
-        total, per_layer = _count_params(layer_cls, dims)
+        total, per_layer, model = _count_params(layer_cls, dims)
         evidence["params"], evidence["layer_params"] = total, per_layer
         if total > dims["max_params"]:
-            raise CheckFailed("param_budget", f"the model has {total:,} parameters ({per_layer:,} per layer) but the "
-                              f"profile allows {dims['max_params']:,}: shrink projections or expansions",
-                              params=total, max_params=dims["max_params"])
+            raise CheckFailed("param_budget", _too_big(total, per_layer, dims), params=total,
+                              max_params=dims["max_params"],
+                              baseline_params=(dims.get("ceiling") or {}).get("baseline_params"))
         timings["param_budget"] = time.perf_counter() - t
 
         # --- shape (and batch independence)
@@ -266,6 +290,11 @@ def check_program(code: str, dims: dict, lengths: tuple[int, int], repeats: int 
                               "matrices by a recurrent state or chunkwise computation (chunk 64): only "
                               "chunk x chunk blocks may be materialised", exponents=exps)
         timings["complexity"] = time.perf_counter() - t
+
+        # --- size: forward FLOPs per token of the whole model (a layer that passed every check runs in it)
+        t = time.perf_counter()
+        evidence["flops_per_token"] = round(_flops_per_token(model, dims["vocab_size"], lengths[0]))
+        timings["flops"] = time.perf_counter() - t
     except CheckFailed as e:
         return {"ok": False, "reason": e.reason, "feedback": e.feedback, "evidence": {**evidence, **e.evidence},
                 "timings": timings}

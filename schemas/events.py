@@ -181,6 +181,10 @@ class ParentSampled(Event):
     proposer: Literal["offline", "llm"] = "offline"
     max_attempts: int = 10
     max_revisions: int = 3
+    # size-matched search (issue 24): the largest model a proposal may have, (1 + the campaign's max_params_ratio)
+    # x the reference baseline's measured parameters (`baseline_params`); None: only the profile's max_params
+    max_params: int | None = None
+    baseline_params: int | None = None
 
 
 class ExperimentPromoted(Event):
@@ -205,6 +209,25 @@ class ExperimentPromoted(Event):
     why: str = ""
     exploration: str = ""              # why exploration ended (e.g. "budget spent")
     explored: int = 0                  # experiments of the exploration stage, baselines included
+
+
+class ReplicationAssessed(Event):
+    """The archive's verdict on a candidate re-trained on held-out seeds (issue 24; services/archive/replication.py).
+
+    A candidate significant after its first run is trained again, unchanged, at the same profile on
+    `config["replicate"]` seeds never used for selection (`replicates`, `seeds`); once they have ended, this records
+    the replicated fitness (the mean over the held-out seeds' scores) and the verdict of Welch's test of their
+    metrics against the baseline's run and seed noise (lab/judging/significance.py): "confirmed" when a metric is
+    significantly better and none significantly worse. `experiment_id` is the candidate.
+    """
+    replicates: list[str]
+    seeds: list[int] = Field(default_factory=list)
+    fitness: float | None = None                 # the first run's, which it was selected on
+    replicate_fitness: list[float | None] = Field(default_factory=list)
+    replicated_fitness: float | None = None      # mean over the held-out seeds that were scored
+    verdict: Literal["confirmed", "not replicated"]
+    tests: dict[str, Any] = Field(default_factory=dict)   # per metric: improvement, t, df, p, runs, better, worse
+    reason: str = ""
 
 
 class ExperimentImported(Event):
@@ -423,7 +446,8 @@ class CognitionIngested(Event):
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
-        CampaignStarted, CampaignCompleted, ParentSampled, ExperimentPromoted, ExperimentImported, ExperimentAbandoned,
+        CampaignStarted, CampaignCompleted, ParentSampled, ExperimentPromoted, ReplicationAssessed, ExperimentImported,
+        ExperimentAbandoned,
         ProposalCreated, ProposalRejected, TrainingStarted, TrainingProgress, TrainingFailed, TrainingStopped,
         ResultsReady, ScoreAssigned, InsightsStored, CognitionIngested,
     )

@@ -41,6 +41,7 @@ CONSUMERS: dict[str, tuple[str, ...]] = {
     "CognitionIngested": ("cognition", "archive"),
     "ExperimentAbandoned": ("archive",),
     "ExperimentPromoted": ("archive",),
+    "ReplicationAssessed": ("archive",),
     "ExperimentImported": ("archive",),
     "CampaignCompleted": ("archive",),
 }

@@ -20,8 +20,9 @@ GLOBAL_CAMPAIGN = "global"   # CognitionIngested: no campaign to schedule
 # Only these facts can open a slot or end a phase (see scheduler.py); the rest just update the model.
 # ResultsReady and ScoreAssigned too: an experiment ends with its insights *and* the result and score they follow,
 # which may be read after the insights (topics are not ordered with each other; lab/lifecycle.py `ended`).
+# ReplicationAssessed: the scheduler decides a verdict alone and decides what follows when it reads it back.
 SCHEDULING_TRIGGERS = (ev.CampaignStarted, ev.InsightsStored, ev.ExperimentAbandoned, ev.ExperimentImported,
-                       ev.ResultsReady, ev.ScoreAssigned, ev.TrainingStopped)
+                       ev.ResultsReady, ev.ScoreAssigned, ev.TrainingStopped, ev.ReplicationAssessed)
 
 
 def pending_events(store: Store) -> list[ev.Event]:

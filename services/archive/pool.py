@@ -11,6 +11,7 @@ baselines and the roots only; if there are none (every baseline failed, no roots
 """
 from __future__ import annotations
 
+from services.archive import replication
 from services.archive.policies import POLICIES, Draw, Member, rng_for
 from services.archive.projection import campaign_scheme
 from services.archive.storage.base import Record, Store
@@ -20,7 +21,8 @@ POOL_SIZE = 50
 
 def elite_pool(store: Store, campaign_id: str, size: int = POOL_SIZE, *, with_children: bool = False) -> list[Member]:
     scheme = campaign_scheme(store, campaign_id)
-    ranked: list[tuple[str, float | None]] = list(store.top_by_fitness(campaign_id, scheme, size))
+    # twice `size`: replication runs are scored too but never members (below)
+    ranked: list[tuple[str, float | None]] = list(store.top_by_fitness(campaign_id, scheme, 2 * size))
     seen = {exp_id for exp_id, _ in ranked}
     camp = store.get_campaign(campaign_id) or {}
     roots = [store.get_experiment(r) for r in ((camp.get("params") or {}).get("roots") or []) if r not in seen]
@@ -32,6 +34,13 @@ def elite_pool(store: Store, campaign_id: str, size: int = POOL_SIZE, *, with_ch
     # the verification stage (two-stage promotion) is measured at another profile: never a parent. It is scored
     # only once exploration has ended, so it never took an explored experiment's place among the top `size`.
     docs = [(exp_id, fitness, doc) for exp_id, fitness, doc in docs if (doc.get("stage") or "explore") != "verify"]
+    # replication (issue 24): its runs are measurements of their candidate, never members; a candidate re-trained on
+    # held-out seeds is ranked by its replicated fitness, not by the first run it was selected on
+    docs = [m for m in docs if not replication.is_replicate(m[2])]
+    scored = [(exp_id, replication.selection_fitness(doc, fitness), doc) for exp_id, fitness, doc in docs
+              if fitness is not None]
+    scored.sort(key=lambda m: (-m[1], m[0]))
+    docs = scored + [m for m in docs if m[1] is None]
     for rank, (exp_id, fitness, doc) in enumerate(docs[:size], start=1):
         children = len(store.children(exp_id)) if with_children else 0
         members.append(Member(exp_id, rank, fitness, children, doc))

@@ -74,7 +74,7 @@ def new_experiment(experiment_id: str) -> Record:
     return {
         "experiment_id": experiment_id, "campaign_id": None, "name": None, "parent_id": None,
         "reference_ids": [], "role": None, "status": None, "zoo": None, "stage": None, "verifies": None,
-        "promotion": None,
+        "promotion": None, "size": None, "replication": None,
         "code": None, "motivation": None, "design": None, "origin": None, "code_hash": None,
         "sampling": None, "imported": None, "training": None, "progress": None, "failure": None,
         "results": None, "fitness": None, "score": None, "scores": {}, "insights": None, "abandoned": None,
@@ -182,6 +182,13 @@ def on_experiment_promoted(store: Store, e: ev.ExperimentPromoted) -> None:
     _save(store, doc)
 
 
+def on_replication_assessed(store: Store, e: ev.ReplicationAssessed) -> None:
+    """A candidate's verdict on held-out seeds (services/archive/replication.py), kept on the candidate."""
+    doc = _experiment(store, e, campaign_prio=3)
+    _set(doc, "replication", _body(e) | {"event_id": e.event_id, "at": ts(e)}, _version(e, 3))
+    _save(store, doc)
+
+
 def on_experiment_imported(store: Store, e: ev.ExperimentImported) -> None:
     doc = _experiment(store, e, campaign_prio=3)
     v = _version(e, 3)
@@ -211,6 +218,9 @@ def on_proposal_created(store: Store, e: ev.ProposalCreated) -> None:
                          ("origin", e.origin), ("code_hash", e.code_hash)):
         _set(doc, field, value, v)
     _set(doc, "role", e.role, _version(e, 2))
+    evidence = (e.checks or {}).get("evidence") or {}   # the checks' count of the program (size-matched search)
+    if "params" in evidence:
+        _set(doc, "size", {k: evidence.get(k) for k in ("params", "layer_params", "flops_per_token")}, v)
     if e.parent_id is not None:
         _set(doc, "parent_id", e.parent_id, _version(e, 2))
         _set(doc, "reference_ids", list(e.reference_ids), _version(e, 2))
@@ -305,6 +315,7 @@ APPLY: dict[str, Callable[[Store, Any], None]] = {
     "CampaignCompleted": on_campaign_completed,
     "ParentSampled": on_parent_sampled,
     "ExperimentPromoted": on_experiment_promoted,
+    "ReplicationAssessed": on_replication_assessed,
     "ExperimentImported": on_experiment_imported,
     "ExperimentAbandoned": on_experiment_abandoned,
     "ProposalCreated": on_proposal_created,

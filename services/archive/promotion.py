@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from services.archive import replication
 from services.archive.storage.base import Record, Store
 
 
@@ -58,6 +59,9 @@ def stage(doc: Record | None) -> str:
 
 def promotion_candidates(store: Store, campaign_id: str, k: int, *,
                          require_significant: bool = True) -> list[Promotion]:
+    # a campaign that replicates (issue 24, replication.py) promotes confirmed results: a candidate counts once its
+    # held-out seeds confirm it, and is ranked by its replicated fitness
+    replicated = replication.replicates((store.get_campaign(campaign_id) or {}).get("params")) > 0
     eligible = []
     scored = 0
     for doc in store.experiments(campaign_id):
@@ -65,12 +69,15 @@ def promotion_candidates(store: Store, campaign_id: str, k: int, *,
         if doc.get("role") != "candidate" or stage(doc) != "explore" or doc.get("fitness") is None:
             continue
         scored += 1
-        if require_significant and score.get("significant") is not True:
+        verdict = (doc.get("replication") or {}).get("verdict")
+        if require_significant and (verdict != "confirmed" if replicated else score.get("significant") is not True):
             continue
-        eligible.append((float(doc["fitness"]), doc["experiment_id"], score.get("significant")))
+        eligible.append((float(replication.selection_fitness(doc, doc["fitness"])), doc["experiment_id"],
+                         score.get("significant")))
     eligible.sort(key=lambda fe: (-fe[0], fe[1]))
     n = len(eligible)
-    pool = (f"candidates significant over seed noise (of {scored} scored)" if require_significant
+    pool = ((f"candidates confirmed on held-out seeds (of {scored} scored)" if replicated else
+             f"candidates significant over seed noise (of {scored} scored)") if require_significant
             else "scored candidates (significance over seed noise not required)")
     out = []
     for r, (f, e, sig) in enumerate(eligible[:max(0, k)], start=1):

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from services.archive.promotion import stage, two_stage, verify_id
+from services.archive.replication import is_replicate
+from services.archive.sizing import measured_size, reference_baseline, size_row
 from services.archive.storage.base import Record, Store
 
 __all__ = ["leaderboard", "show", "ancestry", "descendants", "export", "export_rows", "two_stage"]
@@ -18,15 +20,20 @@ def _public(doc: Record) -> Record:
 
 
 def leaderboard(store: Store, campaign_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    """Experiments of the exploration stage with a fitness (under their campaign's scheme), best first. A promoted
+    """Experiments of the exploration stage with a fitness (under their campaign's scheme), best first, replication
+    runs left out (a candidate shows its verdict and replicated fitness; sizes beside the baseline's). A promoted
     one carries its verification run (`verify_*`: id, status, fitness at the verification profile); the
     verification stage as a whole, with the stages' rank agreement, is `two_stage`."""
     every = store.experiments(campaign_id)
     verified = {d["verifies"]: d for d in every if d.get("promotion") and d.get("verifies")}
-    docs = [d for d in every if d.get("fitness") is not None and stage(d) != "verify"]
+    docs = [d for d in every if d.get("fitness") is not None and stage(d) != "verify" and not is_replicate(d)]
     docs.sort(key=lambda d: (-d["fitness"], d["experiment_id"]))
     rows = []
+    baselines: dict[str, Record | None] = {}   # per campaign: sizes are shown as ratios to its baseline's
     for rank, d in enumerate(docs[:limit], start=1):
+        cid = d.get("campaign_id") or ""
+        if cid not in baselines:
+            baselines[cid] = reference_baseline(store, cid)
         score, results = d.get("score") or {}, d.get("results") or {}
         parent = store.get_experiment(d["parent_id"]) if d.get("parent_id") else None
         v = verified.get(d["experiment_id"]) or {}
@@ -39,8 +46,15 @@ def leaderboard(store: Store, campaign_id: str | None = None, limit: int = 50) -
             "parent_name": (parent or {}).get("name") or d.get("zoo"),
             "significant": score.get("significant"), "verify_experiment_id": v.get("experiment_id"),
             "verify_status": v.get("status"), "verify_fitness": v.get("fitness"),
+            **size_row(d, baselines[cid]), **_replication(d),
         })
     return rows
+
+
+def _replication(doc: Record) -> dict[str, Any]:
+    """A candidate's replication on held-out seeds (ReplicationAssessed): verdict and replicated fitness."""
+    r = doc.get("replication") or {}
+    return {"replication": r.get("verdict"), "replicated_fitness": r.get("replicated_fitness")}
 
 
 def show(store: Store, experiment_id: str) -> dict[str, Any] | None:
@@ -51,7 +65,15 @@ def show(store: Store, experiment_id: str) -> dict[str, Any] | None:
     return {"experiment": _public(doc), "attempts": store.attempts(experiment_id),
             "scores": store.scores(experiment_id),
             "children": [c["experiment_id"] for c in store.children(experiment_id)],
-            "stages": _stages(store, doc)}
+            "stages": _stages(store, doc), "size": _size(store, doc)}
+
+
+def _size(store: Store, doc: Record) -> dict[str, Any]:
+    """Parameters and forward FLOPs per token, and their ratio to the campaign's baseline (named)."""
+    base = reference_baseline(store, doc.get("campaign_id") or "")
+    base_size = measured_size(base)
+    return {**size_row(doc, base), "baseline_experiment_id": (base or {}).get("experiment_id"),
+            "baseline_params": base_size["params"], "baseline_flops_per_token": base_size["flops_per_token"]}
 
 
 def _brief(doc: Record | None) -> dict[str, Any] | None:
@@ -107,13 +129,15 @@ def descendants(store: Store, experiment_id: str, depth: int = 3) -> list[dict[s
 
 CSV_COLUMNS = ("experiment_id", "campaign_id", "name", "role", "status", "parent_id", "fitness", "loss_score",
                "benchmark_score", "qualitative", "final_loss", "benchmark", "attempts", "rejections", "failures",
-               "created_at", "updated_at", "abandon_reason")
+               "created_at", "updated_at", "abandon_reason", "params", "flops_per_token", "params_ratio", "flops_ratio",
+               "replication", "replicated_fitness")
 
 
 def export_rows(store: Store, campaign_id: str | None = None) -> Iterator[dict[str, Any]]:
     for d in store.experiments(campaign_id):
         attempts = store.attempts(d["experiment_id"])
-        yield {"experiment": _public(d), "attempts": attempts, "scores": store.scores(d["experiment_id"])}
+        yield {"experiment": _public(d), "attempts": attempts, "scores": store.scores(d["experiment_id"]),
+               "size": _size(store, d)}
 
 
 def export(store: Store, out: Path, fmt: str = "jsonl", campaign_id: str | None = None) -> int:
@@ -143,6 +167,8 @@ def export(store: Store, out: Path, fmt: str = "jsonl", campaign_id: str | None 
                     "failures": sum(a["kind"] == "failure" for a in attempts),
                     "created_at": d.get("created_at"), "updated_at": d.get("updated_at"),
                     "abandon_reason": (d.get("abandoned") or {}).get("reason"),
+                    **{k: row["size"][k] for k in ("params", "flops_per_token", "params_ratio", "flops_ratio")},
+                    **_replication(d),
                 })
                 n += 1
         else:

@@ -7,7 +7,9 @@ The campaign runs in two phases (three with two-stage promotion):
    one ends, sample the next, until `budget` candidates have been sampled; when all have ended,
    CampaignCompleted. A campaign with spending limits (`config["budget"]`, services/archive/budget.py)
    samples no candidate whose estimated cost, on top of what is spent and in flight, would pass a limit;
-   once nothing is in flight it completes with the limit as its reason.
+   once nothing is in flight it completes with the limit as its reason. With `config["replicate"]` (issue 24,
+   services/archive/replication.py), a candidate significant after its first run is re-trained on held-out seeds
+   (ParentSampled(mode="verify") at the same profile, slots before new candidates) and judged (ReplicationAssessed).
 3. Verification (two-stage promotion, only with `config["promotion"]`: `archlab run --verify-profile P
    --promote-top K`), once exploration has ended: `promote` publishes one ExperimentPromoted per
    chosen candidate (services/archive/promotion.py: the top K by fitness among the candidates significant
@@ -34,7 +36,7 @@ from typing import Callable
 from lab.lifecycle import Lifecycle
 from schemas import events as ev
 from services.archive import budget as spending
-from services.archive import promotion
+from services.archive import promotion, replication, sizing
 from services.archive.pool import sample_parent
 from services.archive.storage.base import Record, Store
 
@@ -78,10 +80,11 @@ def snapshot(store: Store, doc: Record) -> ev.ProgramSnapshot:
 def _sampled(campaign: Record, experiment_id: str, **fields) -> ev.ParentSampled:
     p = campaign["params"]
     fields.setdefault("profile", p.get("profile", "cpu-tiny"))
+    fields.setdefault("seed", int(p.get("seed", 0)))   # a replication run has its own held-out seed
     return ev.ParentSampled(
         event_id=ev.derived_id(campaign["campaign_id"], "ParentSampled", experiment_id),
         campaign_id=campaign["campaign_id"], experiment_id=experiment_id, causation_id=p["event_id"],
-        producer=PRODUCER, seed=int(p.get("seed", 0)),
+        producer=PRODUCER,
         proposer=p.get("proposer", "offline"), max_attempts=int(p.get("max_attempts", 10)),
         max_revisions=int(p.get("max_revisions", 3)), **fields)
 
@@ -133,7 +136,23 @@ def schedule(store: Store, campaign_id: str, *, zoo_source: Callable[[str], str]
     limits = spending.limits(p)     # --max-llm-cost / --max-device-hours: no new work past them (budget.py)
     spent = spending.spend(store, campaign, ended) if limits else None
     over = None
-    while sampled < budget and in_flight < concurrency:
+    # replication (replication.py): verdicts first, alone (the pool and promotion read them; their echo from the log
+    # wakes the scheduler again), then the held-out runs of significant candidates, in slots before new candidates
+    rep = replication.plan(store, campaign)
+    if rep.verdicts:
+        return rep.verdicts
+    in_flight += rep.in_flight
+    for want in rep.wanted:
+        over = spent.would_exceed(extra=len(out) + 1) if spent else None
+        if over or in_flight >= concurrency:
+            break
+        out.append(_sampled(campaign, want.experiment_id, mode="verify", parent=snapshot(store, want.source),
+                            seed=want.seed, policy=p.get("policy", "topk-uniform"),
+                            draw={"phase": "replicate", "source": want.source["experiment_id"], "replicate": want.k,
+                                  "of": replication.replicates(p), "seed": want.seed}))
+        in_flight += 1
+    ceiling = sizing.ceiling(store, campaign)   # size-matched search: the largest model a proposal may have
+    while sampled < budget and in_flight < concurrency and not over:
         over = spent.would_exceed(extra=len(out) + 1) if spent else None
         if over:
             break
@@ -147,7 +166,7 @@ def schedule(store: Store, campaign_id: str, *, zoo_source: Callable[[str], str]
         out.append(_sampled(campaign, candidate_id(campaign_id, sampled), mode="explore",
                             parent=snapshot(store, draw.parent.doc),
                             references=[snapshot(store, m.doc) for m in draw.references],
-                            policy=draw.info["policy"], draw=draw.info))
+                            policy=draw.info["policy"], draw=draw.info, **ceiling))
         sampled += 1
         in_flight += 1
     if over and not out and in_flight == 0:
@@ -204,7 +223,9 @@ def promote(store: Store, campaign: Record, settings: dict, experiments: int, re
     profile, k = settings["verify_profile"], settings["top_k"]
     picks = promotion.promotion_candidates(store, cid, k, require_significant=settings["require_significant"])
     if not picks:
-        why = "no candidate significant over seed noise" if settings["require_significant"] else "no scored candidate"
+        why = ("no scored candidate" if not settings["require_significant"] else
+               "no candidate confirmed on held-out seeds" if replication.replicates(p) else
+               "no candidate significant over seed noise")
         return [_completed(campaign, experiments, f"{reason}; nothing promoted to {profile}: {why}")]
     if spending.limits(p):   # the second stage is new work too: promote only what fits (the baseline + the runs)
         spent, over = spending.spend(store, campaign, ended, profile=profile), None

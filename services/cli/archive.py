@@ -37,6 +37,13 @@ def _num(x, digits: int = 4) -> str:
     return "—" if x is None else f"{x:.{digits}f}"
 
 
+def _size(count, ratio) -> str:
+    """A size beside the baseline's: "129,254 (1.10x)"."""
+    if count is None:
+        return "—"
+    return f"{count:,.0f}" + ("" if ratio is None else f" ({ratio:.2f}x)")
+
+
 def leaderboard(campaign: Optional[str] = typer.Option(None, help="only this campaign (default: all)"),
                 limit: int = typer.Option(50, help="rows"), data_dir: Optional[Path] = DataDir):
     """Experiments ranked by fitness, with its components, loss, benchmark and parent."""
@@ -54,14 +61,17 @@ def print_leaderboard(store, campaign: Optional[str] = None, limit: int = 50) ->
                         + (" (exploration stage)" if promoted else ""))
     for col, justify in (("rank", "right"), ("experiment", "left"), ("name", "left"), ("fitness", "right"),
                          ("loss score", "right"), ("bench score", "right"), ("qualitative", "right"),
-                         ("loss", "right"), ("benchmark", "right"), ("parent", "left")):
+                         ("loss", "right"), ("benchmark", "right"), ("params (x base)", "right"),
+                         ("FLOPs/token (x base)", "right"), ("replication", "left"), ("parent", "left")):
         table.add_column(col, justify=justify)
     if promoted:
         table.add_column("verify fitness", justify="right")
     for r in rows:
         cells = [str(r["rank"]), escape(r["experiment_id"]), escape(r["name"] or ""), _num(r["fitness"]),
                  _num(r["loss_score"]), _num(r["benchmark_score"]), _num(r["qualitative"]),
-                 _num(r["final_loss"]), _num(r["benchmark"]), escape(r["parent_name"] or r["parent_id"] or "")]
+                 _num(r["final_loss"]), _num(r["benchmark"]), _size(r["params"], r["params_ratio"]),
+                 _size(r["flops_per_token"], r["flops_ratio"]), _replication(r),
+                 escape(r["parent_name"] or r["parent_id"] or "")]
         if promoted:
             cells.append("" if not r["verify_experiment_id"] else
                          _num(r["verify_fitness"]) if r["verify_fitness"] is not None else r["verify_status"] or "")
@@ -70,6 +80,13 @@ def print_leaderboard(store, campaign: Optional[str] = None, limit: int = 50) ->
     campaigns = [campaign] if campaign else sorted(c["campaign_id"] for c in store.campaigns())
     for cid in campaigns:
         print_two_stage(store, cid)
+
+
+def _replication(r: dict) -> str:
+    """The verdict on held-out seeds and the replicated fitness, or nothing for a candidate never replicated."""
+    if not r.get("replication"):
+        return ""
+    return f"{r['replication']} ({_num(r['replicated_fitness'])})"
 
 
 def print_two_stage(store, campaign: str) -> None:
@@ -134,6 +151,16 @@ def show(experiment: str = typer.Argument(..., help="experiment id"),
                   f"{_num(score.get('benchmark_score'))}, qualitative {_num(score.get('qualitative'))}, "
                   f"scheme {score.get('scheme') or '—'})  final loss {_num(results.get('final_loss'))}  "
                   f"benchmark {_num(results.get('benchmark'))}")
+    size = rec.get("size") or {}
+    console.print(f"params {_size(size.get('params'), size.get('params_ratio'))}  forward FLOPs/token "
+                  f"{_size(size.get('flops_per_token'), size.get('flops_ratio'))}  (x the baseline "
+                  f"{escape(size.get('baseline_experiment_id') or '—')}: {_size(size.get('baseline_params'), None)} "
+                  f"params, {_size(size.get('baseline_flops_per_token'), None)} FLOPs/token)")
+    replication = d.get("replication")
+    if replication:
+        console.print(f"[bold]replication[/] {replication.get('verdict')}: fitness {_num(replication.get('fitness'))} "
+                      f"on the first seed, {_num(replication.get('replicated_fitness'))} on held-out seeds "
+                      f"{replication.get('seeds')}; {escape(replication.get('reason') or '')}")
     if d.get("motivation"):
         console.print(f"[bold]motivation[/] {escape(d['motivation'])}")
     if d.get("abandoned"):

@@ -31,6 +31,7 @@ from services.common.log_reader import read_log
 from services.common.bus import publish_once
 from services.common.settings import Settings, load_settings
 from lab.judging.fitness import campaign_seed_noise
+from lab.judging.size import DEFAULT_MAX_PARAMS_RATIO
 
 console = make_console()
 STALL_MARGIN_S = 300.0   # checks, sandbox start-up, judge and analyst between two events of a campaign
@@ -233,6 +234,13 @@ def register(app: typer.Typer) -> None:
             promote_any: bool = typer.Option(
                 False, "--promote-any", help="with --verify-profile: promote the top by fitness even when their "
                                              "score is not significant over seed noise"),
+            max_params_ratio: float = typer.Option(
+                DEFAULT_MAX_PARAMS_RATIO, "--max-params-ratio", min=0,
+                help="size-matched search: a candidate may have at most this fraction more parameters than the "
+                     "baseline (issue 24)"),
+            replicate: int = typer.Option(
+                2, "--replicate", min=0, help="re-train a candidate significant after its first run on this many "
+                                              "held-out seeds before it counts as a winner (0: never)"),
             data_dir: Optional[Path] = typer.Option(None, "--data-dir")):
         """Run a discovery campaign end to end on the embedded stack (offline unless an LLM is configured).
 
@@ -293,7 +301,8 @@ def register(app: typer.Typer) -> None:
                     profile=profile, budget=budget, concurrency=concurrency, seed=seed, policy=policy,
                     cold_start=cold_start, baselines=baselines,
                     proposer="llm" if settings.llm_configured else "offline",
-                    config=_budget_config(max_llm_cost, max_device_hours) | promotion,
+                    config=_budget_config(max_llm_cost, max_device_hours) | promotion
+                    | {"max_params_ratio": max_params_ratio, "replicate": replicate},
                     seed_noise=campaign_seed_noise(profile, settings.judge_seed_noise))
                 asyncio.run(publish_once(settings, started))
                 campaign_profile = profile

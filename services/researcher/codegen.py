@@ -280,6 +280,42 @@ def render(design: dict[str, Any], name: str, motivation: str = "") -> str:
     return src
 
 
+def layer_params(design: dict[str, Any], hidden_size: int, num_heads: int, conv_size: int = 4) -> int:
+    """The parameters of one rendered layer, counted from the design as `_init` builds it (no code runs: the
+    offline proposer sizes its children against the campaign's ceiling with it; tests/researcher compare it with
+    the built layers). `conv_size`: the profile's kernel, used when the design keeps it."""
+    d = canonical(design)
+    D, H = hidden_size, num_heads
+    Dv = (D // H) * d["expand_v"] * H
+    n = 2 * D * D + D * Dv + Dv * D                      # q, k, v, o projections
+    if d["memory"] in DELTA_MEMORIES:
+        n += H if d["beta"] == "const" else D * H + H
+    n += {"mamba_dt": D * H + 2 * H, "logsigmoid": D * H + H}.get(d["decay"], 0)
+    if d["memory"] == "gla":
+        n += D * 16 + 16 * D + D
+    if d["short_conv"]:
+        n += (D + D + Dv) * (d["conv_size"] or conv_size)
+    if d["fir"]:
+        paths = len(d["fir"]) + 1
+        n += Dv * sum(d["fir"]) + D * H * paths + H * paths
+    if d["output_gate"] in ("sigmoid", "swish") or d["output_norm"] == "gated_rmsnorm":
+        n += D * Dv
+    if d["output_norm"] in ("rmsnorm", "gated_rmsnorm"):
+        n += Dv // H
+    if d["head_mix"]:
+        n += H * H
+    return n
+
+
+def model_params(design: dict[str, Any], dims: dict[str, Any]) -> int:
+    """The whole model's parameters with this layer (lab/training/model.py: tied embedding, per block two RMSNorms
+    and a 4x MLP, a final norm); `dims` as lab.checks.profile_dims gives them."""
+    D, L = dims["hidden_size"], dims["num_layers"]
+    conv = (dims.get("layer_kwargs") or {}).get("conv_size", 4)
+    block = layer_params(design, D, dims["num_heads"], conv) + 2 * D + (D * 4 * D + 4 * D) + (4 * D * D + D)
+    return dims["vocab_size"] * D + L * block + D
+
+
 def _wrap(text: str, width: int) -> list[str]:
     lines, line = [], ""
     for word in text.split():

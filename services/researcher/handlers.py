@@ -31,8 +31,16 @@ def _checks_record(outcome: CheckOutcome) -> dict[str, Any]:
             "evidence": outcome.evidence}
 
 
-async def _sanity(checker, code: str, profile: str) -> CheckOutcome:
-    return await asyncio.to_thread(checker.check, code, profile)
+async def _sanity(checker, code: str, profile: str, ceiling: dict[str, int] | None = None) -> CheckOutcome:
+    return await asyncio.to_thread(checker.check, code, profile, ceiling)
+
+
+def size_ceiling(event: ev.ParentSampled) -> dict[str, int] | None:
+    """The campaign's parameter ceiling relative to its baseline (size-matched search, lab/judging/size.py); None
+    when the archive set none. Programs trained unchanged (baselines, verification, replication) have none."""
+    if not event.max_params:
+        return None
+    return {"max_params": event.max_params, "baseline_params": event.baseline_params or 0}
 
 
 async def on_parent_sampled(event: ev.ParentSampled, *, proposer, checker, novelty,
@@ -87,7 +95,7 @@ async def on_parent_sampled(event: ev.ParentSampled, *, proposer, checker, novel
             reject(attempt, "duplicate", verdict.feedback, proposal, similar=verdict.similar,
                    evidence=verdict.evidence, usage=verdict.usage)
             continue
-        outcome = await _sanity(checker, proposal.code, event.profile)
+        outcome = await _sanity(checker, proposal.code, event.profile, size_ceiling(event))
         if not outcome.ok:
             reject(attempt, outcome.reason or "other", outcome.feedback, proposal, evidence=_checks_record(outcome))
             continue
@@ -155,10 +163,13 @@ async def _verify(event: ev.ParentSampled, *, checker, producer: str) -> list[ev
                                                         reason="verify_failed_checks")
     if refused:
         return refused
+    # the same path re-trains a significant candidate on a held-out seed (replication, issue 24)
+    why = (f"replication on held-out seed {event.seed} of {parent.name} ({parent.experiment_id}), significant "
+           f"after its first run" if event.draw.get("phase") == "replicate" else
+           f"verification at {event.profile} of {parent.name} ({parent.experiment_id}), promoted from exploration")
     return [event.caused(
         ev.ProposalCreated, producer=producer, name=parent.name, code=parent.code,
-        motivation=f"verification at {event.profile} of {parent.name} ({parent.experiment_id}), promoted from "
-                   f"exploration" + (f": {parent.motivation}" if parent.motivation else ""),
+        motivation=why + (f": {parent.motivation}" if parent.motivation else ""),
         role="verify", origin="promoted", attempt=1, parent_id=None, design=parent.design,
         code_hash=code_hash(parent.code), profile=event.profile, seed=event.seed, checks=_checks_record(outcome))]
 

@@ -7,7 +7,7 @@ it changed and why the change might help. It is also the baseline an LLM planner
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, Callable
 
 from services.researcher.genome import (FEATURE_TEXT, GENES, MEMORY_TEXT, ZOO_DESIGNS, active_genes, canonical,
                                         describe, design_key)
@@ -162,12 +162,15 @@ def _crossover(rng: random.Random, design: dict[str, Any], references: list[dict
 
 
 def mutate(parent_design: dict[str, Any] | None, references: list[dict[str, Any] | None], rng_seed: int,
-           feedback: list[str] = (), *, phrasing_seed: int | None = None) -> tuple[dict[str, Any], str, str]:
+           feedback: list[str] = (), *, phrasing_seed: int | None = None,
+           fits: Callable[[dict[str, Any]], bool] | None = None) -> tuple[dict[str, Any], str, str]:
     """A child of `parent_design`: (design, name, motivation). Deterministic in its arguments.
 
     Edits 1-2 genes (sometimes one borrowed from a reference), and avoids every design whose name
     appears in `feedback` (earlier attempts rejected, e.g. as duplicates). `phrasing_seed` rewords the
-    motivation of the same design (used to calibrate the novelty threshold on paraphrases).
+    motivation of the same design (used to calibrate the novelty threshold on paraphrases). `fits`: a child must
+    pass it (the campaign's parameter ceiling, size-matched search); after 64 draws the last one is proposed
+    anyway and the checks say why it is refused.
     """
     rng = random.Random(rng_seed)
     preface = []
@@ -193,7 +196,7 @@ def mutate(parent_design: dict[str, Any] | None, references: list[dict[str, Any]
                 changes.append((*edit, None))
                 child = canonical({**child, edit[0]: edit[2]})
         if child != parent and design_name(child, [c[:3] for c in changes]) not in rejected \
-                and design_key(child) not in rejected:
+                and design_key(child) not in rejected and (fits is None or fits(child)):
             break
     name = design_name(child, [c[:3] for c in changes])
     phrasing = rng if phrasing_seed is None else random.Random(phrasing_seed)

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from schemas.events import ParentSampled, Usage, derived_id
-from services.researcher.codegen import render
+from services.researcher.codegen import model_params, render
 from services.researcher.context import ContextBuilder
 from services.researcher.genome import to_jsonable
 from services.researcher.mutator import ZOO_DESIGNS, mutate
@@ -53,12 +53,32 @@ def planner_nonce(event: ParentSampled, attempt: int) -> int:
     return int(derived_id(event.event_id, "planner-nonce", attempt).replace("-", "")[:8], 16)
 
 
+def within_ceiling(event: ParentSampled):
+    """The offline proposer's test of a design against the campaign's parameter ceiling (None: no ceiling): the
+    design's size counted without running code (codegen.model_params), at the profile's shape."""
+    if not event.max_params:
+        return None
+    from lab.checks import profile_dims
+
+    dims = profile_dims(event.profile)
+    return lambda design: model_params(design, dims) <= event.max_params
+
+
+def size_brief(event: ParentSampled) -> str:
+    """The planner's line on the size it must keep (empty without a ceiling)."""
+    if not event.max_params:
+        return ""
+    base = f" (the baseline has {event.baseline_params:,})" if event.baseline_params else ""
+    return (f"Parameter ceiling: the whole model may have at most {event.max_params:,} parameters{base}; a "
+            "program above it is rejected before training. Gains must come from the design, not from size.")
+
+
 class OfflineProposer:
     origin = "offline"
 
     async def propose(self, event: ParentSampled, attempt: int, feedback: list[str]) -> Proposal:
         design, name, motivation = mutate(known_design(event.parent), [known_design(r) for r in event.references],
-                                          proposal_seed(event, attempt), feedback)
+                                          proposal_seed(event, attempt), feedback, fits=within_ceiling(event))
         return Proposal(name, motivation, render(design, name, motivation), "offline", to_jsonable(design))
 
 
@@ -81,7 +101,7 @@ Hard rules, checked automatically before training:
 - strictly causal: no output may depend on later tokens;
 - sub-quadratic in sequence length: chunkwise computation (chunk 64) or recurrences, never a T x T matrix;
 - any batch size and any length (also lengths not divisible by the chunk size); samples never mix;
-- the parameter count stays close to the parent's.
+- the parameter count stays close to the parent's, and never above the ceiling the brief states.
 Give a motivation that states the change and its expected effect mechanistically."""
 
 
@@ -98,6 +118,8 @@ class LLMPlanner:
 
     def messages(self, event: ParentSampled, attempt: int, feedback: list[str]) -> list[dict]:
         user = [self.context.brief(event)]
+        if size_brief(event):
+            user += ["", size_brief(event)]
         if feedback:
             user += ["", f"## Your earlier attempts for this experiment were REJECTED ({len(feedback)}). "
                          "Do not repeat them; address the feedback:"]

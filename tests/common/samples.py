@@ -13,6 +13,7 @@ _FIELDS = {
     "TrainingStarted": dict(engineer_id="e1"),
     "TrainingProgress": dict(engineer_id="e1", step=1, total_steps=10, loss=2.0),
     "TrainingFailed": dict(kind="runtime_error", error="boom"),
+    "ReplicationAssessed": dict(replicates=["camp-c0000-rep1"], verdict="confirmed"),
     "TrainingStopped": dict(heldout_loss=3.0, baseline_loss=2.0, seed_noise=0.03, noises=4.0),
     "ResultsReady": dict(name="n", loss_curve=[(1, 2.0), (2, 1.5)], final_loss=1.5, metrics={"mqar_acc": 0.5}),
     "ScoreAssigned": dict(fitness=0.6, loss_score=0.5),

@@ -40,7 +40,8 @@ def test_dynamic_checks_reject_each_bad_layer_with_its_reason():
     assert "batch" in outcomes["shape-batch"].feedback
     ok_exps = outcomes["ok"].evidence["complexity"]["exponents"]
     assert ok_exps["flops"] < 1.1 and ok_exps["max_numel"] < 1.1
-    assert set(outcomes["ok"].timings) == {"build", "param_budget", "shape", "causality", "complexity"}
+    assert set(outcomes["ok"].timings) == {"build", "param_budget", "shape", "causality", "complexity", "flops"}
+    assert outcomes["ok"].evidence["flops_per_token"] > outcomes["ok"].evidence["params"]   # the whole model, counted
 
 
 def test_param_budget_is_enforced():
