@@ -94,9 +94,10 @@ def counterfactual(events: list[ev.Event], campaign_id: str, *, weights: dict[st
         raise ValueError(f"unknown policy {policy!r}; known: {', '.join(POLICIES)}")
     params = started.policy_params if policy_params is None else policy_params
     original_scheme = (started.config or {}).get("scheme", "paper")
-    # the verification stage of a two-stage campaign is measured at another profile: not ranked with the explored
+    # the verification stage of a two-stage campaign is measured at another profile, and a replication run (issue 24)
+    # measures its candidate again: neither is ranked with the explored
     verify = {e.experiment_id for e in mine if isinstance(e, ev.ExperimentPromoted)
-              or (isinstance(e, ev.ParentSampled) and e.stage == "verify")}
+              or (isinstance(e, ev.ParentSampled) and (e.stage == "verify" or e.mode == "verify"))}
     mine = [e for e in mine if e.experiment_id not in verify]
     scores = [e for e in mine if isinstance(e, ev.ScoreAssigned) and e.scheme == original_scheme]
     before = {e: s.fitness for e, s in _latest(scores).items()}
