@@ -168,15 +168,20 @@ class Pages:
                     family: str = "", status: str = "", significant: str = "", confirmed: str = "",
                     limit: int = PAGE_ROWS) -> tuple[str, str]:
         """Sorted and filtered on the server; the first `limit` rows (0: all), so 2,000 experiments stay fast.
-        `confirmed`: two-stage campaigns; "yes" = its verification run beat the verification baseline beyond noise."""
+        `confirmed`: "yes" = its replication on held-out seeds was confirmed (ReplicationAssessed), or, in a two-stage
+        campaign, its verification run beat the verification baseline beyond noise; "no" = the other verdict."""
         cid = self._pick(campaign)
         rows = self.model.rows(cid)
         fam = families(rows)
-        verified = {r["verifies"]: r for r in rows if r["verifies"]}   # explored id -> its verification run
+        # explored id -> its two-stage verification run (replication runs verify too, in the exploration stage)
+        verified = {r["verifies"]: r for r in rows if r["verifies"] and r["stage"] == "verify"}
         for r in rows:
             r["family"] = fam.get(r["experiment_id"], "")
             v = verified.get(r["experiment_id"])
-            r["confirmed"] = None if v is None else bool(v["significant"])
+            if r["replication"]:
+                r["confirmed"] = r["replication"] == "confirmed"
+            else:
+                r["confirmed"] = None if v is None else bool(v["significant"])
         shown = [r for r in rows if (not family or r["family"] == family) and (not status or r["status"] == status)
                  and (not significant or bool(r["significant"]) == (significant == "yes"))
                  and (not confirmed or r["confirmed"] is (confirmed == "yes"))]

@@ -35,7 +35,7 @@ ROW_FIELDS = (
     ("device", "$.results.device"), ("results_at", "$.results.at"), ("imported", "$.imported.source"),
     ("abandon_reason", "$.abandoned.reason"), ("mode", "$.sampling.mode"), ("policy", "$.sampling.policy"),
     ("draw", "$.sampling.draw"), ("insights_cost", "$.insights.usage.cost_usd"), ("verifies", "$.verifies"),
-    ("metrics", "$.results.metrics"),
+    ("metrics", "$.results.metrics"), ("replication", "$.replication.verdict"),
 )
 COLUMNS = ("experiment_id", "campaign_id", "parent_id", "created_at", "name", "role", "status", "fitness")
 _COLUMNS_SQL = f"SELECT {', '.join(COLUMNS)} FROM experiments"

@@ -217,20 +217,26 @@ def test_imported_programs_have_their_genealogy(tmp_path):
 
 
 def test_the_confirmed_filter_follows_the_verification_runs(data_dir):
-    """Two-stage campaigns: exp-01's verification run is significant (confirmed), exp-04's is not."""
+    """Confirmed: exp-06's replication on held-out seeds was confirmed, exp-08's was not; in a two-stage campaign
+    exp-01's verification run is significant (confirmed), exp-04's is not."""
     def verify_run(source: str, significant: bool) -> list[ev.Event]:
         base = dict(campaign_id=CAMPAIGN, experiment_id=f"{CAMPAIGN}-verify-{source}", producer="test")
         return [ev.ParentSampled(**base, mode="verify", stage="verify",
                                  parent=ev.ProgramSnapshot(experiment_id=source, name=source, code="x = 1")),
                 ev.ScoreAssigned(**base, fitness=0.5, significant=significant)]
 
-    project(data_dir, verify_run("exp-01", True) + verify_run("exp-04", False))
+    def replication(source: str, verdict: str) -> ev.Event:   # held-out seeds (issue 24): the verdict is on the candidate
+        return ev.ReplicationAssessed(campaign_id=CAMPAIGN, experiment_id=source, producer="test", replicates=["r1"],
+                                      verdict=verdict)
+
+    project(data_dir, verify_run("exp-01", True) + verify_run("exp-04", False)
+            + [replication("exp-06", "confirmed"), replication("exp-08", "not replicated")])
     server = serve(ReadModel(data_dir), "127.0.0.1", 0)
     try:
         yes = get(server.url + "leaderboard?confirmed=yes")[1].decode()
         no = get(server.url + "leaderboard?confirmed=no")[1].decode()
-        assert "/experiment/exp-01'" in yes and "/experiment/exp-04'" not in yes and "1 of 14" in yes
-        assert "/experiment/exp-04'" in no and "/experiment/exp-01'" not in no
+        assert "/experiment/exp-01'" in yes and "/experiment/exp-06'" in yes and "2 of 14" in yes
+        assert "/experiment/exp-04'" in no and "/experiment/exp-08'" in no and "2 of 14" in no
     finally:
         server.shutdown()
         server.server_close()
