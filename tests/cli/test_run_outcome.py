@@ -125,3 +125,18 @@ def test_a_campaign_with_nothing_happening_stops_and_says_what_it_waited_for(kaf
     assert view.started is not None                   # it did read the log, then waited
     assert "nothing happened in the campaign for" in str(stalled.value)
     assert "e-stuck deltanet (baseline) sampled" in str(stalled.value)
+
+
+def test_a_verb_that_fails_prints_cause_and_what_to_do_and_keeps_the_traceback_in_the_log(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "COLUMNS": "200", "ARCHLAB_DATA_DIR": str(tmp_path / "lab")}
+    out = subprocess.run([sys.executable, "-m", "services.cli.main", "tap", "--from-beginning"], capture_output=True,
+                         text=True, timeout=120, env=env)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stdout + out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[0].startswith("error: StackNotRunning: no Kafka broker")
+    assert lines[1].startswith("what to do: start the stack with `archlab up`")
+    assert "Traceback" in (tmp_path / "lab" / "logs" / "cli.log").read_text()
+    debug = subprocess.run([sys.executable, "-m", "services.cli.main", "tap", "--from-beginning", "--debug"],
+                           capture_output=True, text=True, timeout=120, env=env)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
