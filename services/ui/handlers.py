@@ -290,6 +290,11 @@ class Pages:
                  ("fitness", num(doc.get("fitness"), 4)), ("final loss", num(results.get("final_loss"), 4)),
                  ("benchmark", num(results.get("benchmark"), 4)), ("parameters", esc(results.get("params"))),
                  ("significant", esc(score.get("significant")))]
+        replication = doc.get("replication")   # its re-training on held-out seeds (issue 24)
+        if replication:
+            facts.append(("replication", f"{esc(replication.get('verdict'))}, fitness "
+                                         f"{num(replication.get('replicated_fitness'), 4)} over seeds "
+                                         f"{esc(replication.get('seeds'))}"))
         html = [f"<h1>{esc(name)}</h1>", "<table class='facts'>" + "".join(
             f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts) + "</table>",
             "<h2>Motivation</h2>", f"<pre class='text' id='motivation'>{esc(doc.get('motivation'))}</pre>"]
@@ -389,7 +394,8 @@ def analyst_html(insights: dict[str, Any], cognition_titles: dict[str, str]) -> 
 # the parts of an experiment's document that record one event each: (document key, event type)
 DOC_EVENTS = (("sampling", "ParentSampled"), ("promotion", "ExperimentPromoted"), ("training", "TrainingStarted"),
               ("progress", "TrainingProgress (latest)"), ("results", "ResultsReady"), ("insights", "InsightsStored"),
-              ("abandoned", "ExperimentAbandoned"), ("imported", "ExperimentImported"))
+              ("abandoned", "ExperimentAbandoned"), ("imported", "ExperimentImported"),
+              ("replication", "ReplicationAssessed"))
 
 
 def events_table(doc: dict[str, Any], attempts: list[dict[str, Any]], scores: list[dict[str, Any]]) -> str:

@@ -237,6 +237,8 @@ def test_the_confirmed_filter_follows_the_verification_runs(data_dir):
         no = get(server.url + "leaderboard?confirmed=no")[1].decode()
         assert "/experiment/exp-01'" in yes and "/experiment/exp-06'" in yes and "2 of 14" in yes
         assert "/experiment/exp-04'" in no and "/experiment/exp-08'" in no and "2 of 14" in no
+        page = get(server.url + "experiment/exp-06")[1].decode()
+        assert "confirmed, fitness" in page and "ReplicationAssessed" in page
     finally:
         server.shutdown()
         server.server_close()
