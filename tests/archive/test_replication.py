@@ -55,7 +55,7 @@ def lab(stop: str | None = None):
                                           baseline_loss=1.0, seed_noise=0.03, noises=4.0)]
             loss, bench = metrics(e)
             return [started, e.caused(ev.ResultsReady, producer="engineer", name=e.name, role=e.role, seed=e.seed,
-                                      final_loss=loss, benchmark=bench, params=BASE_PARAMS)]
+                                      final_loss=loss, benchmark=bench, params=BASE_PARAMS, train_s=100.0)]
         if isinstance(e, ev.ResultsReady):
             ls = F.loss_score(e.final_loss, BASE_LOSS, NOISE["loss"])
             bs = F.benchmark_score(e.benchmark, BASE_BENCH, NOISE["benchmark"])
@@ -137,6 +137,18 @@ async def test_a_replication_run_stopped_early_is_never_a_confirmation(tmp_path)
     log = await run_campaign(live, started(replicate=2), lab=lab(stop=f"{real}-rep1"))
     [v] = of(log, ev.ReplicationAssessed, experiment_id=real)
     assert v.verdict == "not replicated" and "stopped early" in v.reason and v.replicate_fitness[0] is None
+
+
+async def test_replication_runs_count_against_the_spending_limits(tmp_path):
+    # 12 runs of 100 s fit: the baseline and 8 candidates (9 runs) do, with their replication runs they do not
+    limit = {"budget": {"max_device_hours": 12 * 100 / 3600}}
+    log = await run_campaign(SQLiteStore(tmp_path / "a.sqlite"), started(**limit), lab=lab())
+    assert of(log, ev.CampaignCompleted)[0].reason == "budget spent"
+    log = await run_campaign(SQLiteStore(tmp_path / "b.sqlite"), started(replicate=2, **limit), lab=lab())
+    runs = of(log, ev.ParentSampled)
+    assert 9 < len(runs) <= 12 and of(log, ev.ParentSampled, mode="verify")
+    assert len(of(log, ev.ParentSampled, mode="explore")) < 8      # replication took slots the budget allowed
+    assert "device budget" in of(log, ev.CampaignCompleted)[0].reason
 
 
 async def test_no_replication_without_the_setting(tmp_path):
