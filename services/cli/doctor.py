@@ -1,9 +1,10 @@
 """`archlab doctor`: can this machine run a campaign? One pass/fail line per check, each failure with its
-cause and the command that fixes it. `archlab up` and `archlab run` run it first (without the broker and
-Milvus start, which they do themselves next) and stop with exit status 3 on a failure.
+cause and the command that fixes it. `archlab up` and `archlab run` run the machine's own checks first
+(`CHECKS`: not the broker and Milvus start, which they do themselves next, nor the LLM call) and stop with exit
+status 3 on a failure.
 
 A check is a function returning a `Check`; `run_checks` runs them in order. Adding one is adding a function
-to `CHECKS` (or `STACK_CHECKS` when it starts servers).
+to `CHECKS` (or `DOCTOR_ONLY` when it starts servers or spends money).
 """
 from __future__ import annotations
 
@@ -223,14 +224,17 @@ def check_llm(settings: Settings) -> Check:
                              f"tokens, ${usage.cost_usd:.5f}, recorded in the prompt store)")
 
 
+# The machine's own checks: fast, free, run by every `archlab up` / `run`.
 CHECKS: list[Callable[[Settings], Check]] = [check_user_namespaces, check_sandbox, check_ports, check_disk,
-                                             check_torch, check_llm]
-STACK_CHECKS: list[Callable[[Settings], Check]] = [check_broker_and_milvus]
+                                             check_torch]
+# Only `archlab doctor`: `up` starts the broker and Milvus itself next (and says so when they fail), and an
+# LLM call costs money and needs the network, which a campaign's preflight should not spend at every start.
+DOCTOR_ONLY: list[Callable[[Settings], Check]] = [check_broker_and_milvus, check_llm]
 
 
-def run_checks(settings: Settings, *, start_stack: bool = True) -> list[Check]:
+def run_checks(settings: Settings, *, everything: bool = True) -> list[Check]:
     out = []
-    for fn in CHECKS + (STACK_CHECKS if start_stack else []):
+    for fn in CHECKS + (DOCTOR_ONLY if everything else []):
         t0 = time.monotonic()
         try:
             c = fn(settings)
@@ -251,12 +255,16 @@ def print_checks(checks: list[Check], console: Console) -> None:
 
 
 def preflight(settings: Settings, console: Console) -> bool:
-    """What `archlab up` / `archlab run` do first: the checks that need no servers; failures printed."""
-    checks = run_checks(settings, start_stack=False)
+    """What `archlab up` / `archlab run` do first: the machine's own checks; failures printed, and on success
+    one line naming the sandbox's bwrap."""
+    checks = run_checks(settings, everything=False)
     failed = [c for c in checks if not c.ok]
     if failed:
         console.print("[red]preflight failed[/] (`archlab doctor` runs every check):")
         print_checks(failed, console)
+    else:
+        console.print(f"preflight: {len(checks)} checks passed in {sum(c.seconds for c in checks):.1f} s; sandbox: "
+                      f"{confine.find_bwrap().describe()}", highlight=False)
     return not failed
 
 
