@@ -12,6 +12,11 @@ Every candidate is checked statically, trained and evaluated by the engineer's r
 DeltaNet trained with the same seed, with the profile's seed noise. Printed per arm: the best fitness found
 (mean over seeds and per seed), the number of layers beating DeltaNet's benchmark by > 2x the seed noise, and
 whether any beats Gated DeltaNet's benchmark (zoo cache or trained here). The winning programs are saved.
+Early stopping (issue 23), as a counterfactual from the same runs: every run also saves its weights at the
+worker's rung (1/4 of the steps) and the trusted scorer's held-out loss there is kept; DeltaNet is trained once
+more per seed the same way for its rung loss. Printed per arm: candidates per CPU-hour as run, and with each
+candidate that the worker would have stopped (rung loss > DeltaNet's + 4 seed noises) costing 1/4 of its CPU,
+and how many winners (or the best) it would have stopped.
 
     python bench/discovery.py --budget 12 --seeds 0,1,2 --jobs 2 [--profile cpu-tiny] [--steps N]
                               [--arms evolution,best-of-n,uct] [--out bench-discovery/]
@@ -37,18 +42,54 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 
 ARMS = ("evolution", "best-of-n", "uct")
+RUNG_FRAC = 0.25        # early stopping's rung (the worker's default rung_fracs)
+STOP_NOISES = 4.0       # and its margin (ARCHLAB_ENGINEER_STOP_NOISES)
+
+
+def rung_step(profile: str, overrides: dict, frac: float = RUNG_FRAC) -> int:
+    """The worker's rung (services/engineer/worker.py rung_steps) for one fraction."""
+    from lab.training.profiles import get_profile
+    p = get_profile(profile, **overrides)
+    return round(frac * p.steps / p.log_every) * p.log_every
+
+
+def _rung_loss(scratch: str, step: int, limits) -> float | None:
+    """The trusted held-out loss of the weights the run saved at `step` (what the worker judges at the rung)."""
+    from lab.training.runner import rung_dir
+    from lab.training.scoring import forward_limits, score
+    from lab.training.profiles import get_profile
+
+    job = json.loads((Path(scratch) / "job.json").read_text())
+    if not (rung_dir(job["workdir"], step) / "model.pt").exists():
+        return None
+    rjob = {**job, "workdir": str(rung_dir(job["workdir"], step)),
+            "profile_overrides": {**job["profile_overrides"], "eval_examples": 8}}
+    prof = get_profile(job["profile"], **job["profile_overrides"])
+    fields, _ = score(rjob, Path(scratch), limits=forward_limits(limits, prof), probe=False)
+    return fields.get("final_loss")
 
 
 def _train(code: str, profile: str, seed: int, overrides: dict) -> tuple[dict | None, float, str]:
-    """(TrainResult dict or None, CPU seconds, error) of one program trained in the sandbox."""
-    from lab.training.sandboxed import run_training_sandboxed
+    """(TrainResult dict or None, CPU seconds, error) of one program trained in the sandbox; the result carries
+    `rung_loss`, the held-out loss at the early-stopping rung (RUNG_FRAC of the steps), for the counterfactual."""
+    from lab.training.profiles import get_profile
+    from lab.training.sandboxed import run_training_sandboxed, training_limits
 
+    step = rung_step(profile, overrides)
     with tempfile.TemporaryDirectory(prefix="archlab-discovery-") as scratch:
-        res = run_training_sandboxed(code, profile, seed, scratch=scratch, profile_overrides=overrides)
+        res = run_training_sandboxed(code, profile, seed, scratch=scratch, profile_overrides=overrides,
+                                     rungs=(step,))
+        rung = _rung_loss(scratch, step, training_limits(get_profile(profile, **overrides))) if res.ok else None
     cpu = res.cpu_s or res.wall_s  # the sandbox's CPU figure when it has one, else its wall time
     if res.ok and res.result and "error" not in res.result:
+        res.result["rung_loss"] = rung
         return res.result, cpu, ""
     return None, cpu, f"{res.kind}: {res.error or (res.result or {}).get('error', {}).get('message', '')}"
+
+
+def _zoo_code(name: str) -> str:
+    from lab.zoo import zoo_source
+    return zoo_source(name)
 
 
 def _zoo(name: str, profile: str, seed: int, overrides: dict, cache_dir: Path | None) -> dict:
@@ -82,6 +123,7 @@ def campaign(arm: str, seed: int, budget: int, profile: str, overrides: dict, ca
     torch.set_num_threads(1)
     cache = Path(cache_dir) if cache_dir else None
     base = _zoo("deltanet", profile, seed, overrides, cache)
+    base_rung = (_train(_zoo_code("deltanet"), profile, seed, overrides)[0] or {}).get("rung_loss")
     gdn = _zoo("gated_deltanet", profile, seed, overrides, cache)
     noise = F.resolve_noise(profile) if not overrides else F.resolve_noise(profile.split("+")[0])
     base_ev = SimpleNamespace(experiment_id="deltanet", final_loss=base["final_loss"], benchmark=base["benchmark"])
@@ -120,6 +162,11 @@ def campaign(arm: str, seed: int, budget: int, profile: str, overrides: dict, ca
         cpu_total += cpu_s
         row = {"i": i, "name": name, "parent": parent["id"], "cpu_s": round(cpu_s, 1), "error": error}
         if result is not None:
+            rung = result.get("rung_loss")
+            # the counterfactual: stopped at the rung, it would have cost about the rung's share of its CPU
+            row["rung_loss"] = rung
+            row["would_stop"] = bool(rung is not None and base_rung is not None and noise and noise.loss
+                                     and rung > base_rung + STOP_NOISES * noise.loss)
             scored = fitness_of(result)
             row.update(fitness=scored["fitness"], benchmark=result["benchmark"], final_loss=result["final_loss"],
                        metrics=result.get("metrics", {}))
@@ -144,6 +191,10 @@ def campaign(arm: str, seed: int, budget: int, profile: str, overrides: dict, ca
                "gated_deltanet_benchmark": gdn["benchmark"], "beats_baseline_2x_noise": len(winners),
                "beats_gated_deltanet": sum(r["benchmark"] > gdn["benchmark"] for r in scored),
                "failed": sum(r.get("fitness") is None for r in rows), "cpu_s": cpu_total, "rows": rows,
+               "baseline_rung_loss": base_rung, "would_stop": sum(bool(r.get("would_stop")) for r in rows),
+               "winners_stopped": sum(bool(r.get("would_stop")) for r in winners)
+               + bool(best and best.get("would_stop") and best not in winners),
+               "cpu_s_with_stopping": cpu_total - sum(r["cpu_s"] * (1 - RUNG_FRAC) for r in rows if r.get("would_stop")),
                "noise": {"loss": noise.loss, "benchmark": noise.benchmark} if noise else None}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
@@ -182,14 +233,20 @@ def main() -> None:
     print(f"\nprofile {args.profile}{' steps ' + str(args.steps) if args.steps else ''}, budget {args.budget} "
           f"candidates per campaign, seeds {seeds}, {time.monotonic() - t0:.0f} s wall")
     print(f"{'arm':<11} {'best fitness (mean; per seed)':<40} {'> DeltaNet +2 noise':>20} {'> Gated DeltaNet':>17} "
-          f"{'failed':>7} {'CPU s/cand':>11}")
+          f"{'failed':>7} {'CPU s/cand':>11} {'cand/CPU-h':>11} {'with stop':>10} {'winners stopped':>16}")
     for a in arms:
         rs = sorted((r for r in results if r["arm"] == a), key=lambda r: r["seed"])
         bests = [r["best_fitness"] for r in rs if r["best_fitness"] is not None]
         cands = sum(len(r["rows"]) for r in rs)
         print(f"{a:<11} {(f'{statistics.fmean(bests):.3f}; ' if bests else '-; ') + ' '.join(f'{b:.3f}' for b in bests):<40} "
               f"{sum(r['beats_baseline_2x_noise'] for r in rs):>20} {sum(r['beats_gated_deltanet'] for r in rs):>17} "
-              f"{sum(r['failed'] for r in rs):>7} {sum(r['cpu_s'] for r in rs) / max(1, cands):>11.0f}")
+              f"{sum(r['failed'] for r in rs):>7} {sum(r['cpu_s'] for r in rs) / max(1, cands):>11.0f} "
+              f"{3600 * cands / max(1e-9, sum(r['cpu_s'] for r in rs)):>11.2f} "
+              f"{3600 * cands / max(1e-9, sum(r['cpu_s_with_stopping'] for r in rs)):>10.2f} "
+              f"{sum(r['winners_stopped'] for r in rs):>16}")
+    print(f"'with stop': the same runs had each candidate whose held-out loss at {RUNG_FRAC:g} of the steps was worse "
+          f"than DeltaNet's there by > {STOP_NOISES:g} seed noises cost {RUNG_FRAC:g} of its CPU (a counterfactual "
+          f"from one set of runs); 'winners stopped': of those beating DeltaNet by 2 noises, or the best")
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "discovery.json").write_text(json.dumps(results, indent=1))
     print(f"winning programs and summaries under {args.out}/")

@@ -85,8 +85,10 @@ def run_training_sandboxed(code: str, profile: str, seed: int, *, scratch: str |
                            profile_overrides: dict | None = None, checkpoint_dir: str | Path | None = None,
                            resume: bool = False, reference_step_s: float | None = None, device: str = "cpu",
                            threads: int = 1, on_progress: Callable[[dict], None] | None = None,
-                           stop: threading.Event | None = None, data_dir: str | Path | None = None) -> SandboxResult:
-    """Train and evaluate `code` on `profile` in a sandbox child; blocks until it ends.
+                           stop: threading.Event | None = None, data_dir: str | Path | None = None,
+                           rungs: tuple[int, ...] = ()) -> SandboxResult:
+    """Train and evaluate `code` on `profile` in a sandbox child; blocks until it ends. `rungs`: steps whose
+    weights the runner also saves (runner.rung_dir under the scratch's workdir), for early stopping's measures.
 
     `on_progress` receives each progress dict the runner prints (step, total_steps, loss, ...), in the
     calling thread of the sandbox's reader. On success `res.result` is the TrainResult as a dict.
@@ -100,7 +102,7 @@ def run_training_sandboxed(code: str, profile: str, seed: int, *, scratch: str |
     ckpt = Path(checkpoint_dir).resolve() if checkpoint_dir else scratch / "work" / "checkpoints"
     ckpt.mkdir(parents=True, exist_ok=True)
     job = training_job(code, profile, seed, scratch=scratch, checkpoint_dir=ckpt, resume=resume,
-                       reference_step_s=reference_step_s, profile_overrides=overrides)
+                       reference_step_s=reference_step_s, profile_overrides=overrides, rungs=rungs)
 
     def on_line(line: str) -> None:
         update = progress_of(line)

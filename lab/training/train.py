@@ -121,10 +121,10 @@ def leak_check(monitor: Monitor, step: int, model: CausalLM, x: torch.Tensor, mo
     monitor.check_model(step, AutocastModel(model, mode, device), x, bf16=True)
 
 
-def make_optimizer(model: torch.nn.Module, profile: Profile, foreach: bool = True) -> torch.optim.AdamW:
-    """Weight decay on matrices only (not on norms, biases, gates' scalars). `foreach`: one multi-tensor kernel per
-    update instead of AdamW's Python loop over parameters (on a CPU torch loops by default; a small model's step
-    is dominated by such per-tensor ops: bench/train.py, issue 23)."""
+def make_optimizer(model: torch.nn.Module, profile: Profile, foreach: bool = False) -> torch.optim.AdamW:
+    """Weight decay on matrices only (not on norms, biases, gates' scalars). `foreach`: multi-tensor kernels instead
+    of AdamW's Python loop over parameters; not the default: it did not measure faster per candidate (bench/train.py,
+    docs/engineer.md, issue 23)."""
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]

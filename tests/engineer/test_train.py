@@ -86,8 +86,9 @@ def test_training_reduces_loss_and_reports_throughput():
 
 @pytest.mark.parametrize("member", ["deltanet", "gla"])
 def test_the_faster_optimizer_keeps_the_loss_curve(member, monkeypatch):
-    """Issue 23: AdamW's foreach kernels (the engine's default) against its per-parameter loop, same seed: the loss
-    curves agree far inside the seed noise (cpu-tiny's is 0.028), on DeltaNet and another zoo member."""
+    """Issue 23: AdamW's foreach kernels (bench/train.py's variant) against its per-parameter loop (the engine's),
+    same seed: the loss curves agree far inside the seed noise (cpu-tiny's is 0.028), on DeltaNet and another zoo
+    member; so the variant's speed is the only question."""
     from lab.program import load_layer_class
     from lab.training import train as train_mod
     from lab.zoo.registry import zoo_source
