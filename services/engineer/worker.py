@@ -327,6 +327,12 @@ class Worker:
         """This machine's seconds per step on the profile, measured once (None: not measured)."""
         if not self.config.calibrate or self.config.runner_module != RUNNER_MODULE:
             return None
+        plan = load_plan(self.settings.data_dir, profile_name) if profile_name not in self._step_s else None
+        per_run = plan.tokens_per_s.get(f"{plan.concurrency}x{plan.threads}", 0.0) / plan.concurrency if plan else 0.0
+        if per_run > 0:   # measured at start-up already (concurrency.py): no calibration child before the first run
+            self._step_s[profile_name] = get_profile(profile_name).tokens_per_step / per_run
+            self.log.info("speed from the concurrency plan", profile=profile_name,
+                          step_s=round(self._step_s[profile_name], 4), tokens_per_s=round(per_run))
         if profile_name not in self._step_s:
             try:
                 cal = await calibrate.calibrate(profile_name, threads=self.config.threads)

@@ -94,3 +94,25 @@ def test_a_mix_is_really_measured():
     """Two real runs of the zoo's DeltaNet on cpu-micro, timed over the same window: a positive total."""
     total = cc.measure_mix("cpu-micro", Mix(2, 1), window_s=1.0, timeout_s=240)
     assert total > 1000
+
+
+async def test_the_worker_takes_its_step_time_from_the_plan_without_a_calibration_child(tmp_path, monkeypatch):
+    """Start-up per candidate: with a plan measured at start-up, the engineer's first claim spawns no second
+    calibration child; the step time is the per-run speed at the planned concurrency (the slower, safer one)."""
+    from lab.training import calibrate
+    from lab.training.profiles import get_profile
+    from services.engineer.worker import Worker, WorkerConfig
+    from tests.engineer.busutil import settings_for
+
+    monkeypatch.setattr(cc, "measure_mix", lambda profile, mix, **kw: {"1x1": 4000.0, "1x2": 3000.0,
+                                                                        "2x1": 6000.0}[mix.label])
+    cc.plan("cpu-tiny", tmp_path)   # on this machine's core count
+
+    async def no_child(*a, **kw):
+        raise AssertionError("a calibration child was started")
+
+    monkeypatch.setattr(calibrate, "calibrate", no_child)
+    w = Worker(settings_for("127.0.0.1:1", tmp_path), WorkerConfig(engineer_id="e"))
+    plan = cc.load_plan(tmp_path, "cpu-tiny")
+    per_run = plan.tokens_per_s[f"{plan.concurrency}x{plan.threads}"] / plan.concurrency
+    assert await w.calibrated_step_s("cpu-tiny") == get_profile("cpu-tiny").tokens_per_step / per_run
