@@ -9,7 +9,8 @@ experiment must stay within each limit. Committed spend counts work still in fli
   InsightsStored, ExperimentAbandoned usage); an experiment still in flight counts at least the mean cost
   of the experiments that ended (its remaining calls are still to come), like ShinkaEvolve's
   `max_api_costs` counting calls in flight.
-- Device time: each run's seconds on its device (ResultsReady train_s + eval_s, TrainingFailed wall_s,
+- Device time: each run's seconds on its device (ResultsReady train_s + eval_s, TrainingFailed and
+  TrainingStopped wall_s,
   the running revision's last TrainingProgress elapsed_s); an experiment still in flight counts at least
   the mean of the ended ones, or, before any has ended, the profile's time limits (train + eval), an
   upper bound of what one run may take.
@@ -58,6 +59,8 @@ def device_s(store: Store, doc: Record) -> float:
     life = Lifecycle.of(doc)
     if life.has("results"):
         total += float(results.get("train_s") or 0.0) + float(results.get("eval_s") or 0.0)
+    elif life.has("stopped"):   # early stopping (TrainingStopped): its run up to the rung and the rung's scoring
+        return total + float((doc.get("stopped") or {}).get("wall_s") or 0.0)
     r = life.revisions
     running = r["started"] > max(r["failed"], r["results"])
     progress = doc.get("progress") or {}

@@ -83,3 +83,20 @@ async def test_a_hopeless_candidate_is_stopped_at_its_rung_and_the_baseline_is_n
     assert stop.baseline_loss == base.metrics["rung/40/heldout_loss"]
     assert stop.heldout_loss > stop.baseline_loss + 2 * 0.05
     assert max(b.step for b in log.of(ev.TrainingProgress, experiment_id="exp-bad")) < 400   # stopped mid-run
+
+
+def test_a_stopped_run_costs_its_wall_time_in_the_device_budget():
+    from types import SimpleNamespace
+
+    from services.archive.budget import device_s
+
+    doc = {"experiment_id": "exp-x"}
+    life = Lifecycle.of(doc)
+    p = proposal("exp-x", "code")
+    claim = ev.TrainingStarted(campaign_id="c1", experiment_id="exp-x", engineer_id="eng-a", lease_s=60,
+                               proposal_event_id=p.event_id)
+    for e in (p, claim, handlers.stopped_event(p, STOPPED, engineer_id="eng-a", causation_id="c", wall_s=12.0)):
+        life.apply(e)
+    doc["stopped"] = {"wall_s": 12.0}
+    doc["progress"] = {"revision": 0, "elapsed_s": 10.0}   # the last heartbeat: not counted on top
+    assert device_s(SimpleNamespace(attempts=lambda eid: []), doc) == 12.0
