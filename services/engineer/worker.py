@@ -463,7 +463,9 @@ class Worker:
                 share.leave()
             if not self.config.keep_scratch:
                 shutil.rmtree(scratch, ignore_errors=True)
-        if verdict["stopped"] and not lost and not self._stopping.is_set():
+        # a verdict that came only after the run had finished and was scored: the result stands
+        finished = res.ok and isinstance(res.result, dict) and "final_loss" in res.result
+        if verdict["stopped"] and not finished and not lost and not self._stopping.is_set():
             await self.finish_stopped(proposal, claim, claim_tp, verdict["stopped"], wall_s=time.monotonic() - t0)
             return
         if lost or res.kind == "cancelled":
