@@ -116,3 +116,40 @@ async def test_the_worker_takes_its_step_time_from_the_plan_without_a_calibratio
     plan = cc.load_plan(tmp_path, "cpu-tiny")
     per_run = plan.tokens_per_s[f"{plan.concurrency}x{plan.threads}"] / plan.concurrency
     assert await w.calibrated_step_s("cpu-tiny") == get_profile("cpu-tiny").tokens_per_step / per_run
+
+
+async def test_a_lone_run_trains_in_the_sandbox_on_its_share_of_the_cores(kafka_broker, tmp_path, monkeypatch):
+    """The real runner under the sandbox with a plan that gives a lone run 2 threads: the share is written into
+    the child's scratch, the child reads it there, and the run ends with its result."""
+    import json
+
+    import pytest
+
+    from schemas import events as ev
+    from services.engineer.worker import Worker, WorkerConfig
+    from tests.engineer.busutil import Collector, publish, settings_for
+    from tests.engineer.programs import source
+
+    if cc.usable_cores() < 2:
+        pytest.skip("one core: a lone run has no free core to get")
+    monkeypatch.setattr(cc, "measure_mix", lambda profile, mix, **kw: {"1x1": 100.0, "1x2": 190.0,
+                                                                        "2x1": 200.0}.get(mix.label, 1.0))
+    cc.plan("cpu-micro", tmp_path, cores=cc.usable_cores())
+    w = Worker(settings_for(kafka_broker, tmp_path),
+               WorkerConfig(engineer_id="eng-a", heartbeat_s=1.0, keep_scratch=True, rung_fracs=(),
+                            profile_overrides={"steps": 40, "eval_examples": 16}))
+    p = ev.ProposalCreated(campaign_id="c1", experiment_id="exp-lone", name="d", code=source("deltanet"),
+                           motivation="m", profile="cpu-micro", role="baseline")
+    async with Collector(kafka_broker) as log:
+        await w.start()
+        try:
+            await publish(kafka_broker, p)
+            await log.wait_for(lambda: log.of(ev.ResultsReady) or log.of(ev.TrainingFailed), timeout=300)
+        finally:
+            await w.stop()
+    assert not log.of(ev.TrainingFailed), log.of(ev.TrainingFailed)[0].log_tail
+    (scratch,) = (tmp_path / "scratch" / "eng-a").iterdir()
+    want = min(cc.load_plan(tmp_path, "cpu-micro").lone_threads, cc.usable_cores())
+    assert (scratch / cc.THREADS_FILE).read_text() == str(want)
+    assert json.loads((scratch / "job.json").read_text())["threads_file"] == str(scratch / cc.THREADS_FILE)
+    assert not list((tmp_path / "running").rglob("eng-a"))   # the run left the share when it ended
