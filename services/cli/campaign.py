@@ -268,7 +268,11 @@ def register(app: typer.Typer) -> None:
                 datastage.require(get_profile(name), settings.data_dir)
         except datastage.DataNotStaged as e:
             console.print(f"[red]{e}[/]")
-            raise typer.Exit(2)
+            raise typer.Exit(exits.EXIT_USAGE)
+        from services.cli.doctor import preflight
+
+        if not preflight(settings, console):    # the machine's own checks, before anything starts (doctor.py)
+            raise typer.Exit(exits.EXIT_PREFLIGHT)
         if concurrency is None:   # runs x threads measured on this machine, cached (services/engineer/concurrency.py)
             from services.engineer import concurrency as mixes
             try:

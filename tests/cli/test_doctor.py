@@ -129,3 +129,15 @@ def test_run_exits_non_zero_with_the_cause_when_the_baseline_cannot_run(tmp_path
     assert "baseline deltanet could not run" in text, text[-3000:]
     assert "Operation not permitted (picky test bwrap)" in text, text[-3000:]
     assert "Traceback" not in text
+
+
+def test_run_stops_before_anything_starts_when_the_preflight_fails(tmp_path):
+    broken = fake_bwrap(tmp_path / "bwrap", "0.11.0", body='echo "bwrap: No permissions to creating new namespace" >&2\nexit 1')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHLAB_")}
+    env.update(ARCHLAB_DATA_DIR=str(tmp_path / "lab"), ARCHLAB_BWRAP=str(broken), COLUMNS="200")
+    out = subprocess.run([*ARCHLAB, "run", "--profile", "cpu-micro", "--budget", "1", "--concurrency", "1"],
+                         env=env, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert "preflight failed" in out.stdout and "No permissions to creating new namespace" in out.stdout
+    assert "starting the embedded stack" not in out.stdout
+    assert not (tmp_path / "lab" / "stack.json").exists()
