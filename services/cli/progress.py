@@ -191,6 +191,9 @@ def change_line(x: ExperimentView, before: str | None, event: ev.Event) -> str |
                 f"{x.total_steps or '?'}, {_speed(x)}: {first}")
     if isinstance(event, ev.ProposalRejected):
         return f"{x.label()}: proposal rejected ({event.reason})"
+    if isinstance(event, ev.TrainingStopped):
+        return (f"{x.label()}: stopped early at rung {event.rung} (step {event.step}/{event.total_steps}): held-out "
+                f"loss {event.heldout_loss:.4f} vs the baseline's {event.baseline_loss:.4f}")
     if before == x.status:
         return None
     detail = ""

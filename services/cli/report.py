@@ -65,6 +65,7 @@ class Experiment:
     other_scores: int = 0                       # rescoring events of other schemes, or superseded
     insights: ev.InsightsStored | None = None
     abandoned: ev.ExperimentAbandoned | None = None
+    stopped: ev.TrainingStopped | None = None   # early stopping at a rung (not a failure of the program)
     cost: Cost = field(default_factory=Cost)
     life: Lifecycle = field(default_factory=Lifecycle)
 
@@ -274,6 +275,8 @@ def summarize(events: list[ev.Event], scheme: str = "paper", campaign_id: str | 
             x.cost.add(e.usage)
         elif isinstance(e, ev.ExperimentAbandoned):
             x.abandoned = e
+        elif isinstance(e, ev.TrainingStopped):
+            x.stopped = e
     return Campaign(cid, scheme, started, completed, xs, ignored,
                     mine[0].occurred_at if mine else None, mine[-1].occurred_at if mine else None)
 
@@ -623,6 +626,7 @@ def _problems_section(c: Campaign) -> str:
     rej = Counter(r.reason for x in c.experiments.values() for r in x.rejections)
     fail = Counter(f.kind for x in c.experiments.values() for f in x.failures)
     aband = Counter(x.abandoned.reason for x in c.experiments.values() if x.abandoned is not None)
+    stopped = Counter(f"rung {x.stopped.rung}" for x in c.experiments.values() if x.stopped is not None)
     items: list[tuple[datetime, Experiment, str, str, str]] = []
     for x in c.experiments.values():
         items += [(r.occurred_at, x, "rejected", f"{r.reason} (attempt {r.attempt})", r.feedback) for r in x.rejections]
@@ -631,6 +635,11 @@ def _problems_section(c: Campaign) -> str:
             a = x.abandoned
             items.append((a.occurred_at, x, "abandoned", a.reason,
                           f"after {a.attempts} attempts, {a.revisions} revisions"))
+        if x.stopped is not None:
+            t = x.stopped
+            items.append((t.occurred_at, x, "stopped", f"early stop at rung {t.rung} (step {t.step}/{t.total_steps})",
+                          f"held-out loss {t.heldout_loss:.4f} vs the baseline's {t.baseline_loss:.4f}: worse by more "
+                          f"than {t.noises:g} seed noises ({t.seed_noise:g}). {t.reason}"))
     items.sort(key=lambda t: t[0], reverse=True)
     rows = "".join(
         f"<tr><td>{esc(_dt(t))}</td><td>{esc(x.name)}<br><code>{esc(x.experiment_id)}</code></td>"
@@ -641,7 +650,7 @@ def _problems_section(c: Campaign) -> str:
              if items else "<p class='note'>no rejection, failure or abandon.</p>")
     return (f"<section id='problems'><h2>Rejections and failures</h2><div class='bars'>"
             f"{_bars('proposal rejections by reason', rej, '')}{_bars('training failures by kind', fail, 'kind')}"
-            f"{_bars('abandoned by reason', aband, 'abandon')}</div>"
+            f"{_bars('abandoned by reason', aband, 'abandon')}{_bars('stopped early', stopped, 'abandon')}</div>"
             f"<h3>Latest {min(len(items), LATEST_PROBLEMS)} of {len(items)}</h3>{table}</section>")
 
 
