@@ -21,6 +21,7 @@ from services.common.settings import Settings
 def build(settings: Settings | None = None, *, publish_seed: bool = True) -> Service:
     svc = Service("cognition", settings)
     base = CognitionBase.from_settings(svc.settings)
+    base.embedder.embed(["warm-up"])   # load the model before "service started": `archlab up` then returns a settled stack
     svc.on(ev.CognitionIngested, functools.partial(handlers.on_cognition_ingested, base=base))
 
     async def seed() -> None:
