@@ -140,9 +140,15 @@ def test_every_capability_survives_every_restart(tmp_path):
         deadline = time.monotonic() + 900
         while "-> training" not in seen and time.monotonic() < deadline and interrupted.poll() is None:
             seen += interrupted.stdout.readline()
+        assert "-> training" in seen, f"the second run never trained:\n{seen[-3000:]}"
         interrupted.send_signal(signal.SIGINT)
-        rest, _ = interrupted.communicate(timeout=120)
-        assert interrupted.returncode == 130, seen + rest
+        try:
+            rest, _ = interrupted.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            interrupted.kill()
+            rest, _ = interrupted.communicate()
+            pytest.fail(f"`archlab run` did not stop within 120 s of Ctrl-C:\n{(seen + rest)[-3000:]}")
+        assert interrupted.returncode == 130, (seen + rest)[-3000:]
         assert "archlab run --resume" in rest
         resumed = archlab("run", "--resume", env=env, timeout=1200)
         assert "campaign completed" in resumed.stdout, resumed.stdout[-3000:]
