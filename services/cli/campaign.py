@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -34,6 +35,7 @@ from lab.judging.fitness import campaign_seed_noise
 from lab.judging.size import DEFAULT_MAX_PARAMS_RATIO
 
 console = make_console()
+CLEANUP_S = 5.0          # the log reader's clean-up after Ctrl-C or a stall
 STALL_MARGIN_S = 300.0   # checks, sandbox start-up, judge and analyst between two events of a campaign
 
 
@@ -140,8 +142,15 @@ async def watch(bootstrap: str, view: CampaignView, display, *, timeout_s: float
                 return
 
     task = asyncio.create_task(fold())
+    # Ctrl-C as a flag the loop below answers within a second, with a bounded clean-up of the log reader: asyncio's
+    # own SIGINT handling cancels every task and waits for each without a bound.
+    loop, ctrl_c = asyncio.get_running_loop(), asyncio.Event()
+    loop.add_signal_handler(signal.SIGINT, ctrl_c.set)
+    ctrl_c_waiter = asyncio.create_task(ctrl_c.wait())
     try:
         while not task.done():
+            if ctrl_c.is_set():
+                raise KeyboardInterrupt
             now = time.monotonic()
             if view.events != last_event[1]:
                 last_event[:] = [now, view.events]
@@ -153,11 +162,14 @@ async def watch(bootstrap: str, view: CampaignView, display, *, timeout_s: float
                               f"the profile's time limits, is {stall_s:.0f} s); waiting for: {waiting_for(view)}. "
                               "See `archlab status` and .archlab/logs/; `archlab run --resume` continues.")
             display.tick()
-            await asyncio.sleep(1.0)
+            await asyncio.wait({task, ctrl_c_waiter}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
         task.result()
     finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        ctrl_c_waiter.cancel()
         if not task.done():
             task.cancel()
+            await asyncio.wait({task}, timeout=CLEANUP_S)
 
 
 def stall_limit_s(profile_name: str) -> float:
