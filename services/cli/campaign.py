@@ -333,10 +333,7 @@ def register(app: typer.Typer) -> None:
             with display:
                 asyncio.run(watch(bootstrap, view, display, timeout_s=timeout,
                                   stall_s=stall_after or stall_limit_s(campaign_profile)))
-            for line in diagnose(view):
-                console.print(f"diagnosis: {line}", markup=False, highlight=False)
-            finish(settings, bootstrap, campaign_id)
-            status = exit_status(view)
+            status = exit_status(finish(settings, bootstrap, campaign_id))
         except Stalled as e:
             console.print(f"stalled: {e}", markup=False, highlight=False)
             status = exits.EXIT_STALLED
@@ -350,11 +347,19 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(status)
 
 
-def finish(settings: Settings, bootstrap: str, campaign_id: str) -> Path:
-    """Print the leaderboard and write the report; returns the report path."""
+def finish(settings: Settings, bootstrap: str, campaign_id: str) -> CampaignView:
+    """Print the diagnosis and the leaderboard, write the report; returns the campaign's outcome folded from its
+    whole log in time order. The live fold is not enough: it stops at CampaignCompleted, and topics are not
+    ordered with each other, so facts on other topics may not have been read yet (a resumed campaign that had
+    already ended showed no scored candidate)."""
     from services.cli.report import build_report, read_campaign_events
 
     events, _ = asyncio.run(read_campaign_events(bootstrap, campaign_id))
+    outcome = CampaignView(campaign_id)
+    for event in sorted(events, key=lambda e: e.occurred_at):
+        outcome.apply(event)
+    for line in diagnose(outcome):
+        console.print(f"diagnosis: {line}", markup=False, highlight=False)
     from services.archive.storage import open_store
     from services.cli.archive import print_leaderboard
 
@@ -364,4 +369,4 @@ def finish(settings: Settings, bootstrap: str, campaign_id: str) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     build_report(events, out, title=f"archlab campaign {campaign_id}")
     console.print(f"report: [bold]{out}[/]")
-    return out
+    return outcome
