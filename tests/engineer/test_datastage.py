@@ -100,9 +100,13 @@ def test_the_stage_shows_through_the_hidden_data_dir(tmp_path):
         for d in reversed(made):
             d.rmdir()
     pairs = [(argv[i], argv[i + 1]) for i in range(len(argv) - 1)]
-    tmpfs, ro = pairs.index(("--tmpfs", str(hidden))), pairs.index(("--ro-bind", str(stage)))
-    assert tmpfs < ro and ("--bind", str(stage)) not in pairs
-    assert pairs.index(("--ro-bind", str(confine.REPO_ROOT))) < tmpfs
+    ro = pairs.index(("--ro-bind", str(stage)))
+    assert ("--bind", str(stage)) not in pairs                  # read-only
+    # since issue 25 the repository is not bound whole (only lab/ and tests/), so the data dir is simply absent;
+    # wherever a bind still covers it, it is hidden under a tmpfs placed before the stage shows through
+    assert ("--ro-bind", str(confine.REPO_ROOT)) not in pairs and ("--ro-bind", str(hidden)) not in pairs
+    if ("--tmpfs", str(hidden)) in pairs:
+        assert pairs.index(("--tmpfs", str(hidden))) < ro
 
 
 def test_cli_refuses_a_profile_without_its_data_and_names_the_command(tmp_path):
