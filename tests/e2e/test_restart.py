@@ -107,6 +107,7 @@ def capabilities(env, campaign_id: str, tmp_path: Path, label: str) -> None:
     novelty_rejects_a_duplicate(env, campaign_id)
 
 
+@pytest.mark.timeout(2700)   # a whole campaign (or three): longer than the suite's 900 s default
 def test_every_capability_survives_every_restart(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ARCHLAB_", "OPENAI_"))}
     env.update(ARCHLAB_DATA_DIR=str(tmp_path / "lab"), COLUMNS="200", ARCHLAB_UI_PORT="0")

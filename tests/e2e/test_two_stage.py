@@ -27,6 +27,7 @@ from tests.e2e.test_campaign import archlab, lab_env
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
+@pytest.mark.timeout(2700)   # a whole campaign (or three): longer than the suite's 900 s default
 def test_explore_at_cpu_micro_then_verify_the_best_at_cpu_tiny(tmp_path):
     env = lab_env(tmp_path)
     data = tmp_path / "lab"

@@ -169,9 +169,10 @@ def test_the_child_sees_only_what_it_needs(tmp_path):
     assert set(view["repo"]) <= {*confine.CHILD_REPO_DIRS, ".venv"}, view["repo"]
     assert view["readable"] == {str(data): False, str(REPO / "docs"): False, str(REPO / ".git"): False,
                                 str(REPO / "README.md"): False, str(REPO / "lab" / "training"): True}
-    scratch = (tmp_path / "s").resolve()
-    own = [scratch.relative_to("/tmp").parts[0]] if Path("/tmp") in scratch.parents else []
-    assert view["tmp"] == own, view["tmp"]  # an empty tmpfs, but for the path down to its own scratch
+    # an empty tmpfs, but for the paths down to its own scratch and to the binds (a checkout under /tmp)
+    own = sorted({p.relative_to("/tmp").parts[0] for p in ((tmp_path / "s").resolve(), REPO.resolve())
+                  if Path("/tmp") in p.parents})
+    assert sorted(view["tmp"]) == own, view["tmp"]
     assert not {"home", "root", "var", "srv", "opt", "mnt"} & set(view["root"]) - {"root"}, view["root"]
     assert "torch" in view["site_packages"]
 
