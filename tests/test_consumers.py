@@ -25,6 +25,14 @@ def settings(tmp_path):
                     kafka_bootstrap="127.0.0.1:9")
 
 
+class _NoBase:
+    """No Milvus, no model: build() only warms the embedder up."""
+    class embedder:
+        @staticmethod
+        def embed(texts):
+            return [[0.0] for _ in texts]
+
+
 def _services(settings, monkeypatch):
     from services.analyst import main as analyst
     from services.archive import main as archive
@@ -34,7 +42,7 @@ def _services(settings, monkeypatch):
     from services.researcher import main as researcher
 
     monkeypatch.setattr(researcher, "build_deps", lambda s, **_: {"router": _Router(), "novelty": None})
-    monkeypatch.setattr(cognition.CognitionBase, "from_settings", classmethod(lambda cls, s: None))
+    monkeypatch.setattr(cognition.CognitionBase, "from_settings", classmethod(lambda cls, s: _NoBase()))
     monkeypatch.setattr(analyst, "make_cognition_base", lambda s: None)
     return [archive.build(settings), cognition.build(settings, publish_seed=False), researcher.build(settings),
             judge.build(settings), analyst.build(settings), debugger.build(settings)]

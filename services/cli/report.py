@@ -148,8 +148,9 @@ class Campaign:
 
     @property
     def promoted(self) -> list[Experiment]:
-        """The verification runs of a two-stage campaign, by promotion rank."""
-        xs = [x for x in self.experiments.values() if x.kind == "verify"]
+        """The verification runs of a two-stage campaign, by promotion rank (replication runs re-train a candidate
+        unchanged in the exploration stage: they are not promoted)."""
+        xs = [x for x in self.experiments.values() if x.kind == "verify" and x.stage == "verify"]
         return sorted(xs, key=lambda x: (x.promotion.rank if x.promotion else 0, x.experiment_id))
 
     @property
