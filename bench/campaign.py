@@ -3,6 +3,7 @@
     python bench/campaign.py scaling [--engineers 1,2,4,8] [--jobs-per-engineer 6] [--job-s 6]
     python bench/campaign.py overhead --data-dir DIR [--campaign C]
     python bench/campaign.py overhead --run [--budget 2] [--profile cpu-tiny]
+    python bench/campaign.py throughput [--budget 6] [--profile cpu-tiny] [--seed 0] [--arms before,after]
 
 scaling: N engineer workers (in one process, each its own Kafka consumer and sandbox children) on
 the embedded broker run a fixed synthetic job: a sleep-based stand-in for the runner
@@ -19,6 +20,15 @@ competes with nothing but the lab itself), samples every stack process's CPU fro
 baseline trains, and compares the training tokens/s inside the campaign with the same training loop
 on the same program outside any service (bench/train.py's framework loop), measured in the same run
 (target >= 0.9x).
+
+throughput (issue 23's figure): `make run`'s campaign (`archlab run`, budget 6, cpu-tiny, seed 0), run twice in
+fresh data directories one after the other on this machine. "before": what the lab did before issue 23
+(concurrency 2 from the core count, a lone run one thread, a calibration child before the first run, every
+candidate trained to the end: `--concurrency 2`, ARCHLAB_ENGINEER_STOP_NOISES=0); "after": the defaults (the
+measured mix, a lone run on the free cores, early stopping at the rung). Replication is off in both
+(`--replicate 0`: it adds runs that are not candidates). Prints per arm the wall time, models trained, candidates
+ended, stopped early, candidates per CPU-hour (candidates ended / (wall x cores)), the median time from sampled to
+training, and the best candidate, then the after/before ratio (target >= 2x, with the same winner).
 """
 from __future__ import annotations
 
@@ -106,15 +116,7 @@ async def scaling(engineers: list[int], jobs_per_engineer: int, job_s: float) ->
 
 
 async def overhead(data_dir: Path, campaign: str | None, reference: float | None = None) -> None:
-    from services.common import endpoints
-
-    bootstrap = endpoints.kafka_bootstrap(Settings(data_dir=data_dir))
-    events = []
-    async for rec in read_log(bootstrap, [topic_for(t) for t in EVENT_TYPES]):
-        try:
-            events.append(codec.decode(rec.value))
-        except codec.EventDecodeError:
-            continue
+    events = await campaign_events(data_dir)
     starts = sorted((e for e in events if isinstance(e, ev.CampaignStarted)), key=lambda e: e.occurred_at)
     campaign = campaign or starts[-1].campaign_id
     per: dict[str, dict] = {}
@@ -216,6 +218,83 @@ def run_and_measure(budget: int, profile: str) -> None:
                            timeout=300)
 
 
+THROUGHPUT_ARMS = {
+    "before": ({"ARCHLAB_ENGINEER_STOP_NOISES": "0"}, ["--concurrency", "2"]),
+    "after": ({}, []),
+}
+
+
+async def campaign_events(data_dir: Path) -> list[ev.Event]:
+    from services.common import endpoints
+
+    bootstrap = endpoints.kafka_bootstrap(Settings(data_dir=data_dir))
+    out = []
+    async for rec in read_log(bootstrap, [topic_for(t) for t in EVENT_TYPES]):
+        try:
+            out.append(codec.decode(rec.value))
+        except codec.EventDecodeError:
+            continue
+    return sorted(out, key=lambda e: e.occurred_at)
+
+
+def summarise(events: list[ev.Event], wall: float, cores: int) -> dict:
+    roles = {e.experiment_id: e.mode for e in events if isinstance(e, ev.ParentSampled)}
+    cands = {x for x, m in roles.items() if m == "explore"}
+    trained = {e.experiment_id for e in events if isinstance(e, ev.ResultsReady)}
+    stopped = {e.experiment_id for e in events if isinstance(e, ev.TrainingStopped)} & cands
+    abandoned = {e.experiment_id for e in events if isinstance(e, ev.ExperimentAbandoned)} & cands
+    scores = {e.experiment_id: e for e in events if isinstance(e, ev.ScoreAssigned) and e.rescore_of is None}
+    names = {e.experiment_id: e.name for e in events if isinstance(e, ev.ResultsReady)}
+    ended = (set(scores) & cands) | stopped | abandoned
+    sampled = {e.experiment_id: e.occurred_at for e in events if isinstance(e, ev.ParentSampled)}
+    starts = {}
+    for e in events:
+        if isinstance(e, ev.TrainingStarted) and e.experiment_id in sampled:
+            starts.setdefault(e.experiment_id, (e.occurred_at - sampled[e.experiment_id]).total_seconds())
+    best = max((x for x in scores if x in cands), key=lambda x: scores[x].fitness, default=None)
+    return {"wall_s": wall, "models_trained": len(trained), "candidates_ended": len(ended), "stopped": len(stopped),
+            "abandoned": len(abandoned), "per_cpu_hour": len(ended) / (wall * cores / 3600) if wall else 0.0,
+            "start_s": statistics.median(starts.values()) if starts else None,
+            "best": (names.get(best, best), scores[best].fitness) if best else None}
+
+
+def throughput(budget: int, profile: str, seed: int, arms: list[str]) -> None:
+    cores = os.cpu_count() or 1
+    results = {}
+    for arm in arms:
+        extra_env, extra_args = THROUGHPUT_ARMS[arm]
+        with tempfile.TemporaryDirectory() as tmp:
+            data_dir = Path(tmp) / "lab"
+            env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHLAB_")}
+            env.update(ARCHLAB_DATA_DIR=str(data_dir), ARCHLAB_UI_PORT="0", COLUMNS="200", **extra_env)
+            argv = [sys.executable, "-m", "services.cli.main", "run", "--budget", str(budget), "--profile", profile,
+                    "--seed", str(seed), "--replicate", "0", "--keep-up", *extra_args]
+            print(f"== {arm}: {' '.join(argv[3:])} {' '.join(f'{k}={v}' for k, v in extra_env.items())}", flush=True)
+            t0 = time.monotonic()
+            try:
+                proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                wall = time.monotonic() - t0
+                for line in proc.stdout.splitlines():
+                    if "->" in line or "completed" in line or "concurrency" in line:
+                        print("  | " + line.rstrip()[:160], flush=True)
+                results[arm] = summarise(asyncio.run(campaign_events(data_dir)), wall, cores)
+                results[arm]["exit"] = proc.returncode
+            finally:
+                subprocess.run([sys.executable, "-m", "services.cli.main", "down"], env=env, capture_output=True,
+                               timeout=300)
+    print(f"\n{'arm':8} {'wall s':>7} {'exit':>4} {'trained':>7} {'ended':>5} {'stopped':>7} {'cand/CPU-h':>10} "
+          f"{'start s':>7}  best")
+    for arm, r in results.items():
+        best = f"{r['best'][0]} {r['best'][1]:.4f}" if r["best"] else "-"
+        start = f"{r['start_s']:.1f}" if r["start_s"] is not None else "-"
+        print(f"{arm:8} {r['wall_s']:7.0f} {r['exit']:4d} {r['models_trained']:7d} {r['candidates_ended']:5d} "
+              f"{r['stopped']:7d} {r['per_cpu_hour']:10.2f} {start:>7}  {best}")
+    if {"before", "after"} <= set(results) and results["before"]["per_cpu_hour"]:
+        ratio = results["after"]["per_cpu_hour"] / results["before"]["per_cpu_hour"]
+        same = (results["after"]["best"] or [None])[0] == (results["before"]["best"] or [None])[0]
+        print(f"candidates per CPU-hour after/before: {ratio:.2f}x (target >= 2x); same best candidate: {same}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="part", required=True)
@@ -229,8 +308,15 @@ def main() -> None:
     o.add_argument("--run", action="store_true", help="run a fresh campaign first, then measure it")
     o.add_argument("--budget", type=int, default=2)
     o.add_argument("--profile", default="cpu-tiny")
+    t = sub.add_parser("throughput")
+    t.add_argument("--budget", type=int, default=6)
+    t.add_argument("--profile", default="cpu-tiny")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--arms", default="before,after")
     a = ap.parse_args()
-    if a.part == "scaling":
+    if a.part == "throughput":
+        throughput(a.budget, a.profile, a.seed, [x for x in a.arms.split(",") if x])
+    elif a.part == "scaling":
         asyncio.run(scaling([int(x) for x in a.engineers.split(",")], a.jobs_per_engineer, a.job_s))
     elif a.run:
         run_and_measure(a.budget, a.profile)

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 
 ARMS = ("evolution", "best-of-n", "uct")
-RUNG_FRAC = 0.25        # early stopping's rung (the worker's default rung_fracs)
+RUNG_FRAC = 0.5         # early stopping's rung (the worker's default rung_fracs)
 STOP_NOISES = 4.0       # and its margin (ARCHLAB_ENGINEER_STOP_NOISES)
 
 
@@ -62,10 +62,9 @@ def _rung_loss(scratch: str, step: int, limits) -> float | None:
     job = json.loads((Path(scratch) / "job.json").read_text())
     if not (rung_dir(job["workdir"], step) / "model.pt").exists():
         return None
-    rjob = {**job, "workdir": str(rung_dir(job["workdir"], step)),
-            "profile_overrides": {**job["profile_overrides"], "eval_examples": 8}}
+    rjob = {**job, "workdir": str(rung_dir(job["workdir"], step))}
     prof = get_profile(job["profile"], **job["profile_overrides"])
-    fields, _ = score(rjob, Path(scratch), limits=forward_limits(limits, prof), probe=False)
+    fields, _ = score(rjob, Path(scratch), limits=forward_limits(limits, prof), probe=False, benchmark=False)
     return fields.get("final_loss")
 
 

@@ -9,7 +9,8 @@ is newer, and `ARCHLAB_BWRAP=/path/to/bwrap` forces one. `archlab doctor` prints
 The child runs in new user, pid, network, ipc, uts and cgroup namespaces (`--unshare-all`), with
 all capabilities dropped, a private /proc (it sees only its own processes), a minimal /dev, an
 empty /tmp, and a filesystem made of read-only binds of what Python needs (/usr, the Python
-install, the venv, the repository's code) plus read-write binds of its scratch directory and the
+install and the venv, whose site-packages show only CHILD_DISTRIBUTIONS and what they require, and
+the repository's lab/) plus read-write binds of its scratch directory and the
 directories the caller names. The lab's data directory is hidden under an empty tmpfs even where
 it lies inside the repository; nothing else of the host exists in the child's view (no /root,
 /home, /var, /etc beyond the loader's and name-service files). It needs no root: bubblewrap
@@ -29,10 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# the repository directories a child may read: the lab's code, and tests/ for the suite's own child modules
-# (tests.engineer.hostile ...); not docs/ (the default held-out corpus, lab/training/heldout.py), bench/,
-# infra/, services/, .git or the data directory (issue 25)
-CHILD_REPO_DIRS = ("lab", "tests")
+# the repository directories a child may read: the lab's code; not docs/ (the default held-out corpus,
+# lab/training/heldout.py), tests/, bench/, infra/, services/, .git or the data directory (issue 25).
+# The test suite adds tests/ for its own child modules (tests.engineer.hostile ...) through this variable.
+CHILD_REPO_DIRS = ("lab",)
+CHILD_REPO_DIRS_VAR = "ARCHLAB_CHILD_REPO_DIRS"   # comma-separated directories of the repository, e.g. "lab,tests"
+# the distributions a child may import, with everything they require: the allowed-imports list's (torch, einops,
+# numpy; lab/checks.py) and the trusted modules the training child imports before its audit hook is armed
+# (lm_eval, datasets, transformers; lab/training/sandboxed.py). The rest of the virtualenv (the services' Kafka,
+# Milvus, HTTP and LLM clients, the embedding model's packages) is not in the child's view.
+CHILD_DISTRIBUTIONS = ("torch", "einops", "numpy", "lm_eval", "datasets", "transformers")
 UNCONFINED_VAR = "ARCHLAB_ALLOW_UNCONFINED"  # "1": run untrusted code without bwrap (operator's explicit choice)
 # the few /etc files a Python child needs (loader, name service, time zone); not /etc as a whole
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "passwd", "group", "nsswitch.conf",
@@ -153,9 +160,65 @@ def _inside(path: Path, root: Path) -> bool:
 
 
 def python_roots() -> list[Path]:
-    """The Python install and the venv (read-only)."""
+    """The Python install and the venv (read-only); their site-packages are narrowed by `child_site_packages`."""
     roots = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(sys.executable).resolve().parent.parent}
     return sorted(roots)
+
+
+def child_repo_dirs() -> tuple[str, ...]:
+    extra = os.environ.get(CHILD_REPO_DIRS_VAR, "")
+    names = [d.strip().strip("/") for d in extra.split(",") if d.strip()] if extra else list(CHILD_REPO_DIRS)
+    return tuple(d for d in names if d and ".." not in Path(d).parts)
+
+
+def _requirement_names(dist) -> list[str]:
+    """The distributions `dist` requires on this platform, without extras."""
+    try:
+        from packaging.requirements import Requirement
+    except ImportError:   # packaging is a requirement of ours; without it, skip only the extras
+        return [re.match(r"[A-Za-z0-9_.\-]+", r).group(0) for r in dist.requires or [] if "extra ==" not in r]
+    out = []
+    for line in dist.requires or []:
+        req = Requirement(line)
+        if req.marker is None or req.marker.evaluate({"extra": ""}):
+            out.append(req.name)
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def child_site_packages() -> dict[Path, tuple[Path, ...]]:
+    """Per site-packages directory of this interpreter (and of a venv's base install), the entries a child may
+    see: the top-level packages, modules, native libraries and metadata of CHILD_DISTRIBUTIONS and of everything
+    they require, from each distribution's RECORD. `confine_argv` covers each directory with an empty tmpfs and
+    binds these back."""
+    from importlib import metadata
+
+    import sysconfig
+
+    base = sysconfig.get_paths(vars={"base": sys.base_prefix, "platbase": sys.base_prefix})   # a venv's base install
+    sites = {Path(p).resolve() for p in [*sys.path, base["purelib"], base["platlib"]]
+             if p and Path(p).name in ("site-packages", "dist-packages") and Path(p).is_dir()}
+    entries: dict[Path, set[Path]] = {s: set() for s in sites}
+    seen, todo = set(), list(CHILD_DISTRIBUTIONS)
+    while todo:
+        name = todo.pop()
+        key = re.sub(r"[-_.]+", "-", name).lower()
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        todo += _requirement_names(dist)
+        base = Path(dist.locate_file("")).resolve()
+        if base not in entries:
+            continue
+        for f in dist.files or []:
+            parts = Path(f).parts
+            if parts and parts[0] != ".." and not parts[0].startswith("__editable__"):
+                entries[base].add(base / parts[0])
+    return {s: tuple(sorted(e)) for s, e in sorted(entries.items())}
 
 
 def confine_argv(argv: list[str], *, scratch: Path, writable: list[str] | tuple[str, ...] = (),
@@ -177,7 +240,7 @@ def confine_argv(argv: list[str], *, scratch: Path, writable: list[str] | tuple[
         p = Path("/etc") / name
         if p.exists():
             args += ["--ro-bind", str(p), str(p)]
-    ro = [*python_roots(), *(REPO_ROOT / d for d in CHILD_REPO_DIRS), *(Path(r).resolve() for r in readable)]
+    ro = [*python_roots(), *(REPO_ROOT / d for d in child_repo_dirs()), *(Path(r).resolve() for r in readable)]
     if cuda:
         ro += [Path("/sys"), *(p for p in (Path("/usr/local/cuda"), Path("/opt/nvidia")) if p.exists())]
     seen: list[Path] = []
@@ -185,6 +248,13 @@ def confine_argv(argv: list[str], *, scratch: Path, writable: list[str] | tuple[
         if p.exists() and not any(_inside(p, s) for s in seen) and not any(_inside(p, Path("/") / t) for t in TOP_DIRS):
             seen.append(p)
             args += ["--ro-bind", str(p), str(p)]
+    for site, keep in child_site_packages().items():   # only the child's distributions of each site-packages
+        if any(_inside(site, s) for s in seen) or any(_inside(site, Path("/") / t) for t in TOP_DIRS):
+            args += ["--tmpfs", str(site)]
+            for p in keep:
+                if p.exists():
+                    args += ["--ro-bind", str(p), str(p)]
+            args += ["--remount-ro", str(site)]   # the tmpfs itself: nothing may be planted beside them
     for hidden in hidden_dirs():  # over the read-only binds, under the read-write ones
         if hidden.exists() and any(_inside(hidden, s) for s in seen):
             args += ["--tmpfs", str(hidden)]

@@ -7,6 +7,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
+# the suite's own sandbox child modules (tests.engineer.hostile, tests.security.raw_net ...): a child sees lab/ only
+os.environ.setdefault("ARCHLAB_CHILD_REPO_DIRS", "lab,tests")
 
 import torch  # noqa: E402
 

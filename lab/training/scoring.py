@@ -39,6 +39,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable
 
 from lab.sandbox import Limits, SandboxResult, run_python_module
@@ -267,10 +268,12 @@ class _ForwardChild:
 
 
 def score(job: dict, train_scratch: Path, *, limits: Limits, stop: threading.Event | None = None,
-          autocast: str = "fp32", eval_seed: int | None = None, probe: bool = True) -> tuple[dict, SandboxResult]:
+          autocast: str = "fp32", eval_seed: int | None = None, probe: bool = True,
+          benchmark: bool = True) -> tuple[dict, SandboxResult]:
     """Evaluate the trained weights of `job` (a runner job with evaluate=False) through a fresh forward child,
     whose forward runs under `autocast` (the mode the run trained under), on held-out data drawn from
     `eval_seed` (None: the public seeds). `probe`: check every request's causality on a second child.
+    `benchmark`: also run the profile's benchmark battery (False: the held-out loss alone, as a rung needs).
 
     Returns (trusted fields: final_loss, metrics, benchmark, eval_s; the scored forward child's SandboxResult)."""
     import torch
@@ -296,7 +299,8 @@ def score(job: dict, train_scratch: Path, *, limits: Limits, stop: threading.Eve
                 model = RemoteModel(conns[0], profile.vocab_size, timeout_s=max(1.0, deadline - time.monotonic()),
                                     probe=conns[1] if probe else None, autocast=autocast)
                 loss = heldout_loss(model, profile, eval_seed=eval_seed)
-                scores = evaluate(model, profile, trusted / "eval", device="cpu", eval_seed=eval_seed)
+                scores = evaluate(model, profile, trusted / "eval", device="cpu", eval_seed=eval_seed) \
+                    if benchmark else SimpleNamespace(metrics={}, benchmark=None)
                 probe_metrics = {"scoring/probe_rows": float(model.probed_rows),
                                  "scoring/probe_max_diff": model.max_probe_diff,
                                  "scoring/probe_s": model.probe_s} if probe else {}

@@ -66,6 +66,7 @@ class Experiment:
     insights: ev.InsightsStored | None = None
     abandoned: ev.ExperimentAbandoned | None = None
     stopped: ev.TrainingStopped | None = None   # early stopping at a rung (not a failure of the program)
+    replication: ev.ReplicationAssessed | None = None   # the verdict on held-out seeds (issue 24)
     cost: Cost = field(default_factory=Cost)
     life: Lifecycle = field(default_factory=Lifecycle)
 
@@ -110,6 +111,25 @@ class Experiment:
         if self.results is not None:
             return self.results.device
         return self.started[-1].device if self.started else "–"
+
+    @property
+    def params(self) -> int | None:
+        """Parameters as trained (the engineer's count), else the checks' count of the proposal."""
+        if self.results is not None and self.results.params:
+            return self.results.params
+        return self._checked("params")
+
+    @property
+    def flops_per_token(self) -> float | None:
+        """Forward FLOPs per token, as the researcher's checks counted them on the whole model."""
+        return self._checked("flops_per_token")
+
+    def _checked(self, key: str):
+        for p in reversed(self.proposals):
+            value = ((p.checks or {}).get("evidence") or {}).get(key)
+            if value:
+                return value
+        return None
 
     @property
     def compute_s(self) -> float:
@@ -278,6 +298,8 @@ def summarize(events: list[ev.Event], scheme: str = "paper", campaign_id: str | 
             x.abandoned = e
         elif isinstance(e, ev.TrainingStopped):
             x.stopped = e
+        elif isinstance(e, ev.ReplicationAssessed):
+            x.replication = e
     return Campaign(cid, scheme, started, completed, xs, ignored,
                     mine[0].occurred_at if mine else None, mine[-1].occurred_at if mine else None)
 
@@ -497,6 +519,22 @@ def _loss_section(c: Campaign) -> str:
             f"<p class='note'>training loss per step (dashed: baselines).</p>{plot}</section>")
 
 
+def _size(count: float | None, baseline: float | None) -> str:
+    """A size beside the baseline's: "129,254 (1.10x)"; "–" when not counted."""
+    if not count:
+        return "–"
+    return f"{count:,.0f}" + (f" ({count / baseline:.2f}x)" if baseline else "")
+
+
+def _replication(x: Experiment) -> str:
+    """The verdict on held-out seeds with the replicated fitness; nothing for a candidate never replicated."""
+    r = x.replication
+    if r is None:
+        return ""
+    mean = f"{r.replicated_fitness:.4f}" if r.replicated_fitness is not None else "–"
+    return f"{r.verdict} ({mean} over seeds {', '.join(map(str, r.seeds))})"
+
+
 def _benchmark_section(c: Campaign) -> str:
     xs = [x for x in c.explored if x.results is not None]   # one profile's metrics (verification: its own section)
     xs.sort(key=lambda x: (x.fitness is None, -(x.fitness or 0.0)))
@@ -504,9 +542,11 @@ def _benchmark_section(c: Campaign) -> str:
     best = c.best
     head = ("<tr><th>#</th><th>experiment</th><th>status</th>" + "".join(
         f"<th class='num'>{esc(m)}</th>" for m in metric_names) +
-        "<th class='num'>final loss</th><th class='num'>benchmark</th><th class='num'>params</th>"
+        "<th class='num'>final loss</th><th class='num'>benchmark</th><th class='num'>params (x base)</th>"
+        "<th class='num'>FLOPs/token (x base)</th>"
         "<th class='num'>fitness</th><th class='num'>loss score</th><th class='num'>benchmark score</th>"
-        "<th class='num'>qualitative</th><th>significant</th></tr>")
+        "<th class='num'>qualitative</th><th>significant</th><th>replication</th></tr>")
+    base = c.baselines[0] if c.baselines else None
     rows = []
     for i, x in enumerate(xs, 1):
         r, s = x.results, x.score
@@ -516,10 +556,12 @@ def _benchmark_section(c: Campaign) -> str:
             f"<td>{esc(x.name)}<br><code>{esc(x.experiment_id)}</code></td>"
             f"<td>{_pill('baseline' if x.kind == 'baseline' else x.status)}</td>"
             + "".join(_num(r.metrics.get(m), 4) for m in metric_names)
-            + f"{_num(r.final_loss, 4)}{_num(r.benchmark, 4)}<td class='num'>{r.params:,}</td>"
+            + f"{_num(r.final_loss, 4)}{_num(r.benchmark, 4)}"
+            + f"<td class='num'>{_size(x.params, base.params if base else None)}</td>"
+            + f"<td class='num'>{_size(x.flops_per_token, base.flops_per_token if base else None)}</td>"
             + f"{_num(s.fitness if s else None, 4)}{_num(s.loss_score if s else None)}"
             + f"{_num(s.benchmark_score if s else None)}{_num(s.qualitative if s else None)}"
-            + _yesno(s.significant if s else None) + "</tr>")
+            + _yesno(s.significant if s else None) + f"<td>{esc(_replication(x))}</td></tr>")
     return (f"<section id='benchmarks'><h2>Benchmarks and fitness</h2><p class='note'>{len(xs)} experiments with "
             f"results, best first. Fitness components as the judge gave them (scheme <code>{esc(c.scheme)}</code>)."
             f"</p><table id='benchmark-table'><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table></section>")

@@ -30,7 +30,7 @@ def register(app) -> None:
            token: Optional[str] = typer.Option(None, help="required on every request when set; generated and "
                                                           "printed once for a non-loopback bind without one"),
            data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="state directory")):
-        """Serve the live web UI (campaign, leaderboard, genealogy, fitness, experiments, compare) from the read model."""
+        """Serve the live web UI (campaign, leaderboard, genealogy, fitness, embedding map, experiments, compare) from the read model."""
         from services.common.settings import load_settings
         from services.ui.main import run
         from services.ui.server import LOOPBACK
@@ -45,4 +45,4 @@ def register(app) -> None:
             note = "; the token was generated for this run" if generated else ""
             typer.echo(f"archlab ui: {server.url}{suffix}  (read-only, {settings.data_dir}{note}; Ctrl-C stops)")
 
-        run(Path(settings.data_dir), host, port, token, on_ready=ready)
+        run(Path(settings.data_dir), host, port, token, on_ready=ready, settings=settings)

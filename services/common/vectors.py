@@ -27,6 +27,8 @@ from pathlib import Path
 from pymilvus import DataType, MilvusClient, MilvusException
 
 RESERVED = ("id", "vector", "score")
+# the researcher's novelty memory: one record per accepted proposal, its motivation's embedding (the UI maps it)
+NOVELTY_COLLECTION = "researcher_motivations"
 RELEASED = 101   # MilvusException code: "collection ... is in state 'released'; call load() before search"
 RECONNECT_S = 60.0   # how long a call waits for a restarted server
 UNAVAILABLE = 2  # MilvusException code: "Fail connecting to server ...": the server restarted or is away
@@ -105,6 +107,16 @@ class VectorStore:
         self.dim = int(dim)
         self.client = _client(self.uri)
         self._reloading(self._ensure)
+
+    @classmethod
+    def existing(cls, uri: str, collection: str) -> "VectorStore | None":
+        """The collection if it exists (loaded), else None: a reader that never creates one."""
+        client = _client(normalise_uri(str(uri)))
+        if not client.has_collection(collection):
+            return None
+        fields = client.describe_collection(collection).get("fields", [])
+        dims = [int((f.get("params") or {}).get("dim", 0)) for f in fields if f.get("name") == "vector"]
+        return cls(uri, collection, dims[0]) if dims and dims[0] else None
 
     def _ensure(self) -> None:
         if self.client.has_collection(self.collection):
@@ -200,6 +212,10 @@ class VectorStore:
             return []
         rows = self._reloading(lambda: self.client.get(self.collection, ids=[str(i) for i in ids], output_fields=["*"]))
         return [{k: v for k, v in row.items() if k != "vector"} for row in rows]
+
+    def records(self, limit: int = 16_384) -> list[dict]:
+        """Every record (up to `limit`), each with its `id`, `vector` and payload."""
+        return self._reloading(lambda: self.client.query(self.collection, filter="", output_fields=["*"], limit=limit))
 
     def delete(self, ids: list[str]) -> None:
         if ids:

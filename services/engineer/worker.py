@@ -82,7 +82,7 @@ class WorkerConfig:
     calibrate: bool = True       # time limits from this machine's measured speed (calibrate.py)
     share_cores: bool = True     # with a measured plan in the data dir: a lone run gets the free cores (concurrency.py)
     share_every_s: float = 1.0   # how often a run's share is recomputed while it trains
-    rung_fracs: tuple[float, ...] = (0.25,)   # early stopping: the weights are judged at these fractions of the steps
+    rung_fracs: tuple[float, ...] = (0.5,)   # early stopping: the weights are judged at these fractions of the steps
     stop_noises: float = 4.0     # stop a candidate worse than the baseline at a rung by more (0: judge, never stop)
 
     @classmethod
@@ -90,7 +90,7 @@ class WorkerConfig:
         base = dict(engineer_id=default_engineer_id(settings), lease_s=settings.engineer_lease_s,
                     heartbeat_s=settings.engineer_heartbeat_s, threads=settings.engineer_threads,
                     stop_noises=settings.engineer_stop_noises,
-                    device=detect_device(settings))
+                    rung_fracs=tuple(settings.engineer_rung_fracs), device=detect_device(settings))
         return cls(**{**base, **overrides})
 
 
@@ -361,13 +361,12 @@ class Worker:
         if step not in verdict["rungs"] or step in verdict["losses"]:
             return
         mode = rung.get("autocast") if rung.get("autocast") in AUTOCAST_MODES else "fp32"
-        # the held-out loss is what is judged: a token evaluation, not the profile's whole benchmark
-        rjob = {**job, "workdir": str(rung_dir(job["workdir"], step)),
-                "profile_overrides": {**(job.get("profile_overrides") or {}), "eval_examples": 8}}
+        # the held-out loss is what is judged, not the profile's benchmark battery
+        rjob = {**job, "workdir": str(rung_dir(job["workdir"], step))}
         t0 = time.monotonic()
         try:   # no causality probe here: a program that cheats at a rung only trains on, to be probed at the end
             fields, _ = await asyncio.to_thread(score, rjob, scratch, limits=forward_limits(limits, profile),
-                                                stop=stop, autocast=mode, probe=False,
+                                                stop=stop, autocast=mode, probe=False, benchmark=False,
                                                 eval_seed=campaign_eval_seed(self.settings.data_dir,
                                                                              proposal.campaign_id))
         except Exception as e:  # noqa: BLE001 - no verdict at this rung; the run goes on

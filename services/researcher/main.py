@@ -21,13 +21,12 @@ from services.researcher.novelty import NoveltyChecker
 from services.researcher.planner import LLMPlanner, OfflineProposer
 from services.researcher.routing import PlannerRouter
 
-NOVELTY_COLLECTION = "researcher_motivations"
 
 
 def build_deps(settings: Settings, *, milvus_uri: str | None = None) -> dict:
     """The handler's dependencies: proposers, checker and novelty (used by main and by tests)."""
     from services.common.embeddings import Embedder
-    from services.common.vectors import VectorStore
+    from services.common.vectors import NOVELTY_COLLECTION, VectorStore
 
     embedder = Embedder.from_settings(settings)
     store = VectorStore(milvus_uri or endpoints.milvus_uri(settings), NOVELTY_COLLECTION, embedder.dim)

@@ -14,7 +14,8 @@ from html import escape
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from services.ui.charts import TreeNode, bars_spec, chart_div, curves_spec, fitness_spec, lineage_spec
+from services.ui.charts import TreeNode, bars_spec, chart_div, curves_spec, fitness_spec, lineage_spec, scatter_spec
+from services.ui.embedding import VectorSource, layout
 from services.ui.readmodel import ReadModel
 
 Row = dict[str, Any]
@@ -76,8 +77,9 @@ def families(rows: list[Row]) -> dict[str, str]:
 class Pages:
     """One method per page; each returns (title, main HTML)."""
 
-    def __init__(self, model: ReadModel):
+    def __init__(self, model: ReadModel, vectors: VectorSource | None = None):
         self.model = model
+        self.vectors = vectors   # the novelty memory's records (services/ui/main.py); None: no map
 
     # ---------------------------------------------------------------- shared pieces
     def _campaign_ids(self) -> list[str]:
@@ -255,6 +257,25 @@ class Pages:
                              f"<p class='note'>{len(rows)} experiments, parents left; colour = fitness (viridis, grey: "
                              "none). Scroll to zoom, drag to pan, click a node to open it.</p>"
                              + chart_div("lineage-plot", spec, int(height)))
+
+    def embedding(self, campaign: str | None = None) -> tuple[str, str]:
+        cid = self._pick(campaign)
+        head = f"<h1>Embedding map of proposals</h1>{self._campaign_nav('/embedding', cid)}"
+        if self.vectors is None:
+            return "embedding map", head + "<p class='empty'>No novelty memory configured for this UI.</p>"
+        try:
+            records = [r for r in self.vectors() if r.get("campaign_id") == cid]
+        except Exception as e:  # noqa: BLE001 - Milvus away or restarting: say so, the other pages still work
+            return "embedding map", head + f"<p class='empty'>The novelty memory is unavailable: {esc(e)}</p>"
+        rows = {r["experiment_id"]: r for r in self.model.rows(cid)}
+        groups = layout(records, rows, self.model.duplicates(cid) if cid else [])
+        n_dup = len(groups.get("rejected duplicate", []))
+        return "embedding map", (head + f"<p class='note'>{len(records)} accepted proposals of the novelty memory "
+                                 "(their motivations' embeddings), on the first two principal components; "
+                                 f"{n_dup} proposals rejected as duplicates, each beside the experiment it "
+                                 "repeated (farther when less similar). Click a point to open it.</p>"
+                                 + chart_div("embedding-plot", scatter_spec(groups, href="/experiment/{id}",
+                                                                            x_label="PC 1", y_label="PC 2"), 520))
 
     def fitness(self, campaign: str | None = None) -> tuple[str, str]:
         cid = self._pick(campaign)

@@ -12,8 +12,9 @@ import socket
 import threading
 from pathlib import Path
 
+from services.common import endpoints
 from services.common.logging import configure_logging, get_logger
-from services.common.settings import load_settings
+from services.common.settings import Settings, load_settings
 from services.ui.readmodel import ReadModel
 from services.ui.server import UIServer
 
@@ -21,10 +22,25 @@ DEFAULT_PORT = 8765
 UI_FILE = "ui.json"   # where the stack's UI records its address (services/cli/ui.py reads it)
 
 
+def novelty_records(settings: Settings):
+    """The embedding map's source: the researcher's novelty memory on the stack's Milvus server, looked up and read
+    (never created) on each request. Never an in-process milvus-lite file: one process owns such a file."""
+    def read() -> list[dict]:
+        from services.common.vectors import NOVELTY_COLLECTION, VectorStore
+
+        uri = endpoints.milvus_uri(settings)
+        if uri.endswith(".db"):
+            raise RuntimeError("no Milvus server of the stack is running (start it with `archlab up`)")
+        store = VectorStore.existing(uri, NOVELTY_COLLECTION)
+        return store.records() if store is not None else []
+    return read
+
+
 def run(data_dir: Path, host: str = "127.0.0.1", port: int = DEFAULT_PORT, token: str | None = None,
-        on_ready=None) -> None:
-    """Serve until SIGTERM/SIGINT. `on_ready(server)` is called once it listens."""
-    server = UIServer((host, port), ReadModel(data_dir), token)
+        on_ready=None, settings: Settings | None = None) -> None:
+    """Serve until SIGTERM/SIGINT. `on_ready(server)` is called once it listens. With `settings`, the embedding
+    map reads the stack's novelty memory."""
+    server = UIServer((host, port), ReadModel(data_dir), token, novelty_records(settings) if settings else None)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -57,7 +73,7 @@ def main() -> None:
     if port and not port_free(host, port):
         log.info("port taken, using a free one", port=port)
         port = 0
-    run(data_dir, host, port, token, on_ready=ready)
+    run(data_dir, host, port, token, on_ready=ready, settings=settings)
 
 
 def port_free(host: str, port: int) -> bool:

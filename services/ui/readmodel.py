@@ -93,6 +93,15 @@ class ReadModel:
         return [json.loads(d) for (d,) in self._query(
             "SELECT doc FROM attempts WHERE experiment_id=? ORDER BY occurred_at, event_id", (experiment_id,))]
 
+    def duplicates(self, campaign_id: str) -> list[dict[str, Any]]:
+        """The campaign's proposals rejected as duplicates: {experiment_id, name, similar}, in time order."""
+        return [{"experiment_id": eid, "name": name, "similar": json.loads(similar or "[]")}
+                for eid, name, similar in self._query(
+                    "SELECT a.experiment_id, json_extract(a.doc, '$.name'), json_extract(a.doc, '$.similar') "
+                    "FROM attempts a JOIN experiments e ON e.experiment_id = a.experiment_id "
+                    "WHERE e.campaign_id=? AND a.kind='rejected' AND json_extract(a.doc, '$.reason')='duplicate' "
+                    "ORDER BY a.occurred_at, a.event_id", (campaign_id,))]
+
     def scores(self, experiment_id: str) -> list[dict[str, Any]]:
         return [json.loads(d) for (d,) in self._query(
             "SELECT doc FROM scores WHERE experiment_id=? ORDER BY occurred_at, event_id", (experiment_id,))]

@@ -28,6 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from services.ui.charts import LIBRARY, asset
+from services.ui.embedding import VectorSource
 from services.ui.handlers import PAGE_ROWS, Pages, esc
 from services.ui.readmodel import ReadModel
 
@@ -42,7 +43,8 @@ STATIC = {             # the only files the server sends: name -> content type
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 NAV = (("/campaign", "campaign"), ("/leaderboard", "leaderboard"), ("/genealogy", "genealogy"),
-       ("/fitness", "fitness"), ("/compare", "compare"))
+       ("/fitness", "fitness"), ("/embedding", "embedding map"),
+       ("/compare", "compare"))
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -120,12 +122,13 @@ class Watcher:
 class UIServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], model: ReadModel, token: str | None = None):
+    def __init__(self, address: tuple[str, int], model: ReadModel, token: str | None = None,
+                 vectors: VectorSource | None = None):
         if address[0] not in LOOPBACK and not token:
             raise ValueError("a bind address other than loopback needs a token")
         super().__init__(address, UIHandler)
         self.model = model
-        self.pages = Pages(model)
+        self.pages = Pages(model, vectors)
         self.token = token
         self.watcher = Watcher(model)
         # read the list fields once now, so the first page does not pay for it
@@ -239,6 +242,8 @@ class UIHandler(BaseHTTPRequestHandler):
                 self._page(*pages.genealogy(query.get("campaign")), fragment, extra)
             elif path == "/fitness":
                 self._page(*pages.fitness(query.get("campaign")), fragment, extra)
+            elif path == "/embedding":
+                self._page(*pages.embedding(query.get("campaign")), fragment, extra)
             elif path == "/compare":
                 ids = [i for i in query.get("ids", "").split(",") if i]
                 self._page(*pages.compare(ids), fragment, extra)

@@ -64,6 +64,11 @@ def test_vector_store_on_milvus_lite_server(milvus_server):
     # a second store object (another service) sees the same collection
     VectorStore(milvus_server, "t_shared", dim=4).upsert(["x"], [unit(1, 0, 0, 0)], [{}])
     assert VectorStore(milvus_server.removeprefix("http://"), "t_shared", dim=4).count() == 1
+    # a reader (the UI's embedding map) opens what exists, creates nothing, and reads every vector back
+    assert VectorStore.existing(milvus_server, "t_absent") is None
+    assert not VectorStore(milvus_server, "t_shared", dim=4).client.has_collection("t_absent")
+    (rec,) = VectorStore.existing(milvus_server, "t_shared").records()
+    assert rec["id"] == "x" and rec["vector"] == pytest.approx(unit(1, 0, 0, 0))
 
 
 def test_vector_store_on_local_db_file(tmp_path):

@@ -66,7 +66,7 @@ def novelty_rejects_a_duplicate(env, campaign_id: str) -> None:
     from services.common.embeddings import Embedder
     from services.common.settings import load_settings
     from services.common.vectors import VectorStore, close_all
-    from services.researcher.main import NOVELTY_COLLECTION
+    from services.common.vectors import NOVELTY_COLLECTION
     from services.researcher.novelty import NoveltyChecker
 
     settings = load_settings(Path(env["ARCHLAB_DATA_DIR"]), milvus_uri=stack(env)["milvus"])

@@ -35,3 +35,10 @@ def test_replication_runs_are_not_promotions(tmp_path):
     assert c.promoted == []
     html = build_report(events, tmp_path / "r.html").read_text()
     assert "verified at" not in html   # no verification stage shown for a one-stage campaign
+    # the verdict and the sizes beside the baseline's (issue 24: the report shows them like the leaderboard)
+    assert "not replicated (– over seeds 1001, 1002)" in html
+    base = next(x for x in c.baselines)
+    claim = c.experiments[next(iter(c.experiments[k] for k in c.experiments if k.endswith("-rep1"))).experiment_id]
+    assert f"{base.params:,} (1.00x)" in html
+    ratio = c.experiments[claim.experiment_id.removesuffix("-rep1")].params / base.params
+    assert f"({ratio:.2f}x)" in html

@@ -166,7 +166,8 @@ def test_the_child_sees_only_what_it_needs(tmp_path):
     assert res.ok, res.error
     view = res.result
     # the repository: only the code a child runs (+ the venv, which lives inside it here)
-    assert set(view["repo"]) <= {*confine.CHILD_REPO_DIRS, ".venv"}, view["repo"]
+    assert set(view["repo"]) <= {*confine.child_repo_dirs(), ".venv"}, view["repo"]
+    assert "tests" not in confine.CHILD_REPO_DIRS   # the suite adds it for its own child modules
     assert view["readable"] == {str(data): False, str(REPO / "docs"): False, str(REPO / ".git"): False,
                                 str(REPO / "README.md"): False, str(REPO / "lab" / "training"): True}
     # an empty tmpfs, but for the paths down to its own scratch and to the binds (a checkout under /tmp)
@@ -174,7 +175,10 @@ def test_the_child_sees_only_what_it_needs(tmp_path):
                   if Path("/tmp") in p.parents})
     assert sorted(view["tmp"]) == own, view["tmp"]
     assert not {"home", "root", "var", "srv", "opt", "mnt"} & set(view["root"]) - {"root"}, view["root"]
-    assert "torch" in view["site_packages"]
+    # site-packages: the child's distributions (torch, lm_eval ...) and what they require, not the services'
+    assert {"torch", "numpy", "einops", "lm_eval", "sympy"} <= set(view["site_packages"]), view["site_packages"]
+    assert not {"aiokafka", "faststream", "pymilvus", "milvus_lite", "openai", "grpc", "fastapi", "uvicorn",
+                "sentence_transformers", "services", "schemas"} & set(view["site_packages"]), view["site_packages"]
 
 
 def test_the_seed_is_published_in_the_report_only_once_the_campaign_has_ended(tmp_path):

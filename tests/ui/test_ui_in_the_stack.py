@@ -41,6 +41,15 @@ def test_up_starts_the_ui_and_down_stops_it(tmp_path):
             time.sleep(0.5)
             page = urllib.request.urlopen(url + "genealogy?campaign=ui-test", timeout=10).read().decode()
         assert "marker_program" in page
+        # the embedding map reads the researcher's novelty memory on the stack's Milvus: a proposal appears there
+        proposal = ev.ProposalCreated(campaign_id="ui-test", experiment_id="prop-ui", producer="test",
+                                      name="marker_proposal", code="x = 2", motivation="a gated delta rule with decay")
+        asyncio.run(publish_once(Settings(data_dir=tmp_path / "lab", kafka_bootstrap=state["kafka"]), proposal))
+        deadline = time.monotonic() + 60
+        while "1 accepted proposals" not in page and time.monotonic() < deadline:
+            time.sleep(0.5)
+            page = urllib.request.urlopen(url + "embedding?campaign=ui-test", timeout=10).read().decode()
+        assert "1 accepted proposals" in page and "prop-ui" in page, page[-2000:]
     finally:
         down = archlab("down", env=env)
     assert down.returncode == 0, down.stdout + down.stderr
