@@ -6,7 +6,9 @@ them read-only and stays offline.
     archlab data status
 
 Layout: `<data dir>/datasets/<key>/` with `train.u32` (the token ids, little-endian uint32) and
-`manifest.json` (the spec, the token count and the file's sha256). `key` is the sha256 of the spec
+`manifest.json` (the spec, the token count and the file's sha256); beside it `<key>.heldout/` with
+`heldout.u32`, the next tokens of the same stream (never trained on), which the trusted scorer draws its
+held-out batches from (issue 25). The child binds only `<key>/`: the held-out tokens are not on its filesystem. `key` is the sha256 of the spec
 (task, dataset, config, tokenizer, token count): the same recipe always lands in the same directory,
 and a changed recipe never reads an old one. A directory is written under a temporary name and
 renamed when complete, so a half-written cache is never found.
@@ -31,9 +33,11 @@ from typing import Iterable, Iterator
 from lab.training.profiles import Profile
 
 STAGE_ENV = "ARCHLAB_DATA_STAGE"   # set in the sandboxed child: the staged directory, bound read-only
-TOKENS_NAME, MANIFEST_NAME = "train.u32", "manifest.json"
+TOKENS_NAME, MANIFEST_NAME, HELDOUT_NAME = "train.u32", "manifest.json", "heldout.u32"
 LOCAL_DATASET, BYTES_TOKENIZER = "archlab/stdlib-bytes", "bytes"
-FORMAT = 1
+FORMAT = 2   # 2: with the held-out split (a stage of format 1 is prepared again)
+HELDOUT_SHARE = 50   # the held-out split: 1/50 of the training tokens, at least HELDOUT_WINDOWS windows
+HELDOUT_WINDOWS = 64
 
 
 class DataNotStaged(RuntimeError):
@@ -48,9 +52,13 @@ def tokens_wanted(profile: Profile) -> int:
     return profile.hf_tokens or profile.steps * profile.tokens_per_step
 
 
+def heldout_wanted(profile: Profile) -> int:
+    return max(tokens_wanted(profile) // HELDOUT_SHARE, HELDOUT_WINDOWS * (profile.seq_len + 1))
+
+
 def spec(profile: Profile) -> dict:
     return {"format": FORMAT, "task": profile.task, "dataset": profile.hf_dataset, "config": profile.hf_config,
-            "tokenizer": profile.hf_tokenizer, "tokens": tokens_wanted(profile)}
+            "tokenizer": profile.hf_tokenizer, "tokens": tokens_wanted(profile), "heldout": heldout_wanted(profile)}
 
 
 def key(profile: Profile) -> str:
@@ -70,18 +78,25 @@ def stage_dir(profile: Profile, data_dir: str | Path) -> Path:
     return cache_root(data_dir) / key(profile)
 
 
+def heldout_dir(profile: Profile, data_dir: str | Path) -> Path:
+    """The held-out split, beside the training stage (never bound into a child)."""
+    return cache_root(data_dir) / f"{key(profile)}.heldout"
+
+
 def prepare_command(profile: Profile) -> str:
     return f"archlab data prepare {profile.name}"
 
 
 def staged(profile: Profile, data_dir: str | Path) -> Path | None:
     """The profile's complete staged directory, or None."""
-    d = stage_dir(profile, data_dir)
+    d, h = stage_dir(profile, data_dir), heldout_dir(profile, data_dir)
     try:
         manifest = json.loads((d / MANIFEST_NAME).read_text())
-    except (OSError, ValueError):
+        ok = (manifest.get("spec") == spec(profile)
+              and (d / TOKENS_NAME).stat().st_size == 4 * int(manifest["tokens"])
+              and (h / HELDOUT_NAME).stat().st_size == 4 * int(manifest["heldout"]))
+    except (OSError, ValueError, KeyError):
         return None
-    ok = manifest.get("spec") == spec(profile) and (d / TOKENS_NAME).stat().st_size == 4 * int(manifest["tokens"])
     return d if ok else None
 
 
@@ -133,35 +148,61 @@ def prepare(profile: Profile, data_dir: str | Path, source: Iterable[list[int]] 
     done = staged(profile, data_dir)
     if done is not None:
         return done
-    final = stage_dir(profile, data_dir)
+    final, final_heldout = stage_dir(profile, data_dir), heldout_dir(profile, data_dir)
     tmp = final.with_name(f".{final.name}.{os.getpid()}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    want, have = tokens_wanted(profile), 0
-    digest = hashlib.sha256()
-    with open(tmp / TOKENS_NAME, "wb") as f:
+    tmp_heldout = final.with_name(f".{final_heldout.name}.{os.getpid()}.partial")
+    for d in (tmp, tmp_heldout):
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+    # one stream: the first `want` tokens train, the next `held` are held out
+    want, held = tokens_wanted(profile), heldout_wanted(profile)
+    have = 0
+    digests = [hashlib.sha256(), hashlib.sha256()]
+    with open(tmp / TOKENS_NAME, "wb") as train_f, open(tmp_heldout / HELDOUT_NAME, "wb") as held_f:
         for ids in (source if source is not None else source_for(profile)):
-            chunk = np.asarray(ids[:want - have], dtype="<u4")
+            chunk = np.asarray(ids[:want + held - have], dtype="<u4")
             if chunk.size and int(chunk.max()) >= profile.vocab_size:
                 raise ValueError(f"token id {int(chunk.max())} >= vocab_size {profile.vocab_size} of {profile.name}")
-            data = chunk.tobytes()
-            f.write(data)
-            digest.update(data)
+            split = max(0, min(chunk.size, want - have))
+            for i, (part, f) in enumerate(((chunk[:split], train_f), (chunk[split:], held_f))):
+                if part.size:
+                    data = part.tobytes()
+                    f.write(data)
+                    digests[i].update(data)
             have += chunk.size
             if progress is not None:
-                progress(have, want)
-            if have >= want:
+                progress(min(have, want + held), want + held)
+            if have >= want + held:
                 break
-    if have < want:
+    if have < want + held:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise RuntimeError(f"the source ended after {have:,} of {want:,} tokens")
-    (tmp / MANIFEST_NAME).write_text(json.dumps({"profile": profile.name, "spec": spec(profile), "tokens": have,
-                                                 "sha256": digest.hexdigest()}, indent=1))
-    if final.exists():   # another preparer finished first: same key, same content
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        tmp.rename(final)
+        shutil.rmtree(tmp_heldout, ignore_errors=True)
+        raise RuntimeError(f"the source ended after {have:,} of {want + held:,} tokens "
+                           f"({want:,} to train on, {held:,} held out)")
+    (tmp / MANIFEST_NAME).write_text(json.dumps({"profile": profile.name, "spec": spec(profile), "tokens": want,
+                                                 "heldout": held, "sha256": digests[0].hexdigest()}, indent=1))
+    (tmp_heldout / MANIFEST_NAME).write_text(json.dumps({"profile": profile.name, "spec": spec(profile),
+                                                         "heldout": held, "sha256": digests[1].hexdigest()},
+                                                        indent=1))
+    # the held-out split first: a training stage is only found complete with its split beside it
+    for t, f in ((tmp_heldout, final_heldout), (tmp, final)):
+        if f.exists():   # another preparer finished first: same key, same content
+            shutil.rmtree(t, ignore_errors=True)
+        else:
+            t.rename(f)
     return final
+
+
+def load_staged_heldout(profile: Profile, data_dir: str | Path):
+    """The held-out split's tokens as an int32 tensor (trusted side: the scorer's held-out batches)."""
+    import numpy as np
+    import torch
+
+    if staged(profile, data_dir) is None:
+        raise DataNotStaged(f"profile {profile.name}: no staged held-out split under {cache_root(data_dir)}; "
+                            f"prepare it with `{prepare_command(profile)}`")
+    h = heldout_dir(profile, data_dir)
+    return torch.from_numpy(np.fromfile(h / HELDOUT_NAME, dtype="<i4", count=heldout_wanted(profile)))
 
 
 # ---------------------------------------------------------------- the child's side (read-only, offline)

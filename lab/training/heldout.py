@@ -144,7 +144,7 @@ def heldout_tokens(data_dir: str | Path | None = None):
 
 
 # ---------------------------------------------------------------- the scorer's held-out batches
-def heldout_batch_fn(profile: Profile, seed: int):
+def heldout_batch_fn(profile: Profile, seed: int, data_dir: str | Path | None = None):
     """step -> (inputs, labels) of the profile's task, drawn from `seed`, with held-out text for the byte tasks."""
     from lab.training import data
     if profile.task == "mqar":
@@ -154,5 +154,7 @@ def heldout_batch_fn(profile: Profile, seed: int):
         return heldout_battery_batch_fn(profile.battery_tasks, seed, profile.batch_size, profile.seq_len)
     if profile.task == "bytes":
         return data.window_batch_fn(heldout_tokens(), seed, profile.batch_size, profile.seq_len)
-    from lab.training.runner import make_batch_fn  # "hf": the staged training tokens, other windows (not held out)
-    return make_batch_fn(profile, seed)
+    # "hf": the staged held-out split (the tokens after the training ones, outside the child's filesystem)
+    from lab.training.datastage import default_data_dir, load_staged_heldout
+    return data.window_batch_fn(load_staged_heldout(profile, data_dir or default_data_dir()), seed,
+                                profile.batch_size, profile.seq_len)

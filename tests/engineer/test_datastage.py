@@ -43,6 +43,33 @@ def test_prepare_is_content_addressed_and_idempotent(tmp_path):
     assert not list((tmp_path / "datasets").glob(".*partial"))
 
 
+def test_the_held_out_split_is_the_stream_after_the_training_tokens_and_only_the_scorer_reads_it(tmp_path):
+    """Issue 25: an hf profile scores on tokens never trained on, in a directory no child binds."""
+    from lab import confine
+    from lab.training.heldout import heldout_batch_fn
+
+    p = staged_profile()
+    d = datastage.prepare(p, tmp_path)
+    h = datastage.heldout_dir(p, tmp_path)
+    assert h.parent == d.parent and h != d and not h.is_relative_to(d)
+    held = datastage.load_staged_heldout(p, tmp_path)
+    n = datastage.heldout_wanted(p)
+    assert n == 64 * 33 and len(held) == n
+    assert torch.equal(held.long(), load_byte_corpus().train[384:384 + n].long())   # the stream's next tokens
+    x, y = heldout_batch_fn(p, seed=5, data_dir=tmp_path)(0)
+    assert x.shape == (2, 32) and torch.equal(x[:, 1:], y[:, :-1])
+    windows = {tuple(held[i:i + 33].tolist()) for i in range(n - 32)}
+    assert all(tuple(torch.cat([x[r], y[r, -1:]]).tolist()) in windows for r in range(2))
+    # the child's filesystem: the training stage is bound, the held-out split is not
+    argv = confine.confine_argv(["python"], scratch=tmp_path / "s", readable=[str(d)])
+    assert str(d) in argv and str(h) not in argv
+    # a stage without its split is not complete
+    (h / datastage.HELDOUT_NAME).unlink()
+    assert datastage.staged(p, tmp_path) is None
+    with pytest.raises(datastage.DataNotStaged, match="archlab data prepare"):
+        datastage.load_staged_heldout(p, tmp_path)
+
+
 def test_a_truncated_stage_is_not_found(tmp_path):
     p = staged_profile()
     d = datastage.prepare(p, tmp_path)
