@@ -47,6 +47,13 @@ async def on_event(event: ev.Event, *, store: Store,
     return republish + decided
 
 
+async def on_event_replica(event: ev.Event, *, store: Store) -> list[ev.Event]:
+    """A replica's handler: the projection alone (what a replay does, live); no decision, nothing published."""
+    with store.transaction():
+        apply(store, event)
+    return []
+
+
 def _campaigns_concerned(store: Store, event: ev.Event) -> list[str]:
     """The event's own campaign, and for an imported experiment the campaigns waiting for it as a root."""
     if not isinstance(event, SCHEDULING_TRIGGERS):

@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     cognition_collection: str = "cognitions"
     cognition_min_score: float = 0.25     # cosine similarity below which a cognition is not "relevant"
 
+    # --- web UI (services/ui/main.py; anything but a loopback host needs a token: generated and logged once)
+    ui_host: str = "127.0.0.1"
+    ui_port: int = 8765                  # 0, or taken: any free port
+    ui_token: str | None = None
+
     # --- engineer
     engineer_id: str | None = None       # unset: hostname-pid
     device: str = "auto"                 # auto | cpu | cuda

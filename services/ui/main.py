@@ -1,12 +1,14 @@
 """Wiring: `python -m services.ui.main` serves the UI on the stack's data directory (started by `archlab up`).
 
 Host, port and token come from ARCHLAB_UI_HOST / ARCHLAB_UI_PORT / ARCHLAB_UI_TOKEN (defaults
-127.0.0.1, 8765, none). It logs "service started" with its URL once it listens, like every service.
+127.0.0.1, 8765, none; Settings). Another host than loopback without a token gets a generated one, logged once
+(a container's logs show it). It logs "service started" with its URL once it listens, like every service.
 """
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import threading
@@ -16,9 +18,8 @@ from services.common import endpoints
 from services.common.logging import configure_logging, get_logger
 from services.common.settings import Settings, load_settings
 from services.ui.readmodel import ReadModel
-from services.ui.server import UIServer
+from services.ui.server import LOOPBACK, UIServer
 
-DEFAULT_PORT = 8765
 UI_FILE = "ui.json"   # where the stack's UI records its address (services/cli/ui.py reads it)
 
 
@@ -36,7 +37,7 @@ def novelty_records(settings: Settings):
     return read
 
 
-def run(data_dir: Path, host: str = "127.0.0.1", port: int = DEFAULT_PORT, token: str | None = None,
+def run(data_dir: Path, host: str = "127.0.0.1", port: int = 8765, token: str | None = None,
         on_ready=None, settings: Settings | None = None) -> None:
     """Serve until SIGTERM/SIGINT. `on_ready(server)` is called once it listens. With `settings`, the embedding
     map reads the stack's novelty memory."""
@@ -61,10 +62,12 @@ def main() -> None:
     settings = load_settings()
     configure_logging("ui")
     log = get_logger(service="ui")
-    host = os.environ.get("ARCHLAB_UI_HOST", "127.0.0.1")
-    port = int(os.environ.get("ARCHLAB_UI_PORT", DEFAULT_PORT))
-    token = os.environ.get("ARCHLAB_UI_TOKEN") or None
+    host, port, token = settings.ui_host, settings.ui_port, settings.ui_token or None
     data_dir = Path(settings.data_dir)
+    if host not in LOOPBACK and not token:
+        token = secrets.token_urlsafe(24)
+        log.warning("no ARCHLAB_UI_TOKEN for a non-loopback bind: a token was generated (every request needs it)",
+                    token=token)
 
     def ready(server: UIServer) -> None:
         (data_dir / UI_FILE).write_text(json.dumps({"url": server.url, "pid": os.getpid()}))

@@ -65,3 +65,50 @@ async def test_archive_service_starts_a_campaign_on_the_broker(kafka_broker, tmp
         assert all(e.mode == "baseline" and e.producer == "archive" for e in found)
     finally:
         await svc.stop()
+
+
+@pytest.mark.integration
+async def test_a_replica_projects_every_event_and_decides_nothing(kafka_broker, tmp_path):
+    """`--replica` (the UI's read model at scale): its own group and store, the same projection as the archive's
+    (the UI reads it), and not one event published, not even when a campaign starts."""
+    from schemas import codec
+    from schemas.topics import topic_for
+    from services.common.bus import publish_once
+    from services.common.log_reader import read_log
+    from services.ui.readmodel import ReadModel
+    from tests.report.fake_campaign import fake_campaign
+
+    # a finished campaign's log, and a campaign just started (the archive would sample its baseline at once)
+    events = fake_campaign(candidates=3, seed=4) + [
+        ev.CampaignStarted(campaign_id="c-new", experiment_id="c-new", baselines=["deltanet"], budget=2)]
+    settings = Settings(data_dir=tmp_path / "replica", kafka_bootstrap=kafka_broker, partitions=4)
+    svc = main.build(settings, replica=True)
+    assert list(svc._routes) == [main.REPLICA_GROUP] and svc.name == main.REPLICA
+    from schemas.events import EVENT_TYPES
+    topics = [topic_for(t) for t in EVENT_TYPES]
+    before = {codec.decode(r.value).event_id async for r in read_log(kafka_broker, topics)}
+    await svc.start()
+    try:
+        await publish_once(settings, *events)
+        model = ReadModel(settings.data_dir)
+        want = {e.experiment_id for e in events if e.experiment_id != e.campaign_id}
+        for _ in range(60):
+            if model.exists() and "c-new" in {c["campaign_id"] for c in model.campaigns()}:
+                break
+            await asyncio.sleep(0.5)
+        for _ in range(120):
+            if model.exists() and want <= {r["experiment_id"] for r in model.rows()}:
+                break
+            await asyncio.sleep(0.5)
+        rows = {r["experiment_id"]: r for r in model.rows()}
+        assert want <= set(rows)
+        scored = [e for e in events if isinstance(e, ev.ScoreAssigned) and e.rescore_of is None]
+        await asyncio.sleep(2)
+        rows = {r["experiment_id"]: r for r in model.rows()}
+        assert all(rows[e.experiment_id]["fitness"] is not None for e in scored)
+    finally:
+        await svc.stop()
+    # the campaign started and its experiments ended, yet nothing but what was published is in the log: the
+    # archive itself would have sampled the campaign's baseline (test above)
+    after = {codec.decode(r.value).event_id async for r in read_log(kafka_broker, topics)}
+    assert after - before == {e.event_id for e in events}

@@ -222,3 +222,21 @@ def test_the_secrets_override_gives_the_key_file_to_the_llm_services_only(tmp_pa
     missing = subprocess.run([binary, "-f", str(COMPOSE), "-f", str(ROOT / "infra" / "docker-compose.secrets.yml"),
                               "config"], capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
     assert missing.returncode != 0 and "ARCHLAB_LLM_API_KEY_FILE" in missing.stderr
+
+
+def test_the_ui_is_a_container_with_its_own_read_model(compose):
+    """Issue 26: the UI container reads a SQLite read model that a replica of the archive's projection writes
+    (its own group, `--replica`: it decides nothing), published on the host's loopback only, without the LLM key."""
+    services = compose["services"]
+    replica, ui = services["ui-readmodel"], services["ui"]
+    assert replica["command"] == ["python", "-m", "services.archive.main", "--replica"]
+    assert ui["command"] == ["python", "-m", "services.ui.main"]
+    assert env_of(replica)["ARCHLAB_STORAGE"] == "sqlite"
+    assert env_of(replica)["ARCHLAB_DATA_DIR"] == env_of(ui)["ARCHLAB_DATA_DIR"] == "/ui-data"
+    assert "ui-data:/ui-data" in replica["volumes"] and "ui-data:/ui-data" in ui["volumes"]
+    assert "ui-data" in compose["volumes"]
+    assert env_of(ui)["ARCHLAB_UI_TOKEN"] is None                       # from the host, never written
+    assert all(p.startswith("127.0.0.1:") for p in ui["ports"])
+    assert "ARCHLAB_LLM_API_KEY" not in env_of(ui) and "ARCHLAB_LLM_API_KEY" not in env_of(replica)
+    settings = Settings(**{k[len("ARCHLAB_"):].lower(): v for k, v in env_of(ui).items() if v is not None})
+    assert settings.ui_host == "0.0.0.0" and settings.ui_port == 8765

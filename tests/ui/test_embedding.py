@@ -59,3 +59,20 @@ def test_the_page_escapes_names_and_says_when_milvus_is_away():
     assert "novelty memory is unavailable: refused" in html
     _, html = Pages(_Model()).embedding("c")
     assert "No novelty memory" in html
+
+
+def test_the_stack_process_generates_a_token_for_a_non_loopback_bind(tmp_path, monkeypatch):
+    """The compose container binds 0.0.0.0: without ARCHLAB_UI_TOKEN it serves with a generated one, never open."""
+    from services.ui import main as ui_main
+
+    seen = {}
+    monkeypatch.setattr(ui_main, "run", lambda data_dir, host, port, token, **kw: seen.update(host=host, token=token))
+    monkeypatch.setattr(ui_main, "port_free", lambda host, port: True)
+    for k, v in {"ARCHLAB_DATA_DIR": str(tmp_path), "ARCHLAB_UI_HOST": "0.0.0.0", "ARCHLAB_UI_PORT": "0"}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("ARCHLAB_UI_TOKEN", raising=False)
+    ui_main.main()
+    assert seen["host"] == "0.0.0.0" and len(seen["token"] or "") >= 24
+    monkeypatch.setenv("ARCHLAB_UI_TOKEN", "given-token")
+    ui_main.main()
+    assert seen["token"] == "given-token"
