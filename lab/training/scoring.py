@@ -333,11 +333,14 @@ def forward_limits(training: Limits, profile) -> Limits:
 
 def run_and_score(module: str, args: list[str], *, job: dict, scratch: Path, limits: Limits,
                   on_line: Callable[[str], None] | None = None, stop: threading.Event | None = None,
-                  eval_seed: int | None = None, probe: bool = True) -> SandboxResult:
+                  eval_seed: int | None = None, probe: bool = True,
+                  score_threads: Callable[[], int] | None = None) -> SandboxResult:
     """Run the training child, then (for a job with evaluate=False) score it here: the returned result's
     final_loss, metrics and benchmark are the trusted ones; a failure of the forward child or of the
     evaluation is a failed result (kind of the forward child, eval_error, or noncausal_at_scoring).
-    `eval_seed`: the campaign's secret evaluation seed (lab/training/heldout.py); None outside a campaign."""
+    `eval_seed`: the campaign's secret evaluation seed (lab/training/heldout.py); None outside a campaign.
+    `score_threads`: the threads the scoring may use, asked when it starts (the run's share of the cores then:
+    a run that started alone on both cores is scored beside the next run's training)."""
     res = run_python_module(module, args, scratch=scratch, limits=limits, on_line=on_line, stop=stop)
     if job.get("evaluate", True) or not res.ok or not isinstance(res.result, dict) or "final_loss" not in res.result:
         return res
@@ -345,8 +348,10 @@ def run_and_score(module: str, args: list[str], *, job: dict, scratch: Path, lim
     from lab.training.train import AUTOCAST_METRIC, AUTOCAST_MODES
     profile = get_profile(job["profile"], **(job.get("profile_overrides") or {}))
     mode = res.result.get("autocast") if res.result.get("autocast") in AUTOCAST_MODES else "fp32"
-    fields, fwd = score(job, scratch, limits=forward_limits(limits, profile), stop=stop, autocast=mode,
-                        eval_seed=eval_seed, probe=probe)
+    flimits = forward_limits(limits, profile)
+    if score_threads is not None:
+        flimits = replace(flimits, threads=max(1, int(score_threads())))
+    fields, fwd = score(job, scratch, limits=flimits, stop=stop, autocast=mode, eval_seed=eval_seed, probe=probe)
     if fwd.kind in ("forbidden", "timeout", "memory", "crashed", "cancelled", "unconfined") and (
             "error" in fields or fwd.kind == "forbidden"):
         return replace(fwd, error=f"while scoring: {fwd.error}", wall_s=res.wall_s + fwd.wall_s)

@@ -27,7 +27,7 @@ import socket
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -365,7 +365,9 @@ class Worker:
         rjob = {**job, "workdir": str(rung_dir(job["workdir"], step))}
         t0 = time.monotonic()
         try:   # no causality probe here: a program that cheats at a rung only trains on, to be probed at the end
-            fields, _ = await asyncio.to_thread(score, rjob, scratch, limits=forward_limits(limits, profile),
+            # one thread: the rung is scored beside its own run's training
+            fields, _ = await asyncio.to_thread(score, rjob, scratch, limits=replace(forward_limits(limits, profile),
+                                                                                     threads=1),
                                                 stop=stop, autocast=mode, probe=False, benchmark=False,
                                                 eval_seed=campaign_eval_seed(self.settings.data_dir,
                                                                              proposal.campaign_id))
@@ -431,7 +433,9 @@ class Worker:
             run_and_score, self.config.runner_module, [str(scratch / "job.json"), str(scratch / RESULT_NAME)],
             job=job, scratch=scratch, limits=limits, on_line=on_line, stop=stop,
             # the campaign's secret held-out data (issue 25; lab/training/heldout.py): never in an event or log
-            eval_seed=campaign_eval_seed(self.settings.data_dir, proposal.campaign_id) if real_runner else None))
+            eval_seed=campaign_eval_seed(self.settings.data_dir, proposal.campaign_id) if real_runner else None,
+            # scored with the run's share of the cores when scoring starts, not the share it started with
+            score_threads=share.threads if share is not None else None))
         sharing = asyncio.ensure_future(self._keep_share(share, scratch, child)) if share is not None else None
         if share is not None:
             self.log.info("threads shared", experiment_id=exp, threads=threads, cores=share.cores,

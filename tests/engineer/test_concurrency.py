@@ -153,3 +153,26 @@ async def test_a_lone_run_trains_in_the_sandbox_on_its_share_of_the_cores(kafka_
     assert (scratch / cc.THREADS_FILE).read_text() == str(want)
     assert json.loads((scratch / "job.json").read_text())["threads_file"] == str(scratch / cc.THREADS_FILE)
     assert not list((tmp_path / "running").rglob("eng-a"))   # the run left the share when it ended
+
+
+def test_a_run_is_scored_with_its_share_of_the_cores_when_scoring_starts(tmp_path, monkeypatch):
+    """A run that started alone on both cores is scored beside the next run's training: its scoring asks for the
+    share then (2026-12-05: two forward children on 2 threads each beside a training run took 77-115 s to score,
+    against 5-8 s for the others)."""
+    from lab.sandbox import Limits, SandboxResult
+    from lab.training import scoring
+
+    seen = {}
+    monkeypatch.setattr(scoring, "run_python_module", lambda *a, **kw: SandboxResult(
+        True, "ok", 0, result={"final_loss": 2.0, "autocast": "fp32"}))
+    monkeypatch.setattr(scoring, "score", lambda job, scratch, *, limits, **kw: (
+        seen.setdefault("threads", limits.threads), ({"final_loss": 2.1, "metrics": {}, "benchmark": 0.5, "eval_s": 1.0},
+                                                     SandboxResult(True, "ok", 0)))[1])
+    job = {"profile": "cpu-micro", "evaluate": False}
+    share = iter([1])
+    scoring.run_and_score("m", [], job=job, scratch=tmp_path, limits=Limits(threads=2),
+                          score_threads=lambda: next(share))
+    assert seen["threads"] == 1
+    seen.clear()
+    scoring.run_and_score("m", [], job=job, scratch=tmp_path, limits=Limits(threads=2))
+    assert seen["threads"] == 2
