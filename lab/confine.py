@@ -173,10 +173,8 @@ def child_repo_dirs() -> tuple[str, ...]:
 
 def _requirement_names(dist) -> list[str]:
     """The distributions `dist` requires on this platform, without extras."""
-    try:
-        from packaging.requirements import Requirement
-    except ImportError:   # packaging is a requirement of ours; without it, skip only the extras
-        return [re.match(r"[A-Za-z0-9_.\-]+", r).group(0) for r in dist.requires or [] if "extra ==" not in r]
+    from packaging.requirements import Requirement   # installed with transformers, lm_eval, huggingface-hub ...
+
     out = []
     for line in dist.requires or []:
         req = Requirement(line)

@@ -34,3 +34,10 @@ def relative(value: float | None, baseline: float | None) -> float | None:
     if value is None or not baseline:
         return None
     return value / baseline
+
+
+def text(count: float | None, ratio: float | None) -> str:
+    """A size beside the baseline's, as the leaderboard, `show` and the report print it: "129,254 (1.10x)"."""
+    if not count:
+        return "—"
+    return f"{count:,.0f}" + ("" if ratio is None else f" ({ratio:.2f}x)")

@@ -8,7 +8,8 @@ them read-only and stays offline.
 Layout: `<data dir>/datasets/<key>/` with `train.u32` (the token ids, little-endian uint32) and
 `manifest.json` (the spec, the token count and the file's sha256); beside it `<key>.heldout/` with
 `heldout.u32`, the next tokens of the same stream (never trained on), which the trusted scorer draws its
-held-out batches from (issue 25). The child binds only `<key>/`: the held-out tokens are not on its filesystem. `key` is the sha256 of the spec
+held-out batches from (issue 25). The child binds only `<key>/`: the held-out tokens are not on its
+filesystem. `key` is the sha256 of the spec
 (task, dataset, config, tokenizer, token count): the same recipe always lands in the same directory,
 and a changed recipe never reads an old one. A directory is written under a temporary name and
 renamed when complete, so a half-written cache is never found.

@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.tree import Tree
 from rich.markup import escape
 
+from lab.judging.size import text as size_text
 from services.cli.console import make_console
 from services.common.settings import load_settings
 
@@ -35,13 +36,6 @@ def _open(data_dir: Optional[Path]):
 
 def _num(x, digits: int = 4) -> str:
     return "—" if x is None else f"{x:.{digits}f}"
-
-
-def _size(count, ratio) -> str:
-    """A size beside the baseline's: "129,254 (1.10x)"."""
-    if count is None:
-        return "—"
-    return f"{count:,.0f}" + ("" if ratio is None else f" ({ratio:.2f}x)")
 
 
 def leaderboard(campaign: Optional[str] = typer.Option(None, help="only this campaign (default: all)"),
@@ -69,8 +63,8 @@ def print_leaderboard(store, campaign: Optional[str] = None, limit: int = 50) ->
     for r in rows:
         cells = [str(r["rank"]), escape(r["experiment_id"]), escape(r["name"] or ""), _num(r["fitness"]),
                  _num(r["loss_score"]), _num(r["benchmark_score"]), _num(r["qualitative"]),
-                 _num(r["final_loss"]), _num(r["benchmark"]), _size(r["params"], r["params_ratio"]),
-                 _size(r["flops_per_token"], r["flops_ratio"]), _replication(r),
+                 _num(r["final_loss"]), _num(r["benchmark"]), size_text(r["params"], r["params_ratio"]),
+                 size_text(r["flops_per_token"], r["flops_ratio"]), _replication(r),
                  escape(r["parent_name"] or r["parent_id"] or "")]
         if promoted:
             cells.append("" if not r["verify_experiment_id"] else
@@ -152,10 +146,10 @@ def show(experiment: str = typer.Argument(..., help="experiment id"),
                   f"scheme {score.get('scheme') or '—'})  final loss {_num(results.get('final_loss'))}  "
                   f"benchmark {_num(results.get('benchmark'))}")
     size = rec.get("size") or {}
-    console.print(f"params {_size(size.get('params'), size.get('params_ratio'))}  forward FLOPs/token "
-                  f"{_size(size.get('flops_per_token'), size.get('flops_ratio'))}  (x the baseline "
-                  f"{escape(size.get('baseline_experiment_id') or '—')}: {_size(size.get('baseline_params'), None)} "
-                  f"params, {_size(size.get('baseline_flops_per_token'), None)} FLOPs/token)")
+    console.print(f"params {size_text(size.get('params'), size.get('params_ratio'))}  forward FLOPs/token "
+                  f"{size_text(size.get('flops_per_token'), size.get('flops_ratio'))}  (x the baseline "
+                  f"{escape(size.get('baseline_experiment_id') or '—')}: {size_text(size.get('baseline_params'), None)} "
+                  f"params, {size_text(size.get('baseline_flops_per_token'), None)} FLOPs/token)")
     replication = d.get("replication")
     if replication:
         console.print(f"[bold]replication[/] {replication.get('verdict')}: fitness {_num(replication.get('fitness'))} "

@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
+from lab.judging import size
 from lab.lifecycle import IN_FLIGHT, Lifecycle, concerns
 from schemas import events as ev
 from services.ui.charts import TreeNode, chart_div, curves_spec, fitness_spec, inline_scripts, lineage_spec
@@ -519,13 +520,6 @@ def _loss_section(c: Campaign) -> str:
             f"<p class='note'>training loss per step (dashed: baselines).</p>{plot}</section>")
 
 
-def _size(count: float | None, baseline: float | None) -> str:
-    """A size beside the baseline's: "129,254 (1.10x)"; "–" when not counted."""
-    if not count:
-        return "–"
-    return f"{count:,.0f}" + (f" ({count / baseline:.2f}x)" if baseline else "")
-
-
 def _replication(x: Experiment) -> str:
     """The verdict on held-out seeds with the replicated fitness; nothing for a candidate never replicated."""
     r = x.replication
@@ -533,6 +527,10 @@ def _replication(x: Experiment) -> str:
         return ""
     mean = f"{r.replicated_fitness:.4f}" if r.replicated_fitness is not None else "–"
     return f"{r.verdict} ({mean} over seeds {', '.join(map(str, r.seeds))})"
+
+
+def _size(count: float | None, baseline: float | None) -> str:
+    return size.text(count, size.relative(count, baseline))
 
 
 def _benchmark_section(c: Campaign) -> str:
