@@ -62,6 +62,15 @@ class Profile:
     # benchmark, measured by `archlab zoo bench` (docs/zoo.md). The judge scales fitness by it and decides
     # `significant` with it unless the campaign or ARCHLAB_JUDGE_SEED_NOISE says otherwise. Empty: unknown.
     seed_noise: dict = field(default_factory=dict)
+    # step -> the baseline's seed noise of the trusted held-out loss at that step (mean |difference| between seeds,
+    # `python bench/rung_noise.py`): early stopping's scale at a rung (issue 23). While the models leave a plateau
+    # the spread between seeds is far larger than at the end; a rung without a measured noise uses seed_noise["loss"].
+    rung_loss_noise: dict = field(default_factory=dict)
+
+    def loss_noise_at(self, step: int) -> float:
+        """The seed noise of the held-out loss at `step` (early stopping's scale at a rung): the noise measured
+        there, else the final loss's; 0 when neither is known."""
+        return float(self.rung_loss_noise.get(step) or self.seed_noise.get("loss") or 0.0)
 
     def __post_init__(self):
         if self.task not in ("mqar", "bytes", "battery", "hf"):
@@ -113,6 +122,9 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
         train_time_limit_s=900, eval_time_limit_s=300, memory_limit_mb=8192,
         # DeltaNet seeds 0, 1, 2: benchmark 0.807, 0.796, 0.811; final loss 1.075, 1.059, 1.033 (docs/zoo.md)
         seed_noise={"loss": 0.028, "benchmark": 0.010},
+        # DeltaNet seeds 0-3 (bench/rung_noise.py, 2026-12-05): held-out loss 3.01-3.94 at step 160 (still on the
+        # plateau), 1.81-1.90 at 320, 1.61-1.66 at 490, 1.49-1.53 at 650 (noise 0.023 there)
+        rung_loss_noise={160: 0.509, 320: 0.055, 490: 0.024},
     ),
     Profile(
         name="cpu-mqar",
@@ -166,7 +178,12 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
 
 
 def get_profile(name: str, **overrides) -> Profile:
-    """The named profile, optionally with fields replaced (e.g. task="hf", hf_dataset=...)."""
+    """The named profile, optionally with fields replaced (e.g. task="hf", hf_dataset=...). Other steps, batch or
+    learning rate make another curve: its rung noises, measured on this one, are dropped unless given too."""
     if name not in PROFILES:
         raise KeyError(f"unknown profile {name!r}; valid profiles: {', '.join(sorted(PROFILES))}")
-    return dataclasses.replace(PROFILES[name], **overrides) if overrides else PROFILES[name]
+    if not overrides:
+        return PROFILES[name]
+    if {"steps", "batch_size", "lr", "seq_len", "task"} & set(overrides):
+        overrides.setdefault("rung_loss_noise", {})
+    return dataclasses.replace(PROFILES[name], **overrides)

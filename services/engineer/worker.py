@@ -82,7 +82,7 @@ class WorkerConfig:
     calibrate: bool = True       # time limits from this machine's measured speed (calibrate.py)
     share_cores: bool = True     # with a measured plan in the data dir: a lone run gets the free cores (concurrency.py)
     share_every_s: float = 1.0   # how often a run's share is recomputed while it trains
-    rung_fracs: tuple[float, ...] = (0.5,)   # early stopping: the weights are judged at these fractions of the steps
+    rung_fracs: tuple[float, ...] = (0.5, 0.75)   # early stopping: the weights are judged at these fractions of the steps
     stop_noises: float = 4.0     # stop a candidate worse than the baseline at a rung by more (0: judge, never stop)
 
     @classmethod
@@ -380,7 +380,7 @@ class Worker:
             return
         verdict["losses"][step] = loss
         base = None if proposal.role == "baseline" else self.table.baseline_rung_loss(proposal, step)
-        noise = float(profile.seed_noise.get("loss") or 0.0)
+        noise = profile.loss_noise_at(step)   # the spread between seeds at this step, not only at the end
         self.log.info("rung scored", experiment_id=proposal.experiment_id, step=step, heldout_loss=round(loss, 4),
                       baseline_loss=base, seed_noise=noise, scoring_s=round(time.monotonic() - t0, 1))
         if base is None or noise <= 0 or self.config.stop_noises <= 0 or loss <= base + self.config.stop_noises * noise:

@@ -1,6 +1,8 @@
 """Early stopping (issue 23): the weights at a rung are scored by the trusted scorer; the baseline's rung loss is
 recorded in its result; a candidate worse than it there by more than the margin is stopped with TrainingStopped,
 which ends the experiment without being a failure."""
+from pathlib import Path
+
 import pytest
 
 from lab.lifecycle import Lifecycle
@@ -100,3 +102,20 @@ def test_a_stopped_run_costs_its_wall_time_in_the_device_budget():
     doc["stopped"] = {"wall_s": 12.0}
     doc["progress"] = {"revision": 0, "elapsed_s": 10.0}   # the last heartbeat: not counted on top
     assert device_s(SimpleNamespace(attempts=lambda eid: []), doc) == 12.0
+
+
+def test_the_margin_at_a_rung_is_the_seed_noise_measured_at_that_step():
+    from lab.training.profiles import get_profile
+    tiny = get_profile("cpu-tiny")
+    w = Worker(settings_for("127.0.0.1:1", Path("unused")), WorkerConfig(engineer_id="e"))
+    rungs = w.rung_steps(tiny)
+    assert rungs == (320, 490)                                   # the defaults: 1/2 and 3/4 of 650 steps
+    assert all(step in tiny.rung_loss_noise for step in rungs)   # each with its own measured noise
+    # leaving the plateau the seeds spread: at 1/2 the noise is about twice the final loss's, at 1/4 far more
+    assert tiny.loss_noise_at(320) > 1.5 * tiny.seed_noise["loss"]
+    assert tiny.loss_noise_at(160) > 10 * tiny.seed_noise["loss"]
+    assert tiny.loss_noise_at(330) == tiny.seed_noise["loss"]    # not measured there: the final loss's
+    # another curve (other steps) does not inherit the noises measured on this one
+    assert get_profile("cpu-tiny", steps=980).loss_noise_at(490) == tiny.seed_noise["loss"]
+    assert get_profile("cpu-tiny", eval_examples=32).loss_noise_at(320) == tiny.loss_noise_at(320)
+    assert get_profile("cpu-micro").loss_noise_at(40) == get_profile("cpu-micro").seed_noise["loss"]
