@@ -24,8 +24,8 @@ on the same program outside any service (bench/train.py's framework loop), measu
 throughput (issue 23's figure): `make run`'s campaign (`archlab run`, budget 6, cpu-tiny, seed 0), run twice in
 fresh data directories one after the other on this machine. "before": what the lab did before issue 23
 (concurrency 2 from the core count, a lone run one thread, a calibration child before the first run, every
-candidate trained to the end: `--concurrency 2`, ARCHLAB_ENGINEER_STOP_NOISES=0); "after": the defaults (the
-measured mix, a lone run on the free cores, early stopping at the rung). Replication is off in both
+candidate trained to the end, no rung scored: `--concurrency 2`, ARCHLAB_ENGINEER_RUNG_FRACS=[]); "after": the
+defaults (the measured mix, a lone run on the free cores, early stopping at the rungs). Replication is off in both
 (`--replicate 0`: it adds runs that are not candidates). Prints per arm the wall time, models trained, candidates
 ended, stopped early, candidates per CPU-hour (candidates ended / (wall x cores)), the median time from sampled to
 training, and the best candidate, then the after/before ratio (target >= 2x, with the same winner).
@@ -219,7 +219,7 @@ def run_and_measure(budget: int, profile: str) -> None:
 
 
 THROUGHPUT_ARMS = {
-    "before": ({"ARCHLAB_ENGINEER_STOP_NOISES": "0"}, ["--concurrency", "2"]),
+    "before": ({"ARCHLAB_ENGINEER_RUNG_FRACS": "[]"}, ["--concurrency", "2"]),
     "after": ({}, []),
 }
 
