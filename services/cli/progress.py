@@ -19,8 +19,8 @@ SHARED_SLOWDOWN = 1.6
 STDERR_LINES = 8     # lines of a failed child's output shown on the terminal
 
 # `archlab run`'s exit statuses (also in `archlab run --help`)
-EXIT_OK = 0              # at least one candidate was trained and scored
-EXIT_NOTHING_SCORED = 1  # the campaign ended without a scored candidate (every baseline failed, ...)
+EXIT_OK = 0              # at least one candidate was judged: trained and scored, or stopped early at a rung
+EXIT_NOTHING_SCORED = 1  # the campaign ended without a judged candidate (every baseline failed, ...)
 EXIT_USAGE = 2           # bad options, missing data, nothing to resume
 EXIT_PREFLIGHT = 3       # `archlab doctor` found the machine unable to run a campaign
 EXIT_STALLED = 4         # nothing changed for longer than the profile allows, or the watch timed out
@@ -288,7 +288,10 @@ def diagnose(view: CampaignView) -> list[str]:
         else:
             line += " The engineer or its sandbox died: see `.archlab/logs/engineer-*.log`."
         out.append(line)
-    if view.completed and not scored_candidates(view):
+    if view.completed and not scored_candidates(view) and judged_candidates(view):
+        out.append(f"no candidate was trained to the end: all {len(judged_candidates(view))} were stopped early, "
+                   "far behind the baseline at a rung (not a failure; the log and the report give each verdict).")
+    elif view.completed and not scored_candidates(view):
         out.append(f"no candidate was scored (campaign ended: {view.completed_reason or 'unknown reason'}).")
         for x in view.experiments.values():   # the roots first: when they fail nothing else can start
             if x.role == "baseline" and x.status in ("abandoned", "rejected-only"):
@@ -306,6 +309,13 @@ def scored_candidates(view: CampaignView) -> list[ExperimentView]:
     return [x for x in view.experiments.values() if x.role == "candidate" and x.fitness is not None]
 
 
+def judged_candidates(view: CampaignView) -> list[ExperimentView]:
+    """Candidates the lab reached a verdict on: scored, or stopped early at a rung by the trusted scorer (a campaign
+    whose every candidate fell far behind the baseline did its work)."""
+    return [x for x in view.experiments.values() if x.role == "candidate" and (x.fitness is not None
+                                                                                 or x.status == "stopped")]
+
+
 def exit_status(view: CampaignView) -> int:
     """`archlab run`'s exit status once the campaign has completed."""
-    return EXIT_OK if scored_candidates(view) else EXIT_NOTHING_SCORED
+    return EXIT_OK if judged_candidates(view) else EXIT_NOTHING_SCORED

@@ -140,3 +140,21 @@ def test_a_verb_that_fails_prints_cause_and_what_to_do_and_keeps_the_traceback_i
     debug = subprocess.run([sys.executable, "-m", "services.cli.main", "tap", "--from-beginning", "--debug"],
                            capture_output=True, text=True, timeout=120, env=env)
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_a_campaign_whose_every_candidate_was_stopped_at_a_rung_exits_zero_and_says_so():
+    view = CampaignView(C)
+    view.apply(ev.CampaignStarted(campaign_id=C, experiment_id=C, producer="cli", name=C, profile="cpu-tiny",
+                                  budget=2, concurrency=2))
+    view.apply(sampled("e-base"))
+    view.apply(ev.ScoreAssigned(campaign_id=C, experiment_id="e-base", producer="judge", fitness=0.5))
+    assert exit_status(view) == EXIT_NOTHING_SCORED    # a scored baseline is not a judged candidate
+    for exp in ("e-c0", "e-c1"):
+        view.apply(sampled(exp, mode="explore"))
+        view.apply(ev.TrainingStopped(campaign_id=C, experiment_id=exp, producer="engineer", engineer_id="e", rung=1,
+                                      step=320, total_steps=650, heldout_loss=2.4, baseline_loss=1.87,
+                                      seed_noise=0.055, noises=4.0, reason="worse than the baseline"))
+    view.apply(ev.CampaignCompleted(campaign_id=C, experiment_id=C, producer="archive", reason="budget spent"))
+    assert exit_status(view) == EXIT_OK
+    text = "\n".join(diagnose(view))
+    assert "all 2 were stopped early" in text and "no candidate was scored" not in text
