@@ -4,6 +4,7 @@
     python bench/campaign.py overhead --data-dir DIR [--campaign C]
     python bench/campaign.py overhead --run [--budget 2] [--profile cpu-tiny]
     python bench/campaign.py throughput [--budget 6] [--profile cpu-tiny] [--seed 0] [--arms before,after]
+    python bench/campaign.py rungs --data-dir DIR [--campaign C]
 
 scaling: N engineer workers (in one process, each its own Kafka consumer and sandbox children) on
 the embedded broker run a fixed synthetic job: a sleep-based stand-in for the runner
@@ -29,6 +30,12 @@ defaults (the measured mix, a lone run on the free cores, early stopping at the 
 (`--replicate 0`: it adds runs that are not candidates). Prints per arm the wall time, models trained, candidates
 ended, stopped early, candidates per CPU-hour (candidates ended / (wall x cores)), the median time from sampled to
 training, and the best candidate, then the after/before ratio (target >= 2x, with the same winner).
+
+rungs (early stopping as a counterfactual): reads a finished campaign run with ARCHLAB_ENGINEER_STOP_NOISES=0 (every
+rung scored and recorded in the result, nothing stopped) and prints per candidate its trusted held-out loss at each
+rung against the baseline's, the rung at which the engineer's rule (`worker.worse_at_rung`, 4 seed noises of that
+step) would have stopped it, its final fitness and significance, and how many significant candidates (or the best)
+the rule would have stopped.
 """
 from __future__ import annotations
 
@@ -295,6 +302,52 @@ def throughput(budget: int, profile: str, seed: int, arms: list[str]) -> None:
         print(f"candidates per CPU-hour after/before: {ratio:.2f}x (target >= 2x); same best candidate: {same}")
 
 
+async def rungs(data_dir: Path, campaign: str | None, stop_noises: float) -> None:
+    from lab.training.profiles import get_profile
+    from services.engineer.claims import rung_losses
+    from services.engineer.worker import worse_at_rung
+
+    events = await campaign_events(data_dir)
+    starts = sorted((e for e in events if isinstance(e, ev.CampaignStarted)), key=lambda e: e.occurred_at)
+    campaign = campaign or starts[-1].campaign_id
+    mine = [e for e in events if e.campaign_id == campaign]
+    results = {e.experiment_id: e for e in mine if isinstance(e, ev.ResultsReady)}
+    scores = {e.experiment_id: e for e in mine if isinstance(e, ev.ScoreAssigned) and e.rescore_of is None}
+    base = next((r for r in results.values() if r.role == "baseline"), None)
+    if base is None:
+        print(f"campaign {campaign}: no baseline result")
+        return
+    profile = get_profile(base.profile)
+    base_rungs = rung_losses(base.metrics)
+    steps = sorted(base_rungs)
+    print(f"campaign {campaign} ({base.profile}): baseline {base.name} held-out loss at the rungs "
+          + ", ".join(f"step {s} {base_rungs[s]:.4f} (noise {profile.loss_noise_at(s):.3f})" for s in steps))
+    print(f"{'candidate':32} " + " ".join(f"{'step ' + str(s):>11}" for s in steps)
+          + f" {'stopped at':>10} {'final loss':>10} {'fitness':>8} significant")
+    would, kept_best, cands = [], None, []
+    for exp, r in sorted(results.items(), key=lambda kv: kv[1].occurred_at):
+        if r.role == "baseline" or exp not in scores:
+            continue
+        own = rung_losses(r.metrics)
+        stop = next((s for s in sorted(own) if worse_at_rung(profile, s, own[s], base_rungs.get(s), stop_noises)),
+                    None)
+        sc = scores[exp]
+        cands.append((r, sc, stop))
+        print(f"{r.name[:32]:32} " + " ".join(f"{own[s] - base_rungs[s]:+11.4f}" if s in own else f"{'-':>11}"
+                                              for s in steps)
+              + f" {str(stop) if stop else '-':>10} {r.final_loss:10.4f} {sc.fitness:8.4f} {sc.significant}")
+        if stop:
+            would.append((r, sc))
+    best = max(cands, key=lambda c: c[1].fitness, default=None)
+    lost = [r.name for r, sc in would if sc.significant or (best and r.experiment_id == best[0].experiment_id)]
+    trained = sum(1 for _ in cands)
+    saved = sum(1 - (stop / profile.steps) for _, _, stop in cands if stop)
+    print(f"(rung columns: the candidate's held-out loss minus the baseline's; margin {stop_noises:g} noises of "
+          f"each step)")
+    print(f"{len(would)} of {trained} candidates would have been stopped, saving {saved:.2f} of {trained} trainings; "
+          f"significant candidates or the best among them: {len(lost)} {lost}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="part", required=True)
@@ -313,8 +366,14 @@ def main() -> None:
     t.add_argument("--profile", default="cpu-tiny")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--arms", default="before,after")
+    r = sub.add_parser("rungs")
+    r.add_argument("--data-dir", type=Path, required=True)
+    r.add_argument("--campaign")
+    r.add_argument("--stop-noises", type=float, default=4.0)
     a = ap.parse_args()
-    if a.part == "throughput":
+    if a.part == "rungs":
+        asyncio.run(rungs(a.data_dir, a.campaign, a.stop_noises))
+    elif a.part == "throughput":
         throughput(a.budget, a.profile, a.seed, [x for x in a.arms.split(",") if x])
     elif a.part == "scaling":
         asyncio.run(scaling([int(x) for x in a.engineers.split(",")], a.jobs_per_engineer, a.job_s))

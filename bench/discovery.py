@@ -13,10 +13,11 @@ DeltaNet trained with the same seed, with the profile's seed noise. Printed per 
 (mean over seeds and per seed), the number of layers beating DeltaNet's benchmark by > 2x the seed noise, and
 whether any beats Gated DeltaNet's benchmark (zoo cache or trained here). The winning programs are saved.
 Early stopping (issue 23), as a counterfactual from the same runs: every run also saves its weights at the
-worker's rung (1/4 of the steps) and the trusted scorer's held-out loss there is kept; DeltaNet is trained once
-more per seed the same way for its rung loss. Printed per arm: candidates per CPU-hour as run, and with each
-candidate that the worker would have stopped (rung loss > DeltaNet's + 4 seed noises) costing 1/4 of its CPU,
-and how many winners (or the best) it would have stopped.
+worker's rungs (1/2 and 3/4 of the steps) and the trusted scorer's held-out loss there is kept; DeltaNet is trained
+once more per seed the same way for its rung losses. Printed per arm: candidates per CPU-hour as run, and with each
+candidate that the worker would have stopped (at its first rung with a loss > DeltaNet's there + 4 seed noises of
+that step, `Profile.loss_noise_at`) costing that rung's share of its CPU, and how many winners (or the best) it
+would have stopped.
 
     python bench/discovery.py --budget 12 --seeds 0,1,2 --jobs 2 [--profile cpu-tiny] [--steps N]
                               [--arms evolution,best-of-n,uct] [--out bench-discovery/]
@@ -42,15 +43,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 
 ARMS = ("evolution", "best-of-n", "uct")
-RUNG_FRAC = 0.5         # early stopping's rung (the worker's default rung_fracs)
-STOP_NOISES = 4.0       # and its margin (ARCHLAB_ENGINEER_STOP_NOISES)
+STOP_NOISES = 4.0       # early stopping's margin (ARCHLAB_ENGINEER_STOP_NOISES), in seed noises of the rung's step
 
 
-def rung_step(profile: str, overrides: dict, frac: float = RUNG_FRAC) -> int:
-    """The worker's rung (services/engineer/worker.py rung_steps) for one fraction."""
+def rung_steps(profile: str, overrides: dict) -> tuple[int, ...]:
+    """The worker's rungs (services/engineer/worker.py rung_steps, at ARCHLAB_ENGINEER_RUNG_FRACS)."""
     from lab.training.profiles import get_profile
-    p = get_profile(profile, **overrides)
-    return round(frac * p.steps / p.log_every) * p.log_every
+    from services.common.settings import Settings
+    from services.engineer.worker import rung_steps as worker_rungs
+    return worker_rungs(get_profile(profile, **overrides), Settings().engineer_rung_fracs)
+
+
+def first_stop(rungs: dict, base_rungs: dict, profile) -> int | None:
+    """The first rung step at which the worker would stop a run with held-out losses `rungs` against the baseline's
+    `base_rungs` (None: trained to the end)."""
+    from services.engineer.worker import worse_at_rung
+    return next((s for s in sorted(rungs) if worse_at_rung(profile, s, rungs[s], base_rungs.get(s), STOP_NOISES)),
+                None)
 
 
 def _rung_loss(scratch: str, step: int, limits) -> float | None:
@@ -70,18 +79,18 @@ def _rung_loss(scratch: str, step: int, limits) -> float | None:
 
 def _train(code: str, profile: str, seed: int, overrides: dict) -> tuple[dict | None, float, str]:
     """(TrainResult dict or None, CPU seconds, error) of one program trained in the sandbox; the result carries
-    `rung_loss`, the held-out loss at the early-stopping rung (RUNG_FRAC of the steps), for the counterfactual."""
+    `rung_losses` ({step: held-out loss} at the worker's early-stopping rungs), for the counterfactual."""
     from lab.training.profiles import get_profile
     from lab.training.sandboxed import run_training_sandboxed, training_limits
 
-    step = rung_step(profile, overrides)
+    steps = rung_steps(profile, overrides)
+    limits = training_limits(get_profile(profile, **overrides))
     with tempfile.TemporaryDirectory(prefix="archlab-discovery-") as scratch:
-        res = run_training_sandboxed(code, profile, seed, scratch=scratch, profile_overrides=overrides,
-                                     rungs=(step,))
-        rung = _rung_loss(scratch, step, training_limits(get_profile(profile, **overrides))) if res.ok else None
+        res = run_training_sandboxed(code, profile, seed, scratch=scratch, profile_overrides=overrides, rungs=steps)
+        rungs = {s: _rung_loss(scratch, s, limits) for s in steps} if res.ok else {}
     cpu = res.cpu_s or res.wall_s  # the sandbox's CPU figure when it has one, else its wall time
     if res.ok and res.result and "error" not in res.result:
-        res.result["rung_loss"] = rung
+        res.result["rung_losses"] = {s: v for s, v in rungs.items() if v is not None}
         return res.result, cpu, ""
     return None, cpu, f"{res.kind}: {res.error or (res.result or {}).get('error', {}).get('message', '')}"
 
@@ -115,6 +124,7 @@ def campaign(arm: str, seed: int, budget: int, profile: str, overrides: dict, ca
     from lab.judging import fitness as F
     from lab.judging.score import score_fields
     from lab.checks import static_check
+    from lab.training.profiles import get_profile
     from services.researcher.codegen import render
     from services.researcher.genome import ZOO_DESIGNS, canonical
     from services.researcher.mutator import mutate
@@ -122,7 +132,8 @@ def campaign(arm: str, seed: int, budget: int, profile: str, overrides: dict, ca
     torch.set_num_threads(1)
     cache = Path(cache_dir) if cache_dir else None
     base = _zoo("deltanet", profile, seed, overrides, cache)
-    base_rung = (_train(_zoo_code("deltanet"), profile, seed, overrides)[0] or {}).get("rung_loss")
+    base_rungs = (_train(_zoo_code("deltanet"), profile, seed, overrides)[0] or {}).get("rung_losses") or {}
+    prof = get_profile(profile.split("+")[0], **overrides)
     gdn = _zoo("gated_deltanet", profile, seed, overrides, cache)
     noise = F.resolve_noise(profile) if not overrides else F.resolve_noise(profile.split("+")[0])
     base_ev = SimpleNamespace(experiment_id="deltanet", final_loss=base["final_loss"], benchmark=base["benchmark"])
@@ -161,11 +172,11 @@ def campaign(arm: str, seed: int, budget: int, profile: str, overrides: dict, ca
         cpu_total += cpu_s
         row = {"i": i, "name": name, "parent": parent["id"], "cpu_s": round(cpu_s, 1), "error": error}
         if result is not None:
-            rung = result.get("rung_loss")
-            # the counterfactual: stopped at the rung, it would have cost about the rung's share of its CPU
-            row["rung_loss"] = rung
-            row["would_stop"] = bool(rung is not None and base_rung is not None and noise and noise.loss
-                                     and rung > base_rung + STOP_NOISES * noise.loss)
+            # the counterfactual: stopped at a rung, it would have cost about that rung's share of its CPU
+            row["rung_losses"] = result.get("rung_losses") or {}
+            stop = first_stop(row["rung_losses"], base_rungs, prof)
+            row["would_stop"] = stop is not None
+            row["stop_frac"] = stop / prof.steps if stop is not None else None
             scored = fitness_of(result)
             row.update(fitness=scored["fitness"], benchmark=result["benchmark"], final_loss=result["final_loss"],
                        metrics=result.get("metrics", {}))
@@ -190,10 +201,11 @@ def campaign(arm: str, seed: int, budget: int, profile: str, overrides: dict, ca
                "gated_deltanet_benchmark": gdn["benchmark"], "beats_baseline_2x_noise": len(winners),
                "beats_gated_deltanet": sum(r["benchmark"] > gdn["benchmark"] for r in scored),
                "failed": sum(r.get("fitness") is None for r in rows), "cpu_s": cpu_total, "rows": rows,
-               "baseline_rung_loss": base_rung, "would_stop": sum(bool(r.get("would_stop")) for r in rows),
+               "baseline_rung_losses": base_rungs, "would_stop": sum(bool(r.get("would_stop")) for r in rows),
                "winners_stopped": sum(bool(r.get("would_stop")) for r in winners)
                + bool(best and best.get("would_stop") and best not in winners),
-               "cpu_s_with_stopping": cpu_total - sum(r["cpu_s"] * (1 - RUNG_FRAC) for r in rows if r.get("would_stop")),
+               "cpu_s_with_stopping": cpu_total - sum(r["cpu_s"] * (1 - r["stop_frac"]) for r in rows
+                                                      if r.get("would_stop")),
                "noise": {"loss": noise.loss, "benchmark": noise.benchmark} if noise else None}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
@@ -243,8 +255,8 @@ def main() -> None:
               f"{3600 * cands / max(1e-9, sum(r['cpu_s'] for r in rs)):>11.2f} "
               f"{3600 * cands / max(1e-9, sum(r['cpu_s_with_stopping'] for r in rs)):>10.2f} "
               f"{sum(r['winners_stopped'] for r in rs):>16}")
-    print(f"'with stop': the same runs had each candidate whose held-out loss at {RUNG_FRAC:g} of the steps was worse "
-          f"than DeltaNet's there by > {STOP_NOISES:g} seed noises cost {RUNG_FRAC:g} of its CPU (a counterfactual "
+    print(f"'with stop': the same runs had each candidate whose held-out loss at a rung was worse than DeltaNet's "
+          f"there by > {STOP_NOISES:g} seed noises of that step cost that rung's share of its CPU (a counterfactual "
           f"from one set of runs); 'winners stopped': of those beating DeltaNet by 2 noises, or the best")
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "discovery.json").write_text(json.dumps(results, indent=1))

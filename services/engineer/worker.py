@@ -57,6 +57,21 @@ WORK_EVENTS = (ev.ProposalCreated, ev.TrainingStarted, ev.TrainingProgress, ev.R
                ev.TrainingStopped)
 
 
+def rung_steps(profile, fracs) -> tuple[int, ...]:
+    """The steps at which a run's weights are judged (early stopping): `fracs` of the steps, on loss-curve points,
+    strictly inside the run."""
+    steps = {round(f * profile.steps / profile.log_every) * profile.log_every for f in fracs}
+    return tuple(sorted(s for s in steps if 0 < s < profile.steps))
+
+
+def worse_at_rung(profile, step: int, loss: float, baseline_loss: float | None, stop_noises: float) -> bool:
+    """Early stopping's rule: the trusted held-out loss at rung `step` exceeds the baseline's there by more than
+    `stop_noises` seed noises of the loss at that step (`Profile.loss_noise_at`); never without a baseline loss,
+    a known noise, or with `stop_noises` 0."""
+    noise = profile.loss_noise_at(step)
+    return baseline_loss is not None and noise > 0 and stop_noises > 0 and loss > baseline_loss + stop_noises * noise
+
+
 def default_engineer_id(settings: Settings) -> str:
     return settings.engineer_id or f"{socket.gethostname()}-{os.getpid()}"
 
@@ -346,10 +361,7 @@ class Worker:
         return self._step_s[profile_name]
 
     def rung_steps(self, profile) -> tuple[int, ...]:
-        """The steps at which a run's weights are judged (early stopping): `rung_fracs` of the steps, on loss-curve
-        points, strictly inside the run."""
-        steps = {round(f * profile.steps / profile.log_every) * profile.log_every for f in self.config.rung_fracs}
-        return tuple(sorted(s for s in steps if 0 < s < profile.steps))
+        return rung_steps(profile, self.config.rung_fracs)
 
     async def _judge_rung(self, proposal: ev.ProposalCreated, job: dict, scratch: Path, limits: Limits, profile,
                           rung: dict, stop: threading.Event, verdict: dict) -> None:
@@ -383,7 +395,7 @@ class Worker:
         noise = profile.loss_noise_at(step)   # the spread between seeds at this step, not only at the end
         self.log.info("rung scored", experiment_id=proposal.experiment_id, step=step, heldout_loss=round(loss, 4),
                       baseline_loss=base, seed_noise=noise, scoring_s=round(time.monotonic() - t0, 1))
-        if base is None or noise <= 0 or self.config.stop_noises <= 0 or loss <= base + self.config.stop_noises * noise:
+        if not worse_at_rung(profile, step, loss, base, self.config.stop_noises):
             return
         verdict["stopped"] = {"rung": verdict["rungs"].index(step) + 1, "step": step, "total_steps": profile.steps,
                               "heldout_loss": float(loss), "baseline_loss": float(base), "seed_noise": noise,

@@ -102,7 +102,7 @@ def test_run_help_names_the_exit_codes():
     out = subprocess.run([sys.executable, "-m", "services.cli.main", "run", "--help"], capture_output=True,
                          text=True, timeout=120, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr
-    for code in ("0 at least one candidate", "1 the campaign ended with no scored candidate", "2 usage error",
+    for code in ("0 at least one candidate", "1 the campaign ended with none", "2 usage error",
                  "3 preflight failed", "4 stalled", "130 interrupted"):
         assert code in " ".join(out.stdout.split()), out.stdout
 
