@@ -34,8 +34,8 @@ training, and the best candidate, then the after/before ratio (target >= 2x, wit
 rungs (early stopping as a counterfactual): reads a finished campaign run with ARCHLAB_ENGINEER_STOP_NOISES=0 (every
 rung scored and recorded in the result, nothing stopped) and prints per candidate its trusted held-out loss at each
 rung against the baseline's, the rung at which the engineer's rule (`worker.worse_at_rung`, 4 seed noises of that
-step) would have stopped it, its final fitness and significance, and how many significant candidates (or the best)
-the rule would have stopped.
+step) would have stopped it, its final fitness and significance, and how many winners (significantly better than
+the baseline) or the best candidate the rule would have stopped.
 """
 from __future__ import annotations
 
@@ -323,7 +323,7 @@ async def rungs(data_dir: Path, campaign: str | None, stop_noises: float) -> Non
     print(f"campaign {campaign} ({base.profile}): baseline {base.name} held-out loss at the rungs "
           + ", ".join(f"step {s} {base_rungs[s]:.4f} (noise {profile.loss_noise_at(s):.3f})" for s in steps))
     print(f"{'candidate':32} " + " ".join(f"{'step ' + str(s):>11}" for s in steps)
-          + f" {'stopped at':>10} {'final loss':>10} {'fitness':>8} significant")
+          + f" {'final':>8} {'stopped at':>10} {'final loss':>10} {'fitness':>8} significant")
     would, kept_best, cands = [], None, []
     for exp, r in sorted(results.items(), key=lambda kv: kv[1].occurred_at):
         if r.role == "baseline" or exp not in scores:
@@ -335,17 +335,20 @@ async def rungs(data_dir: Path, campaign: str | None, stop_noises: float) -> Non
         cands.append((r, sc, stop))
         print(f"{r.name[:32]:32} " + " ".join(f"{own[s] - base_rungs[s]:+11.4f}" if s in own else f"{'-':>11}"
                                               for s in steps)
-              + f" {str(stop) if stop else '-':>10} {r.final_loss:10.4f} {sc.fitness:8.4f} {sc.significant}")
+              + f" {r.final_loss - base.final_loss:+8.4f} {str(stop) if stop else '-':>10} {r.final_loss:10.4f} "
+                f"{sc.fitness:8.4f} {sc.significant}")
         if stop:
             would.append((r, sc))
     best = max(cands, key=lambda c: c[1].fitness, default=None)
-    lost = [r.name for r, sc in would if sc.significant or (best and r.experiment_id == best[0].experiment_id)]
+    # a winner: significantly different from the baseline (ScoreAssigned.significant) and better (fitness > 0.5)
+    lost = [r.name for r, sc in would if (sc.significant and sc.fitness > 0.5)
+            or (best and r.experiment_id == best[0].experiment_id)]
     trained = sum(1 for _ in cands)
     saved = sum(1 - (stop / profile.steps) for _, _, stop in cands if stop)
-    print(f"(rung columns: the candidate's held-out loss minus the baseline's; margin {stop_noises:g} noises of "
-          f"each step)")
+    print(f"(rung and final columns: the candidate's held-out loss minus the baseline's, final {base.final_loss:.4f}; "
+          f"margin {stop_noises:g} noises of each step)")
     print(f"{len(would)} of {trained} candidates would have been stopped, saving {saved:.2f} of {trained} trainings; "
-          f"significant candidates or the best among them: {len(lost)} {lost}")
+          f"winners (significantly better than the baseline) or the best among them: {len(lost)} {lost}")
 
 
 def main() -> None:
