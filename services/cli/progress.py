@@ -252,9 +252,11 @@ class PlainProgress:
                 k = int(((self.view.started.config or {}).get("replicate")) or 0)
                 extra = (f"; each candidate that claims a win adds {k} replication run(s) on held-out seeds, about "
                          f"{est / max(1, self.view.started.budget) * k / 60:.0f} min" if k else "")
-                out.append(f"[{now - self.started_at:6.0f}s] estimate: about {est / 60:.0f} min more for the "
-                           f"{self.view.started.budget} candidates (the baseline took {self.view.baseline_s():.0f} s "
-                           f"from sampled to results, {self.view.started.concurrency} run(s) at a time{extra})")
+                # an upper bound: a candidate stopped early at a rung (issue 23) costs only part of a training
+                out.append(f"[{now - self.started_at:6.0f}s] estimate: at most about {est / 60:.0f} min more for the "
+                           f"{self.view.started.budget} candidates, less for each one stopped early at a rung (the "
+                           f"baseline took {self.view.baseline_s():.0f} s from sampled to results, "
+                           f"{self.view.started.concurrency} run(s) at a time{extra})")
         if isinstance(event, ev.CampaignCompleted):
             out.append(f"[{now - self.started_at:6.0f}s] campaign completed: {event.reason}")
         return out

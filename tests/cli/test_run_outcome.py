@@ -82,7 +82,7 @@ def test_the_estimate_comes_once_the_baseline_has_trained():
     assert len(est) == 1
     # 6 candidates, 2 at a time, 120 s each alone (sampled to results), 1.6x slower when sharing: 3 rounds x 192 s
     assert abs(view.estimate_s() - 3 * 120 * 1.6) < 1e-6
-    assert "about 10 min more" in est[0]
+    assert "at most about 10 min more" in est[0] and "stopped early" in est[0]
 
 
 def test_without_a_terminal_tables_are_printed_whole():

@@ -126,3 +126,19 @@ def test_smaller_chunks_keep_the_loss_curve(member):
         assert {m.chunk_size for m in model.modules() if hasattr(m, "chunk_size")} == {chunk}
         curves[chunk] = train(model, profile, make_batch_fn(profile, seed=0), seed=0, device="cpu").loss_curve
     assert max(abs(a - b) for (_, a), (_, b) in zip(curves[32], curves[64])) < 1e-3
+
+
+def test_the_step_cost_is_the_steps_cpu_seconds_whatever_the_threads(monkeypatch):
+    """The monitor's step cost (and the baseline's reference step time) is the process's CPU seconds per step, not
+    divided by its threads: a baseline that trained alone on two threads must not look faster than a candidate on
+    one (a legitimate candidate was stopped as too_slow at 2.84x for it)."""
+    from itertools import count
+
+    from lab.training import train as train_mod
+
+    ticks = count()
+    monkeypatch.setattr(train_mod.time, "process_time", lambda: float(next(ticks)))   # every call: 1 CPU s later
+    for threads in (2, 1):   # ends on one thread, as the suite runs
+        profile, model, batches = _setup(steps=4)
+        out = train(model, profile, batches, seed=0, device="cpu", threads=lambda n=threads: n)
+        assert out.step_cost_s == pytest.approx(1.0), threads
