@@ -85,13 +85,13 @@ def profile_key(profile: str, overrides: dict | None = None) -> str:
 
 
 def profile_fingerprint(profile: str, overrides: dict | None = None) -> str:
-    """A digest of what a profile trains and evaluates (not its description or noise): a profile redefined
-    under the same name (cpu-tiny became the battery) never reuses results measured under the old one."""
+    """A digest of what a profile trains and evaluates (not its description or its measured noises): a profile
+    redefined under the same name (cpu-tiny became the battery) never reuses results measured under the old one."""
     try:
         fields = dataclasses.asdict(get_profile(profile, **(overrides or {})))
     except (KeyError, TypeError):
         return "unknown"
-    for k in ("description", "seed_noise"):
+    for k in ("description", "seed_noise", "rung_loss_noise"):
         fields.pop(k, None)
     if fields.get("task") == "battery":  # the tasks' sizes live in battery.py, not in the profile
         from lab.training.battery import SIZES

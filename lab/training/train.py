@@ -234,9 +234,10 @@ def train(model: CausalLM, profile: Profile, batch_fn: BatchFn, *, seed: int, de
         # On a CPU the process's own CPU seconds, not wall time: a machine busy with other work
         # (another engineer, the researcher's checks) must not make a program look slow. On a GPU
         # the wall time (the CPU waits on the device). Not divided by the threads: a step's work is the
-        # same on one or two, and two burn only a little more (1.19x measured on cpu-tiny, 2 vCPUs: spin
-        # waits). Divided, a baseline that trained alone on two threads looked 1.68x faster than a candidate
-        # beside another run on one, and a Gated DeltaNet child was stopped as too_slow at 2.84x.
+        # same on one or two, and two burn only a little more (about 1.2x on cpu-tiny, 2 vCPUs: by the
+        # calibration two threads train 1.68x as fast as one). Divided, a baseline that trained alone on
+        # two threads looked 1.68x faster than a candidate beside another run on one thread, and a Gated
+        # DeltaNet child was stopped as too_slow at 2.84x.
         step_cost = step_s if device.startswith("cuda") else time.process_time() - c0
         cost_s += step_cost
         done = step + 1
