@@ -324,7 +324,7 @@ async def rungs(data_dir: Path, campaign: str | None, stop_noises: float) -> Non
           + ", ".join(f"step {s} {base_rungs[s]:.4f} (noise {profile.loss_noise_at(s):.3f})" for s in steps))
     print(f"{'candidate':32} " + " ".join(f"{'step ' + str(s):>11}" for s in steps)
           + f" {'final':>8} {'stopped at':>10} {'final loss':>10} {'fitness':>8} significant")
-    would, kept_best, cands = [], None, []
+    would, cands = [], []
     for exp, r in sorted(results.items(), key=lambda kv: kv[1].occurred_at):
         if r.role == "baseline" or exp not in scores:
             continue
@@ -343,7 +343,7 @@ async def rungs(data_dir: Path, campaign: str | None, stop_noises: float) -> Non
     # a winner: significantly different from the baseline (ScoreAssigned.significant) and better (fitness > 0.5)
     lost = [r.name for r, sc in would if (sc.significant and sc.fitness > 0.5)
             or (best and r.experiment_id == best[0].experiment_id)]
-    trained = sum(1 for _ in cands)
+    trained = len(cands)
     saved = sum(1 - (stop / profile.steps) for _, _, stop in cands if stop)
     print(f"(rung and final columns: the candidate's held-out loss minus the baseline's, final {base.final_loss:.4f}; "
           f"margin {stop_noises:g} noises of each step)")

@@ -257,8 +257,8 @@ def register(app: typer.Typer) -> None:
         """Run a discovery campaign end to end on the embedded stack (offline unless an LLM is configured).
 
         Exit status: 0 at least one candidate judged (trained and scored, or stopped early at a rung); 1 the
-        campaign ended with none (the cause is printed: every baseline failed, every candidate failed, ...); 2 usage error (bad option,
-        missing data, nothing to resume); 3 preflight failed (`archlab doctor`); 4 stalled: nothing happened for
+        campaign ended with none (the cause is printed: every baseline failed, every candidate failed, ...);
+        2 usage error (bad option, missing data, nothing to resume); 3 preflight failed (`archlab doctor`); 4 stalled: nothing happened for
         longer than --stall-after, or --timeout passed; 130 interrupted (Ctrl-C; `--resume` continues)."""
         from services.archive.policies import POLICIES
         from services.cli import secrets, stack
