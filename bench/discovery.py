@@ -1,4 +1,4 @@
-"""Does the lab's search beat chance? (not in CI: it trains hundreds of CPU minutes at a real budget)
+"""Which parent policy finds discoveries that hold? (not in CI: it trains hundreds of CPU minutes at a real budget)
 
 On the same budget of candidate experiments per campaign, and for several campaign seeds, compare:
   evolution   the lab's loop: parents drawn by the default policy (topk-uniform: the top fifth, at most 10) of
@@ -7,43 +7,67 @@ On the same budget of candidate experiments per campaign, and for several campai
   best-of-n   the same proposer, parent always DeltaNet, no references: sampling with no pool
   uct         the loop with another parent policy (UCT: fitness plus an exploration bonus)
 
-Every candidate is checked statically, trained and evaluated by the engineer's runner in the sandbox
-(`run_training_sandboxed`, the worker's limits), and scored by the judge's formula (`score_fields`) against
-DeltaNet trained with the same seed, with the profile's seed noise. Printed per arm: the best fitness found
-(mean over seeds and per seed), the number of layers beating DeltaNet's benchmark by > 2x the seed noise, and
-whether any beats Gated DeltaNet's benchmark (zoo cache or trained here). The winning programs are saved.
-Early stopping (issue 23), as a counterfactual from the same runs: every run also saves its weights at the
-worker's rungs (1/2 and 3/4 of the steps) and the trusted scorer's held-out loss there is kept; DeltaNet is trained
-once more per seed the same way for its rung losses. Printed per arm: candidates per CPU-hour as run, and with each
-candidate that the worker would have stopped (at its first rung with a loss > DeltaNet's there + 4 seed noises of
-that step, `Profile.loss_noise_at`) costing that rung's share of its CPU, and how many winners (or the best) it
-would have stopped.
+Each campaign runs the lab's defaults, in-process and without the services:
+- DeltaNet, the baseline, trained once per seed in the sandbox (saved, shared by the arms of that seed);
+- size-matched search: the proposer aims below, and a program above, (1 + --max-params-ratio) x DeltaNet's
+  parameters is refused before training (`lab/judging/size.py`);
+- every candidate checked statically, trained and evaluated by the engineer's runner in the sandbox, and stopped
+  at a rung (1/2, 3/4 of the steps) when its trusted held-out loss there is worse than DeltaNet's by more than
+  ARCHLAB_ENGINEER_STOP_NOISES seed noises of that step (`worker.worse_at_rung`; `--no-stop` trains every candidate
+  to the end and reports the stop as a counterfactual instead);
+- scored by the judge's formula against DeltaNet at the same seed, with the profile's seed noise;
+- a claim (significant, better by more than one noise: `replication.is_claim`) re-trained unchanged on --replicate
+  held-out seeds (`replication.replicate_seed`) and judged by Welch's test (`significance.compare`): "confirmed" or
+  "not replicated"; the pool ranks a replicated candidate by its replicated fitness, as the archive does.
 
-    python bench/discovery.py --budget 12 --seeds 0,1,2 --jobs 2 [--profile cpu-tiny] [--steps N]
-                              [--arms evolution,best-of-n,uct] [--out bench-discovery/]
+A campaign's **best confirmed fitness** is the highest replicated fitness among its confirmed candidates, or 0.5
+(DeltaNet's own fitness: what a campaign that found nothing that holds keeps) when none is confirmed. Printed per
+arm: its mean over seeds with a bootstrap 95 % interval (`significance.bootstrap_mean`), the best first-run
+fitness, claims, confirmations, stopped and failed candidates, candidates per CPU-hour; then the paired difference
+of best confirmed fitness between each two arms over the seeds both finished, with its interval.
 
-A campaign is sequential (each parent draw sees every earlier score); campaigns run in parallel (--jobs).
+Resumable: every finished candidate is saved to `<out>/<arm>-seed<S>/progress.json`, a finished campaign to its
+`summary.json`, the baseline of a seed to `<out>/baseline-seed<S>.json`; run the same command again to go on (a
+candidate in flight when it was interrupted is trained again). The table is printed from every summary under
+--out, so seeds can be added over several runs (`--report` prints it without training).
+
+    python bench/discovery.py --budget 12 --seeds 0,1,2,3,4,5 --jobs 2 [--profile cpu-tiny] [--steps N]
+                              [--arms evolution,best-of-n,uct] [--replicate 2] [--max-params-ratio 0.1]
+                              [--no-stop] [--out bench-discovery/] [--report]
+
+Campaigns run seed by seed (every arm of a seed before the next seed, so that partial runs stay paired), --jobs
+at a time; a campaign is sequential (each parent draw sees every earlier score).
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 from types import SimpleNamespace
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 
 ARMS = ("evolution", "best-of-n", "uct")
-STOP_NOISES = 4.0       # early stopping's margin (ARCHLAB_ENGINEER_STOP_NOISES), in seed noises of the rung's step
+POLICY = {"evolution": "topk-uniform", "uct": "uct"}   # best-of-n draws no parent
+BASELINE_FITNESS = 0.5   # the judge's fitness of DeltaNet against itself: both components at sigmoid(0)
+
+
+def stop_noises() -> float:
+    from services.common.settings import Settings
+    return Settings().engineer_stop_noises
 
 
 def rung_steps(profile: str, overrides: dict) -> tuple[int, ...]:
@@ -58,7 +82,7 @@ def first_stop(rungs: dict, base_rungs: dict, profile) -> int | None:
     """The first rung step at which the worker would stop a run with held-out losses `rungs` against the baseline's
     `base_rungs` (None: trained to the end)."""
     from services.engineer.worker import worse_at_rung
-    return next((s for s in sorted(rungs) if worse_at_rung(profile, s, rungs[s], base_rungs.get(s), STOP_NOISES)),
+    return next((s for s in sorted(rungs) if worse_at_rung(profile, s, rungs[s], base_rungs.get(s), stop_noises())),
                 None)
 
 
@@ -77,190 +101,304 @@ def _rung_loss(scratch: str, step: int, limits) -> float | None:
     return fields.get("final_loss")
 
 
-def _train(code: str, profile: str, seed: int, overrides: dict) -> tuple[dict | None, float, str]:
-    """(TrainResult dict or None, CPU seconds, error) of one program trained in the sandbox; the result carries
-    `rung_losses` ({step: held-out loss} at the worker's early-stopping rungs), for the counterfactual."""
+def train(code: str, profile: str, seed: int, overrides: dict, base_rungs: dict | None) -> dict:
+    """One program trained in the sandbox, judged at each rung as the worker judges it: {"result" (TrainResult dict)
+    or None, "cpu_s", "error", "rung_losses" {step: held-out loss}, "stopped_at" (step) or None}. `base_rungs`
+    None: never stopped (the baseline itself, or --no-stop)."""
     from lab.training.profiles import get_profile
     from lab.training.sandboxed import run_training_sandboxed, training_limits
+    from services.engineer.worker import worse_at_rung
 
-    steps = rung_steps(profile, overrides)
-    limits = training_limits(get_profile(profile, **overrides))
+    prof = get_profile(profile, **overrides)
+    limits = training_limits(prof)
+    stop, losses, stopped = threading.Event(), {}, []
+    noises = stop_noises()
     with tempfile.TemporaryDirectory(prefix="archlab-discovery-") as scratch:
-        res = run_training_sandboxed(code, profile, seed, scratch=scratch, profile_overrides=overrides, rungs=steps)
-        rungs = {s: _rung_loss(scratch, s, limits) for s in steps} if res.ok else {}
+        def on_rung(rung: dict) -> None:   # the sandbox's reader thread; the child trains on meanwhile
+            step = int(rung.get("step") or 0)
+            loss = _rung_loss(scratch, step, limits)
+            if loss is None:
+                return
+            losses[step] = loss
+            if base_rungs is not None and worse_at_rung(prof, step, loss, base_rungs.get(step), noises):
+                stopped.append(step)
+                stop.set()
+
+        res = run_training_sandboxed(code, profile, seed, scratch=scratch, profile_overrides=overrides,
+                                     rungs=rung_steps(profile, overrides), on_rung=on_rung, stop=stop)
     cpu = res.cpu_s or res.wall_s  # the sandbox's CPU figure when it has one, else its wall time
+    out = {"result": None, "cpu_s": round(cpu, 1), "error": "", "rung_losses": losses,
+           "stopped_at": stopped[0] if stopped else None}
+    if stopped:
+        return out
     if res.ok and res.result and "error" not in res.result:
-        res.result["rung_losses"] = {s: v for s, v in rungs.items() if v is not None}
-        return res.result, cpu, ""
-    return None, cpu, f"{res.kind}: {res.error or (res.result or {}).get('error', {}).get('message', '')}"
+        out["result"] = res.result
+    else:
+        out["error"] = f"{res.kind}: {res.error or (res.result or {}).get('error', {}).get('message', '')}"
+    return out
 
 
-def _zoo_code(name: str) -> str:
-    from lab.zoo import zoo_source
-    return zoo_source(name)
-
-
-def _zoo(name: str, profile: str, seed: int, overrides: dict, cache_dir: Path | None) -> dict:
-    """A zoo member's result (trusted code: in-process, cached like `archlab zoo bench`)."""
-    from lab.tools.validity import ZooCache, train_in_process
+def baseline(profile: str, seed: int, overrides: dict, out_dir: str) -> dict:
+    """DeltaNet at `seed`, trained in the sandbox like a campaign's baseline, with its rung losses (saved)."""
     from lab.zoo import zoo_source
 
-    cache = ZooCache(cache_dir) if cache_dir else None
-    hit = cache.get(zoo_source(name), profile, seed, overrides) if cache else None
-    if hit is not None:
-        return hit
-    result = train_in_process(zoo_source(name), profile, seed, overrides)
-    if cache:
-        cache.put(zoo_source(name), profile, seed, result, overrides, name=name)
-    return result
+    path = Path(out_dir) / f"baseline-seed{seed}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    run = train(zoo_source("deltanet"), profile, seed, overrides, None)
+    if run["result"] is None:
+        raise RuntimeError(f"DeltaNet did not train at seed {seed}: {run['error']}")
+    base = {"seed": seed, "final_loss": run["result"]["final_loss"], "benchmark": run["result"]["benchmark"],
+            "params": run["result"]["params"], "cpu_s": run["cpu_s"],
+            "rung_losses": {str(s): v for s, v in run["rung_losses"].items()}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(base, indent=1))
+    return base
 
 
-def campaign(arm: str, seed: int, budget: int, profile: str, overrides: dict, cache_dir: str | None,
-             out_dir: str) -> dict:
-    """One campaign of `budget` candidates; returns its rows and summary."""
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def campaign(arm: str, seed: int, budget: int, profile: str, overrides: dict, replicate: int, ratio: float,
+             stopping: bool, out_dir: str) -> dict:
+    """One campaign of `budget` candidates (replications on top); resumes from its progress file."""
     import torch
 
-    from services.archive.policies import POLICIES, Member
+    from lab.checks import profile_dims, static_check
     from lab.judging import fitness as F
     from lab.judging.score import score_fields
-    from lab.checks import static_check
+    from lab.judging.size import param_ceiling
     from lab.training.profiles import get_profile
-    from services.researcher.codegen import render
+    from services.archive.policies import POLICIES, Member
+    from services.archive.replication import is_claim
+    from services.researcher.codegen import model_params, render
     from services.researcher.genome import ZOO_DESIGNS, canonical
     from services.researcher.mutator import mutate
 
     torch.set_num_threads(1)
-    cache = Path(cache_dir) if cache_dir else None
-    base = _zoo("deltanet", profile, seed, overrides, cache)
-    base_rungs = (_train(_zoo_code("deltanet"), profile, seed, overrides)[0] or {}).get("rung_losses") or {}
-    prof = get_profile(profile.split("+")[0], **overrides)
-    gdn = _zoo("gated_deltanet", profile, seed, overrides, cache)
-    noise = F.resolve_noise(profile) if not overrides else F.resolve_noise(profile.split("+")[0])
+    out = Path(out_dir) / f"{arm}-seed{seed}"
+    if (out / "summary.json").exists():
+        return json.loads((out / "summary.json").read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    base = baseline(profile, seed, overrides, out_dir)
+    base_rungs = {int(s): v for s, v in base["rung_losses"].items()}
+    prof = get_profile(profile, **overrides)
+    noise = F.resolve_noise(profile)
     base_ev = SimpleNamespace(experiment_id="deltanet", final_loss=base["final_loss"], benchmark=base["benchmark"])
+    dims = profile_dims(profile)
+    ceiling = param_ceiling(base["params"], ratio)
 
-    def fitness_of(result: dict) -> dict:
+    def fits(design: dict) -> bool:
+        return ceiling is None or model_params(design, dims) <= ceiling
+
+    def scored(result: dict) -> dict:
         ev = SimpleNamespace(campaign_id=f"{arm}-{seed}", profile=profile, final_loss=result["final_loss"],
                              benchmark=result["benchmark"])
         return score_fields(ev, base_ev, noise=noise)
 
-    pool = [{"id": "deltanet", "design": canonical(ZOO_DESIGNS["deltanet"]), "fitness": 0.5, "children": 0,
-             "benchmark": base["benchmark"], "final_loss": base["final_loss"]}]
-    rows, seen, cpu_total = [], set(), 0.0
-    policy = {"evolution": "topk-uniform", "uct": "uct"}.get(arm)
-    for i in range(budget):
+    progress = out / "progress.json"
+    state = json.loads(progress.read_text()) if progress.exists() else {
+        "arm": arm, "seed": seed, "commit": commit(), "rows": [], "seen": [],
+        "pool": [{"id": "deltanet", "design": canonical(ZOO_DESIGNS["deltanet"]), "fitness": BASELINE_FITNESS,
+                  "children": 0}]}
+    rows, pool, seen = state["rows"], state["pool"], set(state["seen"])
+    for i in range(len(rows), budget):
         rng_seed = (seed * 1_000_003 + i) * 7 + ARMS.index(arm)
-        if policy is None:  # best-of-n: always the baseline, no references
+        if arm not in POLICY:  # best-of-n: always the baseline, no references
             parent, refs = pool[0], []
         else:
             ranked = sorted(pool, key=lambda m: -(m["fitness"] or 0.0))
             members = [Member(m["id"], r + 1, m["fitness"], m["children"], doc=m) for r, m in enumerate(ranked)]
-            draw = POLICIES[policy](members, random.Random(rng_seed), {})
+            draw = POLICIES[POLICY[arm]](members, random.Random(rng_seed), {})
             parent, refs = draw.parent.doc, [r.doc for r in draw.references]
         feedback: list[str] = []
-        for _ in range(10):  # the researcher's retries: a duplicate or a failed static check is not an experiment
-            design, name, motivation = mutate(parent["design"], [r["design"] for r in refs], rng_seed, feedback)
+        for _ in range(10):  # the researcher's retries: a duplicate, a refused check or size is not an experiment
+            design, name, motivation = mutate(parent["design"], [r["design"] for r in refs], rng_seed, feedback,
+                                              fits=fits)
             key = json.dumps(canonical(design), sort_keys=True, default=list)
             code = render(design, name, motivation)
-            if key in seen or not static_check(code).ok:
+            if key in seen or not fits(design) or not static_check(code).ok:
                 feedback.append(name)
                 rng_seed += 1
                 continue
             break
         seen.add(key)
         parent["children"] += 1
-        result, cpu_s, error = _train(code, profile, seed, overrides)
-        cpu_total += cpu_s
-        row = {"i": i, "name": name, "parent": parent["id"], "cpu_s": round(cpu_s, 1), "error": error}
+        run = train(code, profile, seed, overrides, base_rungs if stopping else None)
+        row = {"i": i, "name": name, "parent": parent["id"], "params": model_params(design, dims),
+               "cpu_s": run["cpu_s"], "error": run["error"], "stopped_at": run["stopped_at"],
+               "rung_losses": {str(s): v for s, v in run["rung_losses"].items()}}
+        if not stopping:   # the counterfactual: where the worker would have stopped it
+            stop = first_stop(run["rung_losses"], base_rungs, prof) if run["result"] else None
+            row["would_stop_at"] = stop
+        result, verdict = run["result"], ""
         if result is not None:
-            # the counterfactual: stopped at a rung, it would have cost about that rung's share of its CPU
-            row["rung_losses"] = result.get("rung_losses") or {}
-            stop = first_stop(row["rung_losses"], base_rungs, prof)
-            row["would_stop"] = stop is not None
-            row["stop_frac"] = stop / prof.steps if stop is not None else None
-            scored = fitness_of(result)
-            row.update(fitness=scored["fitness"], benchmark=result["benchmark"], final_loss=result["final_loss"],
-                       metrics=result.get("metrics", {}))
-            pool.append({"id": name, "design": canonical(design), "fitness": scored["fitness"], "children": 0,
-                         "benchmark": result["benchmark"], "final_loss": result["final_loss"], "code": code})
+            fields = scored(result)
+            row.update(fitness=fields["fitness"], benchmark=result["benchmark"], final_loss=result["final_loss"],
+                       significant=fields.get("significant"))
+            member = {"id": name, "design": canonical(design), "fitness": fields["fitness"], "children": 0,
+                      "code": code}
+            claim = {"role": "candidate", "fitness": fields["fitness"], "score": fields}   # the archive's record
+            if replicate and is_claim(claim):
+                row["replication"] = replication(code, profile, seed, overrides, replicate, base, base_rungs,
+                                                 noise, scored, stopping)
+                row["cpu_s"] += sum(r["cpu_s"] for r in row["replication"]["runs"])
+                member["fitness"] = row["replication"]["replicated_fitness"]   # pool.py's selection fitness
+                verdict = f", {row['replication']['verdict']} ({_num(member['fitness'])} on held-out seeds)"
+            pool.append(member)
         rows.append(row)
-        print(f"[{arm} seed {seed}] {i + 1}/{budget} {name} (parent {parent['id']}): "
-              + (f"fitness {row['fitness']:.3f} benchmark {row['benchmark']:.3f}" if result else f"failed {error}")
-              + f" {cpu_s:.0f} CPU s", flush=True)
-    scored = [r for r in rows if r.get("fitness") is not None]
-    margin = 2 * (noise.benchmark if noise and noise.benchmark else 0.0)
-    winners = [r for r in scored if r["benchmark"] - base["benchmark"] > margin]
-    best = max(scored, key=lambda r: r["fitness"], default=None)
-    out = Path(out_dir) / f"{arm}-seed{seed}"
-    out.mkdir(parents=True, exist_ok=True)
+        state["seen"] = sorted(seen)
+        tmp = progress.with_suffix(".tmp")   # rows, pool and seen stay consistent if interrupted mid-write
+        tmp.write_text(json.dumps(state, indent=1))
+        tmp.replace(progress)
+        what = (f"fitness {row['fitness']:.3f} benchmark {row['benchmark']:.3f}{verdict}" if result is not None
+                else f"stopped at step {run['stopped_at']}" if run["stopped_at"] else f"failed {run['error']}")
+        print(f"[{arm} seed {seed}] {i + 1}/{budget} {name} (parent {parent['id']}): {what}, {row['cpu_s']:.0f} CPU s",
+              flush=True)
+    summary = summarize(arm, seed, budget, rows, base, noise, state.get("commit"))
     for m in pool[1:]:
-        if m["benchmark"] - base["benchmark"] > margin or (best and m["id"] == best["name"]):
+        if m["id"] in summary["confirmed"] or m["id"] == summary["best_first_name"]:
             (out / f"{m['id']}.py").write_text(m["code"])
-    summary = {"arm": arm, "seed": seed, "budget": budget, "best_fitness": best["fitness"] if best else None,
-               "best_name": best["name"] if best else None,
-               "best_benchmark": best["benchmark"] if best else None, "baseline_benchmark": base["benchmark"],
-               "gated_deltanet_benchmark": gdn["benchmark"], "beats_baseline_2x_noise": len(winners),
-               "beats_gated_deltanet": sum(r["benchmark"] > gdn["benchmark"] for r in scored),
-               "failed": sum(r.get("fitness") is None for r in rows), "cpu_s": cpu_total, "rows": rows,
-               "baseline_rung_losses": base_rungs, "would_stop": sum(bool(r.get("would_stop")) for r in rows),
-               "winners_stopped": sum(bool(r.get("would_stop")) for r in winners)
-               + bool(best and best.get("would_stop") and best not in winners),
-               "cpu_s_with_stopping": cpu_total - sum(r["cpu_s"] * (1 - r["stop_frac"]) for r in rows
-                                                      if r.get("would_stop")),
-               "noise": {"loss": noise.loss, "benchmark": noise.benchmark} if noise else None}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
 
+def _num(x) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def replication(code: str, profile: str, seed: int, overrides: dict, k_max: int, base: dict, base_rungs: dict,
+                noise, scored, stopping: bool) -> dict:
+    """The claim trained again on `k_max` held-out seeds and judged as the archive judges it
+    (services/archive/replication.py assess): a run stopped early leaves no result, and a stop means
+    "not replicated"."""
+    from lab.judging import significance
+    from services.archive.replication import replicate_seed
+
+    runs = []
+    for k in range(1, k_max + 1):
+        s = replicate_seed(seed, k)
+        run = train(code, profile, s, overrides, base_rungs if stopping else None)
+        r = run["result"]
+        runs.append({"seed": s, "cpu_s": run["cpu_s"], "stopped_at": run["stopped_at"], "error": run["error"],
+                     "final_loss": r["final_loss"] if r else None, "benchmark": r["benchmark"] if r else None,
+                     "fitness": scored(r)["fitness"] if r else None})
+    measured = [r for r in runs if r["final_loss"] is not None]
+    verdict = significance.compare(
+        {m: [r[m] for r in measured] for m in ("final_loss", "benchmark")},
+        {"final_loss": base["final_loss"], "benchmark": base["benchmark"]},
+        {"final_loss": noise.loss if noise else None, "benchmark": noise.benchmark if noise else None})
+    stopped = any(r["stopped_at"] for r in runs)
+    fits = [r["fitness"] for r in runs if r["fitness"] is not None]
+    return {"runs": runs, "verdict": "confirmed" if verdict.confirmed and not stopped else "not replicated",
+            "replicated_fitness": statistics.fmean(fits) if fits else None, "reason": verdict.reason}
+
+
+def summarize(arm: str, seed: int, budget: int, rows: list[dict], base: dict, noise, at_commit: str | None) -> dict:
+    scored = [r for r in rows if r.get("fitness") is not None]
+    best = max(scored, key=lambda r: r["fitness"], default=None)
+    confirmed = [r for r in scored if (r.get("replication") or {}).get("verdict") == "confirmed"]
+    best_confirmed = max((r["replication"]["replicated_fitness"] for r in confirmed), default=None)
+    margin = 2 * (noise.benchmark if noise and noise.benchmark else 0.0)
+    return {
+        "arm": arm, "seed": seed, "budget": budget, "commit": at_commit,
+        "baseline": {k: base[k] for k in ("final_loss", "benchmark", "params")},
+        "best_confirmed_fitness": max(BASELINE_FITNESS, best_confirmed or BASELINE_FITNESS),
+        "confirmed": [r["name"] for r in confirmed],
+        "claims": sum(1 for r in rows if r.get("replication")),
+        "best_first_fitness": best["fitness"] if best else None, "best_first_name": best["name"] if best else None,
+        "best_first_benchmark": best["benchmark"] if best else None,
+        "beats_baseline_2x_noise": sum(1 for r in scored if r["benchmark"] - base["benchmark"] > margin),
+        "stopped": sum(1 for r in rows if r.get("stopped_at")),
+        "would_stop": sum(1 for r in rows if r.get("would_stop_at")),
+        "failed": sum(1 for r in rows if r.get("fitness") is None and not r.get("stopped_at")),
+        "candidates": len(rows), "cpu_s": sum(r["cpu_s"] for r in rows), "rows": rows,
+        "noise": {"loss": noise.loss, "benchmark": noise.benchmark} if noise else None}
+
+
+def report(out_dir: str, arms: list[str]) -> None:
+    """The table, from every summary under `out_dir`."""
+    from lab.judging.significance import bootstrap_mean
+
+    summaries = [json.loads(p.read_text()) for p in sorted(Path(out_dir).glob("*-seed*/summary.json"))]
+    by = {(s["arm"], s["seed"]): s for s in summaries if s["arm"] in arms}
+    if not by:
+        print(f"no finished campaign under {out_dir}/")
+        return
+    print(f"\n{len(by)} campaigns under {out_dir}/ (commits {', '.join(sorted({str(s['commit']) for s in by.values()}))})")
+    print(f"{'arm':<10} {'seeds':>5} {'best confirmed fitness, mean [95% CI]':>38} {'best first-run fitness':>23} "
+          f"{'claims':>7} {'confirmed':>10} {'stopped':>8} {'failed':>7} {'cand/CPU-h':>11}")
+    for a in arms:
+        rs = [by[k] for k in sorted(by) if k[0] == a]
+        if not rs:
+            continue
+        conf = bootstrap_mean([r["best_confirmed_fitness"] for r in rs])
+        firsts = [r["best_first_fitness"] for r in rs if r["best_first_fitness"] is not None]
+        cands, cpu = sum(r["candidates"] for r in rs), sum(r["cpu_s"] for r in rs)
+        print(f"{a:<10} {len(rs):>5} {conf.text():>38} {(_num(statistics.fmean(firsts)) if firsts else '-'):>23} "
+              f"{sum(r['claims'] for r in rs):>7} {sum(len(r['confirmed']) for r in rs):>10} "
+              f"{sum(r['stopped'] for r in rs):>8} {sum(r['failed'] for r in rs):>7} "
+              f"{3600 * cands / max(1e-9, cpu):>11.2f}")
+    print("\npaired difference of best confirmed fitness (first - second), over the seeds both finished:")
+    for a, b in itertools.combinations(arms, 2):
+        seeds = sorted(s for (x, s) in by if x == a and (b, s) in by)
+        if not seeds:
+            continue
+        diffs = [by[(a, s)]["best_confirmed_fitness"] - by[(b, s)]["best_confirmed_fitness"] for s in seeds]
+        iv = bootstrap_mean(diffs)
+        wins = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
+        print(f"  {a} - {b}: {iv.mean:+.3f} [{iv.low:+.3f}, {iv.high:+.3f}] over {len(seeds)} seeds "
+              f"({wins[0]} ahead, {wins[1]} behind, {len(seeds) - sum(wins)} level)")
+    print("best confirmed fitness: the highest replicated fitness among a campaign's confirmed candidates, "
+          f"{BASELINE_FITNESS} (DeltaNet's own) where none was confirmed; intervals: percentile bootstrap over seeds")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--budget", type=int, default=12)
+    ap.add_argument("--budget", type=int, default=12, help="explored candidates per campaign (replications on top)")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--arms", default=",".join(ARMS))
     ap.add_argument("--profile", default="cpu-tiny")
     ap.add_argument("--steps", type=int, default=None, help="override the profile's steps (reported as such)")
+    ap.add_argument("--replicate", type=int, default=2, help="held-out seeds per claim (0: no replication)")
+    ap.add_argument("--max-params-ratio", type=float, default=None,
+                    help="the size ceiling over DeltaNet's parameters (default: the lab's, 0.10)")
+    ap.add_argument("--no-stop", action="store_true", help="train every candidate to the end (stop counterfactual)")
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--cache", default=".archlab/zoo-cache", help="zoo cache shared with `archlab zoo bench`")
     ap.add_argument("--out", default="bench-discovery")
+    ap.add_argument("--report", action="store_true", help="print the table of the summaries under --out; train nothing")
     args = ap.parse_args()
     arms = [a for a in args.arms.split(",") if a]
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
         sys.exit(f"unknown arm(s) {unknown}; valid: {', '.join(ARMS)}")
+    if args.report:
+        return report(args.out, arms)
+    from lab.judging.size import DEFAULT_MAX_PARAMS_RATIO
+    ratio = DEFAULT_MAX_PARAMS_RATIO if args.max_params_ratio is None else args.max_params_ratio
     seeds = [int(s) for s in args.seeds.split(",") if s]
     overrides = {"steps": args.steps} if args.steps else {}
     t0 = time.monotonic()
-    # the zoo rows first (shared by every arm of a seed), then the campaigns
-    from lab.tools.validity import ZooCache  # noqa: F401  (import check before forking)
-    jobs = [(a, s) for s in seeds for a in arms]
-    results = []
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
-        for s in seeds:
-            for name in ("deltanet", "gated_deltanet"):
-                pool.submit(_zoo, name, args.profile, s, overrides, Path(args.cache)).result()
-        futures = {pool.submit(campaign, a, s, args.budget, args.profile, overrides, args.cache, args.out): (a, s)
-                   for a, s in jobs}
+        for fut in as_completed([pool.submit(baseline, args.profile, s, overrides, args.out) for s in seeds]):
+            b = fut.result()
+            print(f"DeltaNet seed {b['seed']}: loss {b['final_loss']:.3f} benchmark {b['benchmark']:.3f} "
+                  f"({b['params']:,} parameters)", flush=True)
+        futures = [pool.submit(campaign, a, s, args.budget, args.profile, overrides, args.replicate, ratio,
+                               not args.no_stop, args.out) for s in seeds for a in arms]
         for fut in as_completed(futures):
-            results.append(fut.result())
-    print(f"\nprofile {args.profile}{' steps ' + str(args.steps) if args.steps else ''}, budget {args.budget} "
-          f"candidates per campaign, seeds {seeds}, {time.monotonic() - t0:.0f} s wall")
-    print(f"{'arm':<11} {'best fitness (mean; per seed)':<40} {'> DeltaNet +2 noise':>20} {'> Gated DeltaNet':>17} "
-          f"{'failed':>7} {'CPU s/cand':>11} {'cand/CPU-h':>11} {'with stop':>10} {'winners stopped':>16}")
-    for a in arms:
-        rs = sorted((r for r in results if r["arm"] == a), key=lambda r: r["seed"])
-        bests = [r["best_fitness"] for r in rs if r["best_fitness"] is not None]
-        cands = sum(len(r["rows"]) for r in rs)
-        print(f"{a:<11} {(f'{statistics.fmean(bests):.3f}; ' if bests else '-; ') + ' '.join(f'{b:.3f}' for b in bests):<40} "
-              f"{sum(r['beats_baseline_2x_noise'] for r in rs):>20} {sum(r['beats_gated_deltanet'] for r in rs):>17} "
-              f"{sum(r['failed'] for r in rs):>7} {sum(r['cpu_s'] for r in rs) / max(1, cands):>11.0f} "
-              f"{3600 * cands / max(1e-9, sum(r['cpu_s'] for r in rs)):>11.2f} "
-              f"{3600 * cands / max(1e-9, sum(r['cpu_s_with_stopping'] for r in rs)):>10.2f} "
-              f"{sum(r['winners_stopped'] for r in rs):>16}")
-    print(f"'with stop': the same runs had each candidate whose held-out loss at a rung was worse than DeltaNet's "
-          f"there by > {STOP_NOISES:g} seed noises of that step cost that rung's share of its CPU (a counterfactual "
-          f"from one set of runs); 'winners stopped': of those beating DeltaNet by 2 noises, or the best")
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "discovery.json").write_text(json.dumps(results, indent=1))
-    print(f"winning programs and summaries under {args.out}/")
+            s = fut.result()
+            print(f"done: {s['arm']} seed {s['seed']}: best confirmed fitness {s['best_confirmed_fitness']:.3f}",
+                  flush=True)
+    print(f"\nprofile {args.profile}{' steps ' + str(args.steps) if args.steps else ''}, budget {args.budget}, "
+          f"replicate {args.replicate}, ceiling +{ratio:.0%}, {'no stopping' if args.no_stop else 'early stopping'}, "
+          f"seeds {seeds}, {time.monotonic() - t0:.0f} s wall")
+    report(args.out, arms)
 
 
 if __name__ == "__main__":

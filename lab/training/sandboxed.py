@@ -86,9 +86,12 @@ def run_training_sandboxed(code: str, profile: str, seed: int, *, scratch: str |
                            resume: bool = False, reference_step_s: float | None = None, device: str = "cpu",
                            threads: int = 1, on_progress: Callable[[dict], None] | None = None,
                            stop: threading.Event | None = None, data_dir: str | Path | None = None,
-                           rungs: tuple[int, ...] = ()) -> SandboxResult:
+                           rungs: tuple[int, ...] = (),
+                           on_rung: Callable[[dict], None] | None = None) -> SandboxResult:
     """Train and evaluate `code` on `profile` in a sandbox child; blocks until it ends. `rungs`: steps whose
-    weights the runner also saves (runner.rung_dir under the scratch's workdir), for early stopping's measures.
+    weights the runner also saves (runner.rung_dir under the scratch's workdir), for early stopping's measures;
+    `on_rung` receives each rung dict the runner prints once those weights are saved (setting `stop` from it ends
+    the run there).
 
     `on_progress` receives each progress dict the runner prints (step, total_steps, loss, ...), in the
     calling thread of the sandbox's reader. On success `res.result` is the TrainResult as a dict.
@@ -108,6 +111,8 @@ def run_training_sandboxed(code: str, profile: str, seed: int, *, scratch: str |
         update = progress_of(line)
         if on_progress is not None and update is not None:
             on_progress(update)
+        elif on_rung is not None and (rung := rung_of(line)) is not None:
+            on_rung(rung)
 
     if data_dir is None and prof.task == "hf":
         from lab.training.datastage import default_data_dir

@@ -89,3 +89,39 @@ def test_one_replicate_borrows_the_noise_and_nothing_to_test_is_not_confirmed():
     v = S.compare({"final_loss": [1.0]}, {"final_loss": LOSS}, NOISE)
     assert v.tests["final_loss"]["df"] > 0 and math.isfinite(v.tests["final_loss"]["p"])
     assert S.compare({}, {"final_loss": LOSS}, NOISE).reason.startswith("nothing to test")
+
+
+def test_the_bootstrap_interval_holds_the_mean_and_narrows_with_more_seeds():
+    from lab.judging.significance import bootstrap_mean
+    import random
+
+    import pytest
+
+    rng = random.Random(1)
+    few = [rng.gauss(0.6, 0.1) for _ in range(6)]
+    many = [rng.gauss(0.6, 0.1) for _ in range(60)]
+    a, b = bootstrap_mean(few), bootstrap_mean(many)
+    assert a.low < a.mean < a.high and b.low < b.mean < b.high
+    assert (b.high - b.low) < (a.high - a.low) / 2     # ~1/sqrt(10) as wide with 10x the seeds
+    assert bootstrap_mean(few) == a                    # deterministic
+    same = bootstrap_mean([0.7, 0.7, 0.7])
+    assert same.low == pytest.approx(0.7) and same.high == pytest.approx(0.7)
+
+
+def test_the_bootstrap_interval_covers_the_true_mean_about_95_percent_of_the_time():
+    """Coverage measured, not assumed: 200 samples of 20 from a known distribution."""
+    from lab.judging.significance import bootstrap_mean
+    import random
+
+    rng = random.Random(7)
+    covered = sum(iv.low <= 0.5 <= iv.high for iv in
+                  (bootstrap_mean([rng.gauss(0.5, 0.2) for _ in range(20)], resamples=2000) for _ in range(200)))
+    assert 0.88 <= covered / 200 <= 0.99
+
+
+def test_the_bootstrap_refuses_no_values():
+    from lab.judging.significance import bootstrap_mean
+    import pytest
+
+    with pytest.raises(ValueError):
+        bootstrap_mean([])
