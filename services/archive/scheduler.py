@@ -273,6 +273,20 @@ def verification_stage(store: Store, campaign: Record, promoted: list[Record]) -
         in_flight += 1
     if out or in_flight:
         return out
-    verified = sum(1 for d in promoted if Lifecycle.of(d).has("results"))
     return [_completed(campaign, experiments, f"{reason}; top {len(promoted)} promoted to {profile}, "
-                                             f"{verified} verified")]
+                                             f"{verification_outcome(promoted)}")]
+
+
+def verification_outcome(promoted: list[Record]) -> str:
+    """How the promoted runs ended, said so that "0 verified" is never left unexplained: a verification run is
+    subject to early stopping like any run (worse than the verification baseline at a rung), or can fail."""
+    verified = sum(1 for d in promoted if Lifecycle.of(d).has("results"))
+    stopped = [d for d in promoted if Lifecycle.of(d).has("stopped")]
+    failed = len(promoted) - verified - len(stopped)
+    why = []
+    if stopped:
+        steps = ", ".join(str((d.get("stopped") or {}).get("step") or "?") for d in stopped)
+        why.append(f"{len(stopped)} stopped early (worse than the baseline at a rung, step {steps})")
+    if failed:
+        why.append(f"{failed} ended without a result (see `archlab show` of each)")
+    return f"{verified} verified" + (f": {'; '.join(why)}" if why else "")

@@ -53,7 +53,8 @@ from tests.archive.test_scheduler import _h, fake_lab, run_campaign  # noqa: E40
 VERIFY = "cpu-tiny"
 
 
-def two_stage_lab(significant=lambda e: _h(e.experiment_id, "sig") < 0.6, fail_verify_baseline=False):
+def two_stage_lab(significant=lambda e: _h(e.experiment_id, "sig") < 0.6, fail_verify_baseline=False,
+                  stop_verify=False):
     """fake_lab, plus what the second stage needs: the researcher passes a promoted program through unchanged
     (role "verify"), the engineer trains at the sampled profile, the judge says whether a score is significant."""
     def lab(e: ev.Event) -> list[ev.Event]:
@@ -63,6 +64,10 @@ def two_stage_lab(significant=lambda e: _h(e.experiment_id, "sig") < 0.6, fail_v
             return [e.caused(ev.ProposalCreated, producer="researcher", name=e.parent.name, code=e.parent.code,
                              motivation="m", role="baseline" if e.mode == "baseline" else "verify",
                              origin="zoo" if e.mode == "baseline" else "promoted", profile=e.profile)]
+        if isinstance(e, ev.ProposalCreated) and stop_verify and e.role == "verify":   # early stopping at a rung
+            return [e.caused(ev.TrainingStarted, producer="engineer", engineer_id="e1", profile=e.profile),
+                    e.caused(ev.TrainingStopped, producer="engineer", engineer_id="e1", rung=1, step=320,
+                             total_steps=650, heldout_loss=2.5, baseline_loss=1.9, seed_noise=0.055, noises=4.0)]
         if isinstance(e, ev.ProposalCreated):   # no training failure in these tests: every program trains
             return [e.caused(ev.TrainingStarted, producer="engineer", engineer_id="e1", profile=e.profile),
                     e.caused(ev.ResultsReady, producer="engineer", name=e.name, role=e.role, profile=e.profile,
@@ -85,6 +90,14 @@ def _started(promotion=None, **kw):
 def _ended_at(log, exp_id):
     return max(i for i, e in enumerate(log) if e.experiment_id == exp_id
                and isinstance(e, (ev.InsightsStored, ev.ExperimentAbandoned)))
+
+
+async def test_a_verification_run_stopped_early_is_said_so_at_completion(tmp_path):
+    live = SQLiteStore(tmp_path / "live.sqlite")
+    log = await run_campaign(live, _started(), lab=two_stage_lab(stop_verify=True))
+    [done] = [e for e in log if isinstance(e, ev.CampaignCompleted)]
+    assert done.reason == (f"budget spent; top 2 promoted to {VERIFY}, 0 verified: 2 stopped early (worse than the "
+                           "baseline at a rung, step 320, 320)")
 
 
 async def test_exploration_then_promotion_then_verification_then_completion(tmp_path):
