@@ -1,0 +1,64 @@
+"""bench/discovery.py's judgement of a campaign and its table (own logic on made-up rows; the training it
+summarises is the engineer's runner, tested in tests/engineer)."""
+import importlib.util
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "discovery.py"
+
+
+@pytest.fixture(scope="module")
+def discovery():
+    spec = importlib.util.spec_from_file_location("bench_discovery", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+BASE = {"final_loss": 1.5, "benchmark": 0.76, "params": 117_504}
+NOISE = SimpleNamespace(loss=0.028, benchmark=0.010)
+
+
+def _row(name, fitness=None, benchmark=0.7, verdict=None, replicated=None, stopped_at=None, cpu_s=100.0):
+    row = {"name": name, "cpu_s": cpu_s, "stopped_at": stopped_at}
+    if fitness is not None:
+        row.update(fitness=fitness, benchmark=benchmark, final_loss=1.4)
+    if verdict:
+        row["replication"] = {"verdict": verdict, "replicated_fitness": replicated, "runs": []}
+    return row
+
+
+def test_best_confirmed_fitness_is_the_best_replicated_confirmed_one_or_the_baselines(discovery):
+    rows = [_row("a", 0.99, 0.80, "not replicated", 0.40),   # the best first run did not hold
+            _row("b", 0.90, 0.79, "confirmed", 0.85),
+            _row("c", 0.80, 0.79, "confirmed", 0.70),
+            _row("d", stopped_at=320, cpu_s=50.0),
+            _row("e")]                                         # failed: no fitness, not stopped
+    s = discovery.summarize("uct", 0, 5, rows, BASE, NOISE, "abc")
+    assert s["best_confirmed_fitness"] == 0.85 and s["confirmed"] == ["b", "c"] and s["claims"] == 3
+    assert s["best_first_fitness"] == 0.99 and s["best_first_name"] == "a"
+    assert (s["stopped"], s["failed"], s["candidates"], s["cpu_s"]) == (1, 1, 5, 450.0)
+    assert s["beats_baseline_2x_noise"] == 3                 # benchmark > 0.76 + 2 x 0.010
+    none = discovery.summarize("uct", 1, 2, [_row("a", 0.99, 0.8, "not replicated", 0.4)], BASE, NOISE, "abc")
+    assert none["best_confirmed_fitness"] == discovery.BASELINE_FITNESS == 0.5
+
+
+def test_the_table_pairs_arms_by_seed_with_intervals(discovery, tmp_path, capsys):
+    best = {("evolution", 0): 0.5, ("evolution", 1): 0.7, ("evolution", 2): 0.6,
+            ("uct", 0): 0.8, ("uct", 1): 0.9, ("uct", 2): 0.6, ("uct", 3): 0.99}   # uct's seed 3 has no pair
+    for (arm, seed), value in best.items():
+        out = tmp_path / f"{arm}-seed{seed}"
+        out.mkdir()
+        s = discovery.summarize(arm, seed, 1, [_row("x", value, 0.8, "confirmed", value)], BASE, NOISE, "abc")
+        (out / "summary.json").write_text(json.dumps(s))
+    discovery.report(str(tmp_path), ["evolution", "best-of-n", "uct"])
+    text = capsys.readouterr().out
+    assert "7 campaigns" in text
+    evo = next(line for line in text.splitlines() if line.startswith("evolution "))
+    assert evo.split()[1] == "3" and "0.600 [" in evo
+    assert "best-of-n " not in text                          # an arm with no campaign gets no row
+    # uct - evolution over seeds 0, 1, 2: +0.3, +0.2, 0.0 -> mean +0.167; evolution - uct is printed
+    assert "evolution - uct: -0.167 [" in text and "over 3 seeds (0 ahead, 2 behind, 1 level)" in text
