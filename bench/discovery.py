@@ -26,6 +26,10 @@ arm: its mean over seeds with a bootstrap 95 % interval (`significance.bootstrap
 fitness, claims, confirmations, stopped and failed candidates, candidates per CPU-hour; then the paired difference
 of best confirmed fitness between each two arms over the seeds both finished, with its interval.
 
+A run is deterministic in its program, seed and settings, and the arms of a seed often draw the same child of
+DeltaNet: each run is trained once and kept under `<out>/runs/` (a reused run still counts its CPU seconds in
+its campaign, as the lab would pay them).
+
 Resumable: every finished candidate is saved to `<out>/<arm>-seed<S>/progress.json`, a finished campaign to its
 `summary.json`, the baseline of a seed to `<out>/baseline-seed<S>.json`; run the same command again to go on (a
 candidate in flight when it was interrupted is trained again). The table is printed from every summary under
@@ -138,6 +142,26 @@ def train(code: str, profile: str, seed: int, overrides: dict, base_rungs: dict 
     return out
 
 
+def train_once(out_dir: str, code: str, profile: str, seed: int, overrides: dict, base_rungs: dict | None) -> dict:
+    """`train`, remembered under `<out>/runs/`: a run is deterministic in its program, seed and settings (one
+    thread, CPU), and the arms of one seed often draw the same child of DeltaNet, so each is trained once."""
+    import hashlib
+
+    key = hashlib.sha256(json.dumps([code, profile, seed, overrides, base_rungs, stop_noises(),
+                                     rung_steps(profile, overrides)], sort_keys=True, default=str).encode()).hexdigest()
+    path = Path(out_dir) / "runs" / f"{key[:24]}.json"
+    if path.exists():
+        run = json.loads(path.read_text())
+        run["rung_losses"] = {int(k): v for k, v in run["rung_losses"].items()}
+        return {**run, "reused": True}
+    run = train(code, profile, seed, overrides, base_rungs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(run))
+    tmp.replace(path)
+    return run
+
+
 def baseline(profile: str, seed: int, overrides: dict, out_dir: str) -> dict:
     """DeltaNet at `seed`, trained in the sandbox like a campaign's baseline, with its rung losses (saved)."""
     from lab.zoo import zoo_source
@@ -229,9 +253,10 @@ def campaign(arm: str, seed: int, budget: int, profile: str, overrides: dict, re
             break
         seen.add(key)
         parent["children"] += 1
-        run = train(code, profile, seed, overrides, base_rungs if stopping else None)
+        run = train_once(out_dir, code, profile, seed, overrides, base_rungs if stopping else None)
         row = {"i": i, "name": name, "parent": parent["id"], "params": model_params(design, dims),
                "cpu_s": run["cpu_s"], "error": run["error"], "stopped_at": run["stopped_at"],
+               "reused": bool(run.get("reused")),
                "rung_losses": {str(s): v for s, v in run["rung_losses"].items()}}
         if not stopping:   # the counterfactual: where the worker would have stopped it
             stop = first_stop(run["rung_losses"], base_rungs, prof) if run["result"] else None
@@ -245,8 +270,8 @@ def campaign(arm: str, seed: int, budget: int, profile: str, overrides: dict, re
                       "code": code}
             claim = {"role": "candidate", "fitness": fields["fitness"], "score": fields}   # the archive's record
             if replicate and is_claim(claim):
-                row["replication"] = replication(code, profile, seed, overrides, replicate, base, base_rungs,
-                                                 noise, scored, stopping)
+                row["replication"] = replication(out_dir, code, profile, seed, overrides, replicate, base,
+                                                 base_rungs, noise, scored, stopping)
                 row["cpu_s"] += sum(r["cpu_s"] for r in row["replication"]["runs"])
                 member["fitness"] = row["replication"]["replicated_fitness"]   # pool.py's selection fitness
                 verdict = f", {row['replication']['verdict']} ({_num(member['fitness'])} on held-out seeds)"
@@ -272,8 +297,8 @@ def _num(x) -> str:
     return "-" if x is None else f"{x:.3f}"
 
 
-def replication(code: str, profile: str, seed: int, overrides: dict, k_max: int, base: dict, base_rungs: dict,
-                noise, scored, stopping: bool) -> dict:
+def replication(out_dir: str, code: str, profile: str, seed: int, overrides: dict, k_max: int, base: dict,
+                base_rungs: dict, noise, scored, stopping: bool) -> dict:
     """The claim trained again on `k_max` held-out seeds and judged as the archive judges it
     (services/archive/replication.py assess): a run stopped early leaves no result, and a stop means
     "not replicated"."""
@@ -283,7 +308,7 @@ def replication(code: str, profile: str, seed: int, overrides: dict, k_max: int,
     runs = []
     for k in range(1, k_max + 1):
         s = replicate_seed(seed, k)
-        run = train(code, profile, s, overrides, base_rungs if stopping else None)
+        run = train_once(out_dir, code, profile, s, overrides, base_rungs if stopping else None)
         r = run["result"]
         runs.append({"seed": s, "cpu_s": run["cpu_s"], "stopped_at": run["stopped_at"], "error": run["error"],
                      "final_loss": r["final_loss"] if r else None, "benchmark": r["benchmark"] if r else None,
@@ -344,16 +369,18 @@ def report(out_dir: str, arms: list[str]) -> None:
               f"{sum(r['claims'] for r in rs):>7} {sum(len(r['confirmed']) for r in rs):>10} "
               f"{sum(r['stopped'] for r in rs):>8} {sum(r['failed'] for r in rs):>7} "
               f"{3600 * cands / max(1e-9, cpu):>11.2f}")
-    print("\npaired difference of best confirmed fitness (first - second), over the seeds both finished:")
-    for a, b in itertools.combinations(arms, 2):
-        seeds = sorted(s for (x, s) in by if x == a and (b, s) in by)
-        if not seeds:
-            continue
-        diffs = [by[(a, s)]["best_confirmed_fitness"] - by[(b, s)]["best_confirmed_fitness"] for s in seeds]
-        iv = bootstrap_mean(diffs)
-        wins = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
-        print(f"  {a} - {b}: {iv.mean:+.3f} [{iv.low:+.3f}, {iv.high:+.3f}] over {len(seeds)} seeds "
-              f"({wins[0]} ahead, {wins[1]} behind, {len(seeds) - sum(wins)} level)")
+    for key, what in (("best_confirmed_fitness", "best confirmed fitness"),
+                      ("best_first_fitness", "best first-run fitness (a campaign with none scored: 0)")):
+        print(f"\npaired difference of {what} (first - second), over the seeds both finished:")
+        for a, b in itertools.combinations(arms, 2):
+            seeds = sorted(s for (x, s) in by if x == a and (b, s) in by)
+            if not seeds:
+                continue
+            diffs = [(by[(a, s)][key] or 0.0) - (by[(b, s)][key] or 0.0) for s in seeds]
+            iv = bootstrap_mean(diffs)
+            wins = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
+            print(f"  {a} - {b}: {iv.mean:+.3f} [{iv.low:+.3f}, {iv.high:+.3f}] over {len(seeds)} seeds "
+                  f"({wins[0]} ahead, {wins[1]} behind, {len(seeds) - sum(wins)} level)")
     print("best confirmed fitness: the highest replicated fitness among a campaign's confirmed candidates, "
           f"{BASELINE_FITNESS} (DeltaNet's own) where none was confirmed; intervals: percentile bootstrap over seeds")
 
