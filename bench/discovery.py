@@ -302,7 +302,6 @@ def replication(out_dir: str, code: str, profile: str, seed: int, overrides: dic
     """The claim trained again on `k_max` held-out seeds and judged as the archive judges it
     (services/archive/replication.py assess): a run stopped early leaves no result, and a stop means
     "not replicated"."""
-    from lab.judging import significance
     from services.archive.replication import replicate_seed
 
     runs = []
@@ -313,15 +312,25 @@ def replication(out_dir: str, code: str, profile: str, seed: int, overrides: dic
         runs.append({"seed": s, "cpu_s": run["cpu_s"], "stopped_at": run["stopped_at"], "error": run["error"],
                      "final_loss": r["final_loss"] if r else None, "benchmark": r["benchmark"] if r else None,
                      "fitness": scored(r)["fitness"] if r else None})
+    fits = [r["fitness"] for r in runs if r["fitness"] is not None]
+    return {"runs": runs, "replicated_fitness": statistics.fmean(fits) if fits else None,
+            **judge_replication(runs, base, noise)}
+
+
+def judge_replication(runs: list[dict], base: dict, noise) -> dict:
+    """{"verdict", "reason"} of a claim's held-out runs against the baseline, by the archive's test (a run
+    stopped early: "not replicated"). Kept apart from the training so that `--report` judges saved runs again
+    with the test as it is now: the pool's ranking uses the replicated fitness, never the verdict."""
+    from lab.judging import significance
+
     measured = [r for r in runs if r["final_loss"] is not None]
     verdict = significance.compare(
         {m: [r[m] for r in measured] for m in ("final_loss", "benchmark")},
         {"final_loss": base["final_loss"], "benchmark": base["benchmark"]},
         {"final_loss": noise.loss if noise else None, "benchmark": noise.benchmark if noise else None})
     stopped = any(r["stopped_at"] for r in runs)
-    fits = [r["fitness"] for r in runs if r["fitness"] is not None]
-    return {"runs": runs, "verdict": "confirmed" if verdict.confirmed and not stopped else "not replicated",
-            "replicated_fitness": statistics.fmean(fits) if fits else None, "reason": verdict.reason}
+    return {"verdict": "confirmed" if verdict.confirmed and not stopped else "not replicated",
+            "reason": verdict.reason}
 
 
 def summarize(arm: str, seed: int, budget: int, rows: list[dict], base: dict, noise, at_commit: str | None) -> dict:
@@ -346,11 +355,23 @@ def summarize(arm: str, seed: int, budget: int, rows: list[dict], base: dict, no
         "noise": {"loss": noise.loss, "benchmark": noise.benchmark} if noise else None}
 
 
+def rejudged(summary_path: Path) -> dict:
+    """A saved campaign's summary with its claims judged again by the current test (from its saved rows)."""
+    summary = json.loads(summary_path.read_text())
+    noise = SimpleNamespace(**summary["noise"]) if summary.get("noise") else None
+    base = summary["baseline"]
+    for row in summary["rows"]:
+        if row.get("replication"):
+            row["replication"].update(judge_replication(row["replication"]["runs"], base, noise))
+    return summarize(summary["arm"], summary["seed"], summary["budget"], summary["rows"], base, noise,
+                     summary.get("commit"))
+
+
 def report(out_dir: str, arms: list[str]) -> None:
     """The table, from every summary under `out_dir`."""
     from lab.judging.significance import bootstrap_mean
 
-    summaries = [json.loads(p.read_text()) for p in sorted(Path(out_dir).glob("*-seed*/summary.json"))]
+    summaries = [rejudged(p) for p in sorted(Path(out_dir).glob("*-seed*/summary.json"))]
     by = {(s["arm"], s["seed"]): s for s in summaries if s["arm"] in arms}
     if not by:
         print(f"no finished campaign under {out_dir}/")

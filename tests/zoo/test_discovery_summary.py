@@ -26,8 +26,11 @@ def _row(name, fitness=None, benchmark=0.7, verdict=None, replicated=None, stopp
     row = {"name": name, "cpu_s": cpu_s, "stopped_at": stopped_at}
     if fitness is not None:
         row.update(fitness=fitness, benchmark=benchmark, final_loss=1.4)
-    if verdict:
-        row["replication"] = {"verdict": verdict, "replicated_fitness": replicated, "runs": []}
+    if verdict:   # held-out runs the test confirms (far better, little spread) or not (the baseline's values)
+        good = verdict == "confirmed"
+        runs = [{"final_loss": (1.0 if good else 1.5) + d, "benchmark": (0.9 if good else 0.76) + d, "stopped_at": None}
+                for d in (0.0, 0.001)]
+        row["replication"] = {"verdict": verdict, "replicated_fitness": replicated, "runs": runs}
     return row
 
 
@@ -54,11 +57,17 @@ def test_the_table_pairs_arms_by_seed_with_intervals(discovery, tmp_path, capsys
         out.mkdir()
         s = discovery.summarize(arm, seed, 1, [_row("x", value, 0.8, "confirmed", value)], BASE, NOISE, "abc")
         (out / "summary.json").write_text(json.dumps(s))
+    # a saved verdict is judged again from the saved runs by the test as it is now
+    (tmp_path / "uct-seed2" / "summary.json").write_text(json.dumps(discovery.summarize(
+        "uct", 2, 1, [_row("x", 0.6, 0.8, "not replicated", 0.6)], BASE, NOISE, "abc")))
     discovery.report(str(tmp_path), ["evolution", "best-of-n", "uct"])
     text = capsys.readouterr().out
     assert "7 campaigns" in text
     evo = next(line for line in text.splitlines() if line.startswith("evolution "))
     assert evo.split()[1] == "3" and "0.600 [" in evo
     assert "best-of-n " not in text                          # an arm with no campaign gets no row
-    # uct - evolution over seeds 0, 1, 2: +0.3, +0.2, 0.0 -> mean +0.167; evolution - uct is printed
-    assert "evolution - uct: -0.167 [" in text and "over 3 seeds (0 ahead, 2 behind, 1 level)" in text
+    confirmed, first_run = text.split("paired difference of best first-run fitness")
+    # confirmed: evolution 0.5, 0.7, 0.6 against uct 0.8, 0.9 and 0.5 (seed 2 judged again: not replicated)
+    assert "evolution - uct: -0.133 [" in confirmed and "over 3 seeds (1 ahead, 2 behind, 0 level)" in confirmed
+    # first run: the same against 0.8, 0.9, 0.6 -> -0.3, -0.2, 0.0
+    assert "evolution - uct: -0.167 [" in first_run and "over 3 seeds (0 ahead, 2 behind, 1 level)" in first_run
