@@ -321,16 +321,11 @@ def judge_replication(runs: list[dict], base: dict, noise) -> dict:
     """{"verdict", "reason"} of a claim's held-out runs against the baseline, by the archive's test (a run
     stopped early: "not replicated"). Kept apart from the training so that `--report` judges saved runs again
     with the test as it is now: the pool's ranking uses the replicated fitness, never the verdict."""
-    from lab.judging import significance
+    from services.archive.replication import judge
 
-    measured = [r for r in runs if r["final_loss"] is not None]
-    verdict = significance.compare(
-        {m: [r[m] for r in measured] for m in ("final_loss", "benchmark")},
-        {"final_loss": base["final_loss"], "benchmark": base["benchmark"]},
-        {"final_loss": noise.loss if noise else None, "benchmark": noise.benchmark if noise else None})
-    stopped = any(r["stopped_at"] for r in runs)
-    return {"verdict": "confirmed" if verdict.confirmed and not stopped else "not replicated",
-            "reason": verdict.reason}
+    confirmed, reason, _ = judge([r for r in runs if r["final_loss"] is not None], base, noise,
+                                 [f"seed {r['seed']}" for r in runs if r["stopped_at"]])
+    return {"verdict": "confirmed" if confirmed else "not replicated", "reason": reason}
 
 
 def summarize(arm: str, seed: int, budget: int, rows: list[dict], base: dict, noise, at_commit: str | None) -> dict:

@@ -114,15 +114,8 @@ def assess(store: Store, campaign: Record, doc: Record, runs: list[Record]) -> e
     measured = [r for r in runs if r.get("results")]
     base = (reference_baseline(store, cid) or {}).get("results") or {}
     noise = F.resolve_noise(p.get("profile", "cpu-tiny"), p.get("seed_noise"))
-    verdict = significance.compare(
-        {m: [r["results"][m] for r in measured if r["results"].get(m) is not None] for m in ("final_loss", "benchmark")},
-        {"final_loss": base.get("final_loss"), "benchmark": base.get("benchmark")},
-        {"final_loss": noise.loss if noise else None, "benchmark": noise.benchmark if noise else None})
-    stopped = [r["experiment_id"] for r in runs if Lifecycle.of(r).has("stopped")]
-    reason = verdict.reason
-    confirmed = verdict.confirmed and not stopped
-    if stopped:   # stopped early: worse than the baseline at a rung by several noises, never a winner
-        reason = f"stopped early on a held-out seed ({', '.join(stopped)}); " + reason
+    confirmed, reason, verdict = judge([r["results"] for r in measured], base, noise,
+                                       [r["experiment_id"] for r in runs if Lifecycle.of(r).has("stopped")])
     if len(measured) < len(runs):
         reason += f" ({len(runs) - len(measured)} of {len(runs)} held-out runs gave no result)"
     scores = [r.get("fitness") for r in runs]
@@ -134,6 +127,20 @@ def assess(store: Store, campaign: Record, doc: Record, runs: list[Record]) -> e
         seeds=[int((r.get("sampling") or {}).get("seed") or 0) for r in runs], fitness=doc.get("fitness"),
         replicate_fitness=scores, replicated_fitness=statistics.fmean(scored) if scored else None,
         verdict="confirmed" if confirmed else "not replicated", tests=verdict.tests, reason=reason)
+
+
+def judge(results: list[dict], base: dict, noise: F.SeedNoise | None,
+          stopped: list[str]) -> tuple[bool, str, significance.Verdict]:
+    """(confirmed, reason, Welch's verdict) of a claim's held-out results ({"final_loss", "benchmark"} each)
+    against the baseline's; `stopped`: the held-out runs stopped early, which make it "not replicated"."""
+    verdict = significance.compare(
+        {m: [r[m] for r in results if r.get(m) is not None] for m in ("final_loss", "benchmark")},
+        {"final_loss": base.get("final_loss"), "benchmark": base.get("benchmark")},
+        {"final_loss": noise.loss if noise else None, "benchmark": noise.benchmark if noise else None})
+    reason = verdict.reason
+    if stopped:   # stopped early: worse than the baseline at a rung by several noises, never a winner
+        reason = f"stopped early on a held-out seed ({', '.join(stopped)}); " + reason
+    return verdict.confirmed and not stopped, reason, verdict
 
 
 def selection_fitness(doc: Record, fitness: float | None) -> float | None:
