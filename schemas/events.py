@@ -390,6 +390,7 @@ class ResultsReady(Event):
     device: str = "cpu"
     peak_mem_mb: float | None = None
     step_time_s: float | None = None   # a step's cost as the monitor measures it: CPU s on a CPU, wall s on a GPU
+    probe_s: float | None = None       # the monitor's probe cost in this run: the machine's load (monitor.py)
 
 
 # ---------------------------------------------------------------- judge / analyst / cognition

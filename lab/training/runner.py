@@ -43,6 +43,7 @@ class TrainJob:
     checkpoint_dir: str | None = None
     resume: bool = False
     reference_step_s: float | None = None  # the baseline's median step time on this profile and machine
+    reference_probe_s: float | None = None  # the baseline run's probe cost (the machine's load then; monitor.py)
     layer_class_name: str = "DeltaNet"
     profile_overrides: dict = dataclasses.field(default_factory=dict)  # e.g. {"task": "hf", "hf_dataset": ...}
     # False: train only and save the weights (WEIGHTS_NAME in workdir); the final loss and the benchmark are
@@ -72,6 +73,7 @@ class TrainResult:
     seed: int = 0
     step_cost_s: float = 0.0   # a step as the monitor measures it (CPU seconds on a CPU): the next reference
     autocast: str = "fp32"     # what the run trained under: "fp32" or "bf16" (autocast; Profile.autocast)
+    probe_s: float | None = None  # the monitor's median probe cost in this run (a baseline's: the load reference)
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -173,7 +175,8 @@ def run_job(job: TrainJob, on_progress: Callable[..., None] | None = None) -> Tr
     if params > profile.max_params:
         raise ParamBudgetExceeded(f"{params} parameters > budget {profile.max_params} of profile {profile.name}")
     monitor = Monitor(reference_step_s=job.reference_step_s, slow_factor=profile.slow_factor,
-                      warmup_steps=profile.monitor_warmup_steps, leak_check_every=profile.leak_check_every)
+                      warmup_steps=profile.monitor_warmup_steps, leak_check_every=profile.leak_check_every,
+                      reference_probe_s=job.reference_probe_s, probe_every=0 if device.startswith("cuda") else 10)
     outcome = train(model, profile, make_batch_fn(profile, job.seed), seed=job.seed, device=device,
                     checkpoint_dir=job.checkpoint_dir or str(Path(job.workdir) / "checkpoints"), resume=job.resume,
                     on_progress=on_progress, monitor=monitor, threads=threads_reader(job.threads_file),
@@ -191,7 +194,7 @@ def run_job(job: TrainJob, on_progress: Callable[..., None] | None = None) -> Tr
         benchmark=scores.benchmark, params=params, tokens=outcome.tokens, train_s=outcome.train_s,
         eval_s=scores.eval_s, tokens_per_s=outcome.tokens_per_s, device=device, peak_mem_mb=outcome.peak_mem_mb,
         steps=outcome.steps, resumed_from_step=outcome.resumed_from_step, profile=profile.name, seed=job.seed,
-        step_cost_s=outcome.step_cost_s, autocast=outcome.autocast)
+        step_cost_s=outcome.step_cost_s, autocast=outcome.autocast, probe_s=monitor.probe_s)
 
 
 def main(argv: list[str]) -> int:

@@ -47,13 +47,15 @@ def training_limits(profile: Profile, *, device: str = "cpu", threads: int = 1, 
 
 
 def training_job(code: str, profile: str, seed: int, *, scratch: Path, checkpoint_dir: Path, resume: bool,
-                 reference_step_s: float | None = None, profile_overrides: dict | None = None,
+                 reference_step_s: float | None = None, reference_probe_s: float | None = None,
+                 profile_overrides: dict | None = None,
                  evaluate: bool = False, checks: bool = False, threads_file: Path | None = None,
                  rungs: tuple[int, ...] = ()) -> dict:
     """The runner's job (written to `scratch/job.json`). `evaluate=False`: the child only trains, and trusted
     code scores it (scoring.py); `checks`: the child runs the dynamic checks first (a debugger's revision)."""
     job = {"code": code, "profile": profile, "seed": seed, "workdir": str(scratch / "work"),
            "checkpoint_dir": str(checkpoint_dir), "resume": resume, "reference_step_s": reference_step_s,
+           "reference_probe_s": reference_probe_s,
            "profile_overrides": dict(profile_overrides or {}), "evaluate": evaluate, "checks": checks,
            "threads_file": str(threads_file) if threads_file else None, "rungs": list(rungs)}
     (scratch / "job.json").write_text(json.dumps(job))
@@ -83,7 +85,8 @@ def rung_of(line: str) -> dict | None:
 
 def run_training_sandboxed(code: str, profile: str, seed: int, *, scratch: str | Path,
                            profile_overrides: dict | None = None, checkpoint_dir: str | Path | None = None,
-                           resume: bool = False, reference_step_s: float | None = None, device: str = "cpu",
+                           resume: bool = False, reference_step_s: float | None = None,
+                           reference_probe_s: float | None = None, device: str = "cpu",
                            threads: int = 1, on_progress: Callable[[dict], None] | None = None,
                            stop: threading.Event | None = None, data_dir: str | Path | None = None,
                            rungs: tuple[int, ...] = (),
@@ -105,7 +108,8 @@ def run_training_sandboxed(code: str, profile: str, seed: int, *, scratch: str |
     ckpt = Path(checkpoint_dir).resolve() if checkpoint_dir else scratch / "work" / "checkpoints"
     ckpt.mkdir(parents=True, exist_ok=True)
     job = training_job(code, profile, seed, scratch=scratch, checkpoint_dir=ckpt, resume=resume,
-                       reference_step_s=reference_step_s, profile_overrides=overrides, rungs=rungs)
+                       reference_step_s=reference_step_s, reference_probe_s=reference_probe_s,
+                       profile_overrides=overrides, rungs=rungs)
 
     def on_line(line: str) -> None:
         update = progress_of(line)

@@ -91,6 +91,7 @@ class WorkTable:
         self.runs: dict[RunKey, Run] = {}
         self.lives: dict[str, Lifecycle] = {}            # experiment -> its lifecycle (lab/lifecycle.py)
         self.baseline_step_s: dict[tuple[str, str, str], float] = {}  # (campaign, profile, device) -> s/step
+        self.baseline_probe_s: dict[tuple[str, str, str], float] = {}  # the same key -> the load probe's cost
         self.baseline_rungs: dict[tuple[str, str], dict[int, float]] = {}  # (campaign, profile) -> step -> loss
         self._seen: set[str] = set()
         self._arrivals = 0
@@ -130,6 +131,8 @@ class WorkTable:
             self.run(event.experiment_id, event.revision).outcome = "results"
             if event.role == "baseline" and event.step_time_s:
                 self.baseline_step_s.setdefault((event.campaign_id, event.profile, event.device), event.step_time_s)
+                if event.probe_s:
+                    self.baseline_probe_s.setdefault((event.campaign_id, event.profile, event.device), event.probe_s)
             if event.role == "baseline" and (rungs := rung_losses(event.metrics)):
                 self.baseline_rungs.setdefault((event.campaign_id, event.profile), rungs)
         elif isinstance(event, ev.TrainingStopped):
@@ -193,6 +196,12 @@ class WorkTable:
         if proposal.role == "baseline":
             return None
         return self.baseline_step_s.get((proposal.campaign_id, proposal.profile, device))
+
+    def reference_probe_s(self, proposal: ev.ProposalCreated, device: str) -> float | None:
+        """The load the baseline ran under (the monitor's probe cost), which scales its step time for the monitor."""
+        if proposal.role == "baseline":
+            return None
+        return self.baseline_probe_s.get((proposal.campaign_id, proposal.profile, device))
 
     def baseline_rung_loss(self, proposal: ev.ProposalCreated, step: int) -> float | None:
         """Early stopping's reference: the campaign baseline's trusted held-out loss at rung `step`."""

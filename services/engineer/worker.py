@@ -418,7 +418,9 @@ class Worker:
             write_threads(scratch, threads)
         rungs = self.rung_steps(profile) if real_runner else ()
         job = training_job(proposal.code, proposal.profile, proposal.seed, scratch=scratch, checkpoint_dir=ckpt,
-                           resume=True, reference_step_s=reference, profile_overrides=self.config.profile_overrides,
+                           resume=True, reference_step_s=reference,
+                           reference_probe_s=self.table.reference_probe_s(proposal, self.config.device),
+                           profile_overrides=self.config.profile_overrides,
                            evaluate=not real_runner, checks=real_runner and proposal.revision > 0,
                            threads_file=scratch / THREADS_FILE if share is not None else None, rungs=rungs)
         limits = self.limits_for(profile, ckpt, claim.calibrated_step_s, await self.staged_data(profile), threads)

@@ -148,10 +148,12 @@ def test_events_of_a_run_may_arrive_before_its_proposal():
 def test_reference_step_time_is_the_campaign_baseline_on_the_same_profile_and_device():
     t = WorkTable("A", clock=Clock())
     t.apply(ev.ResultsReady(campaign_id="c1", experiment_id="b", name="deltanet", role="baseline",
-                            profile="cpu-micro", device="cpu", step_time_s=0.05))
+                            profile="cpu-micro", device="cpu", step_time_s=0.05, probe_s=1e-4))
     t.apply(ev.ResultsReady(campaign_id="c1", experiment_id="b2", name="other", role="baseline",
-                            profile="cpu-micro", device="cpu", step_time_s=0.5))
+                            profile="cpu-micro", device="cpu", step_time_s=0.5, probe_s=9e-4))
     assert t.reference_step_s(proposal(), "cpu") == 0.05  # the first baseline result
+    assert t.reference_probe_s(proposal(), "cpu") == 1e-4   # and the load it ran under
+    assert t.reference_probe_s(proposal(role="baseline"), "cpu") is None
     assert t.reference_step_s(proposal(), "cuda") is None
     assert t.reference_step_s(proposal(campaign="c2"), "cpu") is None
     assert t.reference_step_s(proposal(role="baseline"), "cpu") is None
