@@ -3,7 +3,7 @@
     python bench/campaign.py scaling [--engineers 1,2,4,8] [--jobs-per-engineer 6] [--job-s 6]
     python bench/campaign.py overhead --data-dir DIR [--campaign C]
     python bench/campaign.py overhead --run [--budget 2] [--profile cpu-tiny]
-    python bench/campaign.py throughput [--budget 6] [--profile cpu-tiny] [--seed 0] [--arms before,after]
+    python bench/campaign.py throughput [--budget 6] [--profile cpu-tiny] [--seed 0] [--arms before,after,again]
     python bench/campaign.py rungs --data-dir DIR [--campaign C]
 
 scaling: N engineer workers (in one process, each its own Kafka consumer and sandbox children) on
@@ -25,9 +25,11 @@ on the same program outside any service (bench/train.py's framework loop), measu
 throughput (issue 23's figure): `make run`'s campaign (`archlab run`, budget 6, cpu-tiny, seed 0), run twice in
 fresh data directories one after the other on this machine. "before": what the lab did before issue 23
 (concurrency 2 from the core count, a lone run one thread, a calibration child before the first run, every
-candidate trained to the end, no rung scored: `--concurrency 2`, ARCHLAB_ENGINEER_RUNG_FRACS=[]); "after": the
-defaults (the measured mix, a lone run on the free cores, early stopping at the rungs). Replication is off in both
-(`--replicate 0`: it adds runs that are not candidates). Prints per arm the wall time, models trained, candidates
+candidate trained to the end, no rung scored, every baseline trained: `--concurrency 2`, ARCHLAB_ENGINEER_RUNG_FRACS=[],
+ARCHLAB_ENGINEER_REUSE_BASELINE=0); "after": the defaults (the measured mix, a lone run on the free cores, early
+stopping at the rungs); "again": the same command once more in after's data directory, as a user runs `make run`
+a second time in the same folder (the baseline's weights reused, services/engineer/baseline_cache.py). Replication
+is off in all (`--replicate 0`: it adds runs that are not candidates). Prints per arm the wall time, models trained, candidates
 ended, stopped early, candidates per CPU-hour (candidates ended / (wall x cores)), the median time from sampled to
 training, and the best candidate, then the after/before ratio (target >= 2x, with the same winner).
 
@@ -225,9 +227,11 @@ def run_and_measure(budget: int, profile: str) -> None:
                            timeout=300)
 
 
-THROUGHPUT_ARMS = {
-    "before": ({"ARCHLAB_ENGINEER_RUNG_FRACS": "[]"}, ["--concurrency", "2"]),
-    "after": ({}, []),
+THROUGHPUT_ARMS = {   # arm -> (environment, arguments, data directory: an arm's own, or one it shares)
+    "before": ({"ARCHLAB_ENGINEER_RUNG_FRACS": "[]", "ARCHLAB_ENGINEER_REUSE_BASELINE": "0"}, ["--concurrency", "2"],
+               "before"),
+    "after": ({}, [], "after"),
+    "again": ({}, [], "after"),
 }
 
 
@@ -268,10 +272,10 @@ def summarise(events: list[ev.Event], wall: float, cores: int) -> dict:
 def throughput(budget: int, profile: str, seed: int, arms: list[str]) -> None:
     cores = os.cpu_count() or 1
     results = {}
-    for arm in arms:
-        extra_env, extra_args = THROUGHPUT_ARMS[arm]
-        with tempfile.TemporaryDirectory() as tmp:
-            data_dir = Path(tmp) / "lab"
+    with tempfile.TemporaryDirectory() as root:
+        for arm in arms:
+            extra_env, extra_args, folder = THROUGHPUT_ARMS[arm]
+            data_dir = Path(root) / folder
             env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHLAB_")}
             env.update(ARCHLAB_DATA_DIR=str(data_dir), ARCHLAB_UI_PORT="0", COLUMNS="200", **extra_env)
             argv = [sys.executable, "-m", "services.cli.main", "run", "--budget", str(budget), "--profile", profile,
@@ -284,9 +288,11 @@ def throughput(budget: int, profile: str, seed: int, arms: list[str]) -> None:
                 for line in proc.stdout.splitlines():
                     if "->" in line or "completed" in line or "concurrency" in line:
                         print("  | " + line.rstrip()[:160], flush=True)
-                results[arm] = summarise(asyncio.run(campaign_events(data_dir)), wall, cores)
+                events = asyncio.run(campaign_events(data_dir))
+                latest = max((e for e in events if isinstance(e, ev.CampaignStarted)), key=lambda e: e.occurred_at)
+                results[arm] = summarise([e for e in events if e.campaign_id == latest.campaign_id], wall, cores)
                 results[arm]["exit"] = proc.returncode
-            finally:
+            finally:   # each arm's stack goes down before the next starts
                 subprocess.run([sys.executable, "-m", "services.cli.main", "down"], env=env, capture_output=True,
                                timeout=300)
     print(f"\n{'arm':8} {'wall s':>7} {'exit':>4} {'trained':>7} {'ended':>5} {'stopped':>7} {'cand/CPU-h':>10} "
@@ -296,10 +302,11 @@ def throughput(budget: int, profile: str, seed: int, arms: list[str]) -> None:
         start = f"{r['start_s']:.1f}" if r["start_s"] is not None else "-"
         print(f"{arm:8} {r['wall_s']:7.0f} {r['exit']:4d} {r['models_trained']:7d} {r['candidates_ended']:5d} "
               f"{r['stopped']:7d} {r['per_cpu_hour']:10.2f} {start:>7}  {best}")
-    if {"before", "after"} <= set(results) and results["before"]["per_cpu_hour"]:
-        ratio = results["after"]["per_cpu_hour"] / results["before"]["per_cpu_hour"]
-        same = (results["after"]["best"] or [None])[0] == (results["before"]["best"] or [None])[0]
-        print(f"candidates per CPU-hour after/before: {ratio:.2f}x (target >= 2x); same best candidate: {same}")
+    for arm in ("after", "again"):
+        if {"before", arm} <= set(results) and results["before"]["per_cpu_hour"]:
+            ratio = results[arm]["per_cpu_hour"] / results["before"]["per_cpu_hour"]
+            same = (results[arm]["best"] or [None])[0] == (results["before"]["best"] or [None])[0]
+            print(f"candidates per CPU-hour {arm}/before: {ratio:.2f}x (target >= 2x); same best candidate: {same}")
 
 
 async def rungs(data_dir: Path, campaign: str | None, stop_noises: float) -> None:
@@ -368,7 +375,7 @@ def main() -> None:
     t.add_argument("--budget", type=int, default=6)
     t.add_argument("--profile", default="cpu-tiny")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--arms", default="before,after")
+    t.add_argument("--arms", default="before,after,again")
     r = sub.add_parser("rungs")
     r.add_argument("--data-dir", type=Path, required=True)
     r.add_argument("--campaign")

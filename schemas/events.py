@@ -391,6 +391,9 @@ class ResultsReady(Event):
     peak_mem_mb: float | None = None
     step_time_s: float | None = None   # a step's cost as the monitor measures it: CPU s on a CPU, wall s on a GPU
     probe_s: float | None = None       # the monitor's probe cost in this run: the machine's load (monitor.py)
+    # a reused baseline (engineer/baseline_cache.py): "<campaign>/<experiment>" that trained the weights, which were
+    # scored again on this campaign's held-out data; train_s, tokens/s and the curve are that run's
+    weights_from: str | None = None
 
 
 # ---------------------------------------------------------------- judge / analyst / cognition

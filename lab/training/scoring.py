@@ -190,7 +190,7 @@ def heldout_loss(model, profile, batches: int | None = None, eval_seed: int | No
     return total / max(count, 1)
 
 
-def _copy_regular_file(src: Path, root: Path, dst: Path, limit: int = WEIGHTS_LIMIT) -> None:
+def copy_regular_file(src: Path, root: Path, dst: Path, limit: int = WEIGHTS_LIMIT) -> None:
     """Copy a file the untrusted child wrote, refusing symlinks anywhere on its path out of `root`."""
     root = root.resolve()
     parent = src.parent.resolve()
@@ -290,7 +290,7 @@ def score(job: dict, train_scratch: Path, *, limits: Limits, stop: threading.Eve
     fields: dict = {}
     try:
         weights = trusted / WEIGHTS_NAME
-        _copy_regular_file(Path(job["workdir"]) / WEIGHTS_NAME, train_scratch, weights)
+        copy_regular_file(Path(job["workdir"]) / WEIGHTS_NAME, train_scratch, weights)
         children = [_ForwardChild(job, weights, limits, autocast) for _ in range(2 if probe else 1)]
         deadline = time.monotonic() + limits.wall_s
         conns = [c.accept(deadline, stop) for c in children]
@@ -334,14 +334,17 @@ def forward_limits(training: Limits, profile) -> Limits:
 def run_and_score(module: str, args: list[str], *, job: dict, scratch: Path, limits: Limits,
                   on_line: Callable[[str], None] | None = None, stop: threading.Event | None = None,
                   eval_seed: int | None = None, probe: bool = True,
-                  score_threads: Callable[[], int] | None = None) -> SandboxResult:
+                  score_threads: Callable[[], int] | None = None,
+                  trained: SandboxResult | None = None) -> SandboxResult:
     """Run the training child, then (for a job with evaluate=False) score it here: the returned result's
     final_loss, metrics and benchmark are the trusted ones; a failure of the forward child or of the
     evaluation is a failed result (kind of the forward child, eval_error, or noncausal_at_scoring).
     `eval_seed`: the campaign's secret evaluation seed (lab/training/heldout.py); None outside a campaign.
     `score_threads`: the threads the scoring may use, asked when it starts (the run's share of the cores then:
-    a run that started alone on both cores is scored beside the next run's training)."""
-    res = run_python_module(module, args, scratch=scratch, limits=limits, on_line=on_line, stop=stop)
+    a run that started alone on both cores is scored beside the next run's training).
+    `trained`: the training child's result when its weights are already in the job's workdir (a reused baseline,
+    services/engineer/baseline_cache.py): no child runs, the weights are scored."""
+    res = trained or run_python_module(module, args, scratch=scratch, limits=limits, on_line=on_line, stop=stop)
     if job.get("evaluate", True) or not res.ok or not isinstance(res.result, dict) or "final_loss" not in res.result:
         return res
     from lab.training.profiles import get_profile

@@ -48,6 +48,8 @@ class ExperimentView:
     abandoned_reason: str = ""
     first_cause: str = ""              # the first rejection's or failure's own words (what a user needs first)
     promotion: ev.ExperimentPromoted | None = None   # a verification run: why it was promoted
+    weights_from: str | None = None    # a reused baseline: the run that trained its weights (ResultsReady)
+    train_s: float = 0.0               # the training's own time, from the results (a reused baseline's: the first)
     life: Lifecycle = field(default_factory=Lifecycle)
 
     @property
@@ -125,6 +127,7 @@ class CampaignView:
         elif isinstance(event, ev.ResultsReady):
             x = self.exp(event)
             x.final_loss, x.benchmark, x.name = event.final_loss, event.benchmark, event.name or x.name
+            x.weights_from, x.train_s = event.weights_from, event.train_s
             if "results" not in x.times:
                 x.times["results"] = event.occurred_at
                 self.stage_seconds["train+eval"].append(event.train_s + event.eval_s)
@@ -157,10 +160,12 @@ class CampaignView:
         return max(scored, key=lambda x: x.fitness) if scored else None
 
     def baseline_s(self) -> float | None:
-        """Sampled to results of the first baseline that has both: what one run costs here, start-up included."""
+        """Sampled to results of the first baseline that has both: what one run costs here, start-up included. A
+        reused baseline (its weights trained by an earlier campaign, only scored now) adds that run's training."""
         for x in self.experiments.values():
             if x.role == "baseline" and "sampled" in x.times and "results" in x.times:
-                return (x.times["results"] - x.times["sampled"]).total_seconds()
+                return (x.times["results"] - x.times["sampled"]).total_seconds() + (x.train_s if x.weights_from
+                                                                                      else 0.0)
         return None
 
     def estimate_s(self) -> float | None:
@@ -200,6 +205,9 @@ def change_line(x: ExperimentView, before: str | None, event: ev.Event) -> str |
     if x.status == "scoring":
         detail = f": loss {x.final_loss:.4f}, benchmark {x.benchmark:.4f}" if x.final_loss is not None and \
             x.benchmark is not None else ""
+        if x.weights_from:
+            detail += (f" (weights reused from {x.weights_from}, trained in this data dir; scored on this campaign's "
+                       f"held-out data)")
     elif x.status == "analysing" and x.fitness is not None:
         detail = f": fitness {x.fitness:.4f}"
     elif x.status == "abandoned":

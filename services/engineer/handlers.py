@@ -74,7 +74,7 @@ def results_event(proposal: ev.ProposalCreated, result: dict[str, Any], *, engin
         tokens_per_s=float(result.get("tokens_per_s") or 0.0), device=result.get("device") or "cpu",
         peak_mem_mb=result.get("peak_mem_mb"),
         step_time_s=result.get("step_cost_s") or ((train_s / steps) if steps else None),
-        probe_s=result.get("probe_s"))
+        probe_s=result.get("probe_s"), weights_from=result.get("weights_from"))
 
 
 def stopped_event(proposal: ev.ProposalCreated, stopped: dict[str, Any], *, engineer_id: str, causation_id: str,

@@ -49,6 +49,7 @@ from lab.training.scoring import forward_limits, run_and_score, score
 from lab.training.train import AUTOCAST_MODES
 from services.common.settings import Settings, get_settings
 from services.engineer import handlers
+from services.engineer.baseline_cache import BaselineCache, cache_key
 from services.engineer.claims import RUNG_METRIC, Run, WorkTable
 from services.engineer.concurrency import THREADS_FILE, CoreShare, load_plan, write_threads
 from lab.training.profiles import get_profile
@@ -99,12 +100,13 @@ class WorkerConfig:
     share_every_s: float = 1.0   # how often a run's share is recomputed while it trains
     rung_fracs: tuple[float, ...] = (0.5, 0.75)   # early stopping: weights judged at these fractions of the steps
     stop_noises: float = 4.0     # stop a candidate worse than the baseline at a rung by more (0: judge, never stop)
+    reuse_baseline: bool = True  # a baseline already trained in this data dir is re-scored, not trained (baseline_cache)
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides) -> "WorkerConfig":
         base = dict(engineer_id=default_engineer_id(settings), lease_s=settings.engineer_lease_s,
                     heartbeat_s=settings.engineer_heartbeat_s, threads=settings.engineer_threads,
-                    stop_noises=settings.engineer_stop_noises,
+                    stop_noises=settings.engineer_stop_noises, reuse_baseline=settings.engineer_reuse_baseline,
                     rung_fracs=tuple(settings.engineer_rung_fracs), device=detect_device(settings))
         return cls(**{**base, **overrides})
 
@@ -424,6 +426,18 @@ class Worker:
                            evaluate=not real_runner, checks=real_runner and proposal.revision > 0,
                            threads_file=scratch / THREADS_FILE if share is not None else None, rungs=rungs)
         limits = self.limits_for(profile, ckpt, claim.calibrated_step_s, await self.staged_data(profile), threads)
+        reuse = real_runner and proposal.role == "baseline" and self.config.reuse_baseline and proposal.revision == 0
+        key = cache_key(proposal.code, proposal.profile, self.config.profile_overrides, proposal.seed,
+                        self.config.device) if reuse else None
+        cached = BaselineCache(self.settings.data_dir).lookup(key, rungs) if key else None
+        trained = None
+        if cached is not None:
+            try:
+                trained = SandboxResult(True, "ok", 0, result=cached.restore(Path(job["workdir"]), rungs))
+                self.log.info("baseline reused: its weights are scored on this campaign's held-out data",
+                              experiment_id=exp, trained_by=cached.trained_by, cache=str(cached.path))
+            except OSError as e:   # a damaged entry: train as if there were none
+                self.log.warning("baseline cache entry unreadable; training", cache=str(cached.path), error=repr(e))
 
         loop = asyncio.get_running_loop()
         progress: dict = {}
@@ -443,8 +457,12 @@ class Worker:
                 loop.call_soon_threadsafe(judge, rung)
 
         t0 = time.monotonic()
+        if trained is not None:   # the reused weights' rungs, judged as a training child's would be
+            for step in rungs:
+                judge({"step": step, "autocast": trained.result.get("autocast")})
         child = asyncio.ensure_future(asyncio.to_thread(
             run_and_score, self.config.runner_module, [str(scratch / "job.json"), str(scratch / RESULT_NAME)],
+            trained=trained,
             job=job, scratch=scratch, limits=limits, on_line=on_line, stop=stop,
             # the campaign's secret held-out data (issue 25; lab/training/heldout.py): never in an event or log
             eval_seed=campaign_eval_seed(self.settings.data_dir, proposal.campaign_id) if real_runner else None,
@@ -473,6 +491,12 @@ class Worker:
             res: SandboxResult = child.result()
             if judging:   # a rung still being scored when the run ended: its loss belongs in the result
                 await asyncio.gather(*judging, return_exceptions=True)
+            if key and trained is None and res.ok and isinstance(res.result, dict) and "final_loss" in res.result \
+                    and not lost and len(verdict["losses"]) == len(rungs):
+                kept = BaselineCache(self.settings.data_dir).store(
+                    key, res.result, Path(job["workdir"]), scratch, rungs, f"{proposal.campaign_id}/{exp}")
+                if kept is not None:
+                    self.log.info("baseline kept for reuse in this data dir", experiment_id=exp, cache=str(kept))
         finally:
             stop.set()
             if sharing is not None:

@@ -67,13 +67,19 @@ def test_a_failed_training_shows_the_last_lines_of_the_child_and_a_scored_candid
     assert exit_status(view) == EXIT_OK
 
 
-def test_the_estimate_comes_once_the_baseline_has_trained():
+def baseline_sampled():
+    """A campaign of 6 candidates, 2 at a time, whose baseline was sampled at t0."""
     view = CampaignView(C)
     progress = PlainProgress(view, started_at=0.0)
     progress.apply(ev.CampaignStarted(campaign_id=C, experiment_id=C, producer="cli", name=C, profile="cpu-tiny",
                                       budget=6, concurrency=2), 0.0)
     t0 = datetime(2026, 12, 2, 12, 0, 0, tzinfo=timezone.utc)
     progress.apply(sampled("e-base").model_copy(update={"occurred_at": t0}), 1.0)
+    return view, progress, t0
+
+
+def test_the_estimate_comes_once_the_baseline_has_trained():
+    view, progress, t0 = baseline_sampled()
     assert view.estimate_s() is None
     lines = progress.apply(ev.ResultsReady(campaign_id=C, experiment_id="e-base", producer="engineer", name="deltanet",
                                            role="baseline", final_loss=1.0, benchmark=0.8, train_s=100.0, eval_s=10.0,
@@ -83,6 +89,16 @@ def test_the_estimate_comes_once_the_baseline_has_trained():
     # 6 candidates, 2 at a time, 120 s each alone (sampled to results), 1.6x slower when sharing: 3 rounds x 192 s
     assert abs(view.estimate_s() - 3 * 120 * 1.6) < 1e-6
     assert "at most about 10 min more" in est[0] and "stopped early" in est[0]
+
+
+def test_a_reused_baseline_says_so_and_the_estimate_counts_its_first_training():
+    view, progress, t0 = baseline_sampled()
+    lines = progress.apply(ev.ResultsReady(campaign_id=C, experiment_id="e-base", producer="engineer", name="deltanet",
+                                           role="baseline", final_loss=1.0, benchmark=0.8, train_s=100.0, eval_s=10.0,
+                                           weights_from="c-old/e-base", occurred_at=t0 + timedelta(seconds=20)), 30.0)
+    assert any("weights reused from c-old/e-base" in line for line in lines), lines
+    # scored in 20 s, but a candidate trains: 20 + the first run's 100 s, 3 rounds, 1.6x when sharing
+    assert abs(view.estimate_s() - 3 * 120 * 1.6) < 1e-6
 
 
 def test_without_a_terminal_tables_are_printed_whole():
