@@ -350,23 +350,28 @@ def summarize(arm: str, seed: int, budget: int, rows: list[dict], base: dict, no
         "noise": {"loss": noise.loss, "benchmark": noise.benchmark} if noise else None}
 
 
-def rejudged(summary_path: Path) -> dict:
-    """A saved campaign's summary with its claims judged again by the current test (from its saved rows)."""
+def rejudged(summary_path: Path, profile: str) -> dict:
+    """A saved campaign's summary with its claims judged again by the current test (from its saved rows): the
+    current replication test with the profile's current seed noise (and the seeds it was measured on); the noise
+    the campaign ran with stays for what it decided then (fitness, claims)."""
+    from lab.judging import fitness as F
+
     summary = json.loads(summary_path.read_text())
-    noise = SimpleNamespace(**summary["noise"]) if summary.get("noise") else None
+    noise = F.SeedNoise.from_dict(summary.get("noise"))
+    current = F.resolve_noise(profile)
     base = summary["baseline"]
     for row in summary["rows"]:
         if row.get("replication"):
-            row["replication"].update(judge_replication(row["replication"]["runs"], base, noise))
+            row["replication"].update(judge_replication(row["replication"]["runs"], base, current))
     return summarize(summary["arm"], summary["seed"], summary["budget"], summary["rows"], base, noise,
                      summary.get("commit"))
 
 
-def report(out_dir: str, arms: list[str]) -> None:
+def report(out_dir: str, arms: list[str], profile: str) -> None:
     """The table, from every summary under `out_dir`."""
     from lab.judging.significance import bootstrap_mean
 
-    summaries = [rejudged(p) for p in sorted(Path(out_dir).glob("*-seed*/summary.json"))]
+    summaries = [rejudged(p, profile) for p in sorted(Path(out_dir).glob("*-seed*/summary.json"))]
     by = {(s["arm"], s["seed"]): s for s in summaries if s["arm"] in arms}
     if not by:
         print(f"no finished campaign under {out_dir}/")
@@ -421,7 +426,7 @@ def main() -> None:
     if unknown:
         sys.exit(f"unknown arm(s) {unknown}; valid: {', '.join(ARMS)}")
     if args.report:
-        return report(args.out, arms)
+        return report(args.out, arms, args.profile)
     from lab.judging.size import DEFAULT_MAX_PARAMS_RATIO
     ratio = DEFAULT_MAX_PARAMS_RATIO if args.max_params_ratio is None else args.max_params_ratio
     seeds = [int(s) for s in args.seeds.split(",") if s]
@@ -441,7 +446,7 @@ def main() -> None:
     print(f"\nprofile {args.profile}{' steps ' + str(args.steps) if args.steps else ''}, budget {args.budget}, "
           f"replicate {args.replicate}, ceiling +{ratio:.0%}, {'no stopping' if args.no_stop else 'early stopping'}, "
           f"seeds {seeds}, {time.monotonic() - t0:.0f} s wall")
-    report(args.out, arms)
+    report(args.out, arms, args.profile)
 
 
 if __name__ == "__main__":

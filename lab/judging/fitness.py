@@ -105,15 +105,18 @@ def combine(components: dict[str, float | None], weights: dict[str, float] = PAP
 
 @dataclass(frozen=True)
 class SeedNoise:
-    """The spread of a metric between seeds of the same program (from the zoo validity benchmark)."""
+    """The spread of a metric between seeds of the same program (from the zoo validity benchmark), and how many
+    seeds it was measured on (None: significance.NOISE_SEEDS); the replication test's degrees of freedom."""
     loss: float | None = None
     benchmark: float | None = None
+    seeds: int | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, float] | None) -> "SeedNoise | None":
         if not d:
             return None
-        return cls(loss=d.get("loss"), benchmark=d.get("benchmark"))
+        seeds = d.get("seeds")
+        return cls(loss=d.get("loss"), benchmark=d.get("benchmark"), seeds=int(seeds) if seeds else None)
 
 
 def resolve_noise(profile: str, *sources: dict | None) -> SeedNoise | None:
@@ -139,7 +142,8 @@ def campaign_seed_noise(profile: str, setting: dict | None = None) -> dict[str, 
     """What a new campaign stores (CampaignStarted.seed_noise): the operator's setting for the profile, else the
     profile's measured default; {} when neither is known."""
     noise = resolve_noise(profile, setting)
-    return {k: v for k, v in (("loss", noise.loss), ("benchmark", noise.benchmark)) if v is not None} if noise else {}
+    return {k: v for k, v in (("loss", noise.loss), ("benchmark", noise.benchmark), ("seeds", noise.seeds))
+            if v is not None} if noise else {}
 
 
 def significant(delta_loss: float, delta_benchmark: float, noise: SeedNoise | None) -> bool | None:

@@ -9,8 +9,8 @@ Welch's t-test between
   being good, so it would bias the test towards "confirmed"); their mean and sample variance;
 - the baseline: its one run in the campaign, with the variance of one run taken from the profile's measured
   seed noise. The noise is the mean absolute difference between seeds (lab/tools/validity.py) measured on
-  NOISE_SEEDS seeds; for a normal metric E|X1 - X2| = 2σ/√π, so σ = noise·√π/2, with NOISE_SEEDS - 1
-  degrees of freedom.
+  the profile's `seed_noise["seeds"]` seeds (NOISE_SEEDS when it does not say: cpu-tiny's is measured on 6);
+  for a normal metric E|X1 - X2| = 2σ/√π, so σ = noise·√π/2, with seeds - 1 degrees of freedom.
 
 A side with one run and no own spread (one replicate) borrows the profile's noise, like the baseline.
 
@@ -28,7 +28,7 @@ import statistics
 from dataclasses import dataclass
 
 ALPHA = 0.05          # family-wise, over the two metrics
-NOISE_SEEDS = 3       # the profiles' seed noise was measured on DeltaNet seeds 0, 1, 2 (docs/zoo.md)
+NOISE_SEEDS = 3       # a profile's seed noise measured on DeltaNet seeds 0, 1, 2 unless it says (docs/zoo.md)
 LOWER_IS_BETTER = {"final_loss": True, "benchmark": False}
 
 
@@ -51,12 +51,12 @@ def from_noise(value: float, noise: float, noise_seeds: int = NOISE_SEEDS) -> Si
     return Side(value, sigma_from_noise(noise) ** 2, 1, noise_seeds - 1)
 
 
-def from_runs(values: list[float], noise: float | None = None) -> Side:
+def from_runs(values: list[float], noise: float | None = None, noise_seeds: int = NOISE_SEEDS) -> Side:
     """Several runs: their own mean and sample variance. One run borrows the noise (None without one)."""
     if len(values) >= 2:
         return Side(statistics.fmean(values), statistics.variance(values), len(values), len(values) - 1)
     if len(values) == 1 and noise:
-        return from_noise(values[0], noise)
+        return from_noise(values[0], noise, noise_seeds)
     raise ValueError("one run and no seed noise: no spread to test against")
 
 
@@ -130,16 +130,18 @@ class Verdict:
 
 
 def compare(candidate: dict[str, list[float]], baseline: dict[str, float], noise: dict[str, float | None],
-            alpha: float = ALPHA) -> Verdict:
+            alpha: float = ALPHA, noise_seeds: int | None = None) -> Verdict:
     """The candidate's runs (metric -> values on its held-out seeds) against the baseline's one run per metric,
-    each metric with its seed noise. Metrics without a noise, a baseline value or candidate runs are skipped."""
+    each metric with its seed noise, measured on `noise_seeds` seeds (None: NOISE_SEEDS). Metrics without a noise,
+    a baseline value or candidate runs are skipped."""
+    seeds = noise_seeds or NOISE_SEEDS
     tests: dict[str, dict] = {}
     level = alpha / 2   # Bonferroni over the two metrics
     for metric, lower in LOWER_IS_BETTER.items():
         values, base, n = candidate.get(metric) or [], baseline.get(metric), noise.get(metric)
         if not values or base is None or not n:
             continue
-        w = welch(from_runs(values, n), from_noise(base, n))
+        w = welch(from_runs(values, n, seeds), from_noise(base, n, seeds))
         improvement = -w.diff if lower else w.diff
         tests[metric] = {"improvement": improvement, "t": w.t, "df": w.df, "p": w.p, "runs": len(values),
                          "better": w.p < level and improvement > 0, "worse": w.p < level and improvement < 0}

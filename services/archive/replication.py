@@ -136,7 +136,8 @@ def judge(results: list[dict], base: dict, noise: F.SeedNoise | None,
     verdict = significance.compare(
         {m: [r[m] for r in results if r.get(m) is not None] for m in ("final_loss", "benchmark")},
         {"final_loss": base.get("final_loss"), "benchmark": base.get("benchmark")},
-        {"final_loss": noise.loss if noise else None, "benchmark": noise.benchmark if noise else None})
+        {"final_loss": noise.loss if noise else None, "benchmark": noise.benchmark if noise else None},
+        noise_seeds=noise.seeds if noise else None)
     reason = verdict.reason
     if stopped:   # stopped early: worse than the baseline at a rung by several noises, never a winner
         reason = f"stopped early on a held-out seed ({', '.join(stopped)}); " + reason

@@ -39,16 +39,16 @@ def _mean_abs_difference(values):
     return sum(abs(a - b) for a, b in pairs) / len(pairs)
 
 
-def _trial(rng, shift_noises: float = 0.0, replicates: int = 2) -> S.Verdict:
-    """One campaign: the noise measured on 3 seeds of DeltaNet, its one baseline run, and a candidate (DeltaNet
-    itself, or better by `shift_noises` noises on the loss) on `replicates` held-out seeds."""
+def _trial(rng, shift_noises: float = 0.0, replicates: int = 2, seeds: int = S.NOISE_SEEDS) -> S.Verdict:
+    """One campaign: the noise measured on `seeds` seeds of DeltaNet, its one baseline run, and a candidate
+    (DeltaNet itself, or better by `shift_noises` noises on the loss) on `replicates` held-out seeds."""
     sd = {m: S.sigma_from_noise(n) for m, n in NOISE.items()}
     draw = {"final_loss": lambda: rng.gauss(LOSS, sd["final_loss"]), "benchmark": lambda: rng.gauss(BENCH, sd["benchmark"])}
-    noise = {m: _mean_abs_difference([draw[m]() for _ in range(S.NOISE_SEEDS)]) for m in NOISE}
+    noise = {m: _mean_abs_difference([draw[m]() for _ in range(seeds)]) for m in NOISE}
     baseline = {m: draw[m]() for m in NOISE}
     shift = {"final_loss": -shift_noises * NOISE["final_loss"], "benchmark": 0.0}
     candidate = {m: [draw[m]() + shift[m] for _ in range(replicates)] for m in NOISE}
-    return S.compare(candidate, baseline, noise)
+    return S.compare(candidate, baseline, noise, noise_seeds=seeds)
 
 
 def test_deltanet_against_itself_is_not_significant_in_95_percent_of_trials():
@@ -58,6 +58,19 @@ def test_deltanet_against_itself_is_not_significant_in_95_percent_of_trials():
     significant = sum(v.significant for v in trials) / len(trials)
     assert 1 - confirmed >= 0.95, f"a copy of DeltaNet was confirmed better in {confirmed:.1%} of trials"
     assert 1 - significant >= 0.95, f"a copy of DeltaNet differed significantly in {significant:.1%} of trials"
+
+
+def test_a_noise_measured_on_6_seeds_keeps_the_false_positives_and_gains_power():
+    """cpu-tiny's noise is measured on 6 DeltaNet seeds (5 degrees of freedom, not 2): a copy of DeltaNet is still
+    'not confirmed' in at least 95 % of trials, and a real improvement of 5 loss noises is confirmed far more often
+    with K = 2 (measured: 40 % on 3 seeds, 75 % on 6, 2,000 trials each)."""
+    rng = random.Random(26)
+    copies = [_trial(rng, seeds=6) for _ in range(4000)]
+    assert sum(not v.confirmed for v in copies) / len(copies) >= 0.95
+    assert sum(not v.significant for v in copies) / len(copies) >= 0.95
+    on3 = sum(_trial(rng, shift_noises=5.0, seeds=3).confirmed for _ in range(1000)) / 1000
+    on6 = sum(_trial(rng, shift_noises=5.0, seeds=6).confirmed for _ in range(1000)) / 1000
+    assert on6 > 0.65 and on6 > on3 + 0.2, (on3, on6)
 
 
 def test_a_real_improvement_is_confirmed_in_most_trials():
@@ -125,3 +138,17 @@ def test_the_bootstrap_refuses_no_values():
 
     with pytest.raises(ValueError):
         bootstrap_mean([])
+
+
+def test_the_profiles_seed_count_reaches_the_replication_verdict():
+    from lab.judging.fitness import SeedNoise, campaign_seed_noise
+    from services.archive.replication import judge
+    stored = campaign_seed_noise("cpu-tiny")
+    assert stored == {"loss": 0.0236, "benchmark": 0.0097, "seeds": 6}
+    assert SeedNoise.from_dict(stored).seeds == 6 and SeedNoise.from_dict({"loss": 0.03}).seeds is None
+    held_out, base = [{"final_loss": 1.350, "benchmark": 0.796}, {"final_loss": 1.417, "benchmark": 0.774}], \
+        {"final_loss": 1.528, "benchmark": 0.753}
+    _, _, on6 = judge(held_out, base, SeedNoise.from_dict(stored), [])
+    _, _, on3 = judge(held_out, base, SeedNoise(loss=0.0236, benchmark=0.0097), [])
+    assert on6.tests["final_loss"]["df"] > on3.tests["final_loss"]["df"]
+    assert on6.tests["final_loss"]["p"] < on3.tests["final_loss"]["p"]

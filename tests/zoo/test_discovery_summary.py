@@ -60,7 +60,7 @@ def test_the_table_pairs_arms_by_seed_with_intervals(discovery, tmp_path, capsys
     # a saved verdict is judged again from the saved runs by the test as it is now
     (tmp_path / "uct-seed2" / "summary.json").write_text(json.dumps(discovery.summarize(
         "uct", 2, 1, [_row("x", 0.6, 0.8, "not replicated", 0.6)], BASE, NOISE, "abc")))
-    discovery.report(str(tmp_path), ["evolution", "best-of-n", "uct"])
+    discovery.report(str(tmp_path), ["evolution", "best-of-n", "uct"], "cpu-tiny")
     text = capsys.readouterr().out
     assert "7 campaigns" in text
     evo = next(line for line in text.splitlines() if line.startswith("evolution "))
