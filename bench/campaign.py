@@ -28,8 +28,9 @@ fresh data directories one after the other on this machine. "before": what the l
 candidate trained to the end, no rung scored, every baseline trained: `--concurrency 2`, ARCHLAB_ENGINEER_RUNG_FRACS=[],
 ARCHLAB_ENGINEER_REUSE_BASELINE=0); "after": the defaults (the measured mix, a lone run on the free cores, early
 stopping at the rungs); "again": the same command once more in after's data directory, as a user runs `make run`
-a second time in the same folder (the baseline's weights reused, services/engineer/baseline_cache.py). Replication
-is off in all (`--replicate 0`: it adds runs that are not candidates). Prints per arm the wall time, models trained, candidates
+a second time in the same folder (the baseline's weights reused, services/engineer/baseline_cache.py); an arm named
+twice runs twice (`--arms before,after,again,again,again`: three campaigns after the first in one folder), and the
+ratio of its mean is printed too. Replication is off in all (`--replicate 0`: it adds runs that are not candidates). Prints per arm the wall time, models trained, candidates
 ended, stopped early, candidates per CPU-hour (candidates ended / (wall x cores)), the median time from sampled to
 training, and the best candidate, then the after/before ratio (target >= 2x, with the same winner).
 
@@ -273,14 +274,15 @@ def throughput(budget: int, profile: str, seed: int, arms: list[str]) -> None:
     cores = os.cpu_count() or 1
     results = {}
     with tempfile.TemporaryDirectory() as root:
-        for arm in arms:
+        for n, arm in enumerate(arms):
             extra_env, extra_args, folder = THROUGHPUT_ARMS[arm]
+            label = arm if arms.count(arm) == 1 else f"{arm}-{arms[:n + 1].count(arm)}"
             data_dir = Path(root) / folder
             env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHLAB_")}
             env.update(ARCHLAB_DATA_DIR=str(data_dir), ARCHLAB_UI_PORT="0", COLUMNS="200", **extra_env)
             argv = [sys.executable, "-m", "services.cli.main", "run", "--budget", str(budget), "--profile", profile,
                     "--seed", str(seed), "--replicate", "0", "--keep-up", *extra_args]
-            print(f"== {arm}: {' '.join(argv[3:])} {' '.join(f'{k}={v}' for k, v in extra_env.items())}", flush=True)
+            print(f"== {label}: {' '.join(argv[3:])} {' '.join(f'{k}={v}' for k, v in extra_env.items())}", flush=True)
             t0 = time.monotonic()
             try:
                 proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -290,8 +292,8 @@ def throughput(budget: int, profile: str, seed: int, arms: list[str]) -> None:
                         print("  | " + line.rstrip()[:160], flush=True)
                 events = asyncio.run(campaign_events(data_dir))
                 latest = max((e for e in events if isinstance(e, ev.CampaignStarted)), key=lambda e: e.occurred_at)
-                results[arm] = summarise([e for e in events if e.campaign_id == latest.campaign_id], wall, cores)
-                results[arm]["exit"] = proc.returncode
+                results[label] = summarise([e for e in events if e.campaign_id == latest.campaign_id], wall, cores)
+                results[label]["exit"] = proc.returncode
             finally:   # each arm's stack goes down before the next starts
                 subprocess.run([sys.executable, "-m", "services.cli.main", "down"], env=env, capture_output=True,
                                timeout=300)
@@ -302,11 +304,17 @@ def throughput(budget: int, profile: str, seed: int, arms: list[str]) -> None:
         start = f"{r['start_s']:.1f}" if r["start_s"] is not None else "-"
         print(f"{arm:8} {r['wall_s']:7.0f} {r['exit']:4d} {r['models_trained']:7d} {r['candidates_ended']:5d} "
               f"{r['stopped']:7d} {r['per_cpu_hour']:10.2f} {start:>7}  {best}")
-    for arm in ("after", "again"):
-        if {"before", arm} <= set(results) and results["before"]["per_cpu_hour"]:
-            ratio = results[arm]["per_cpu_hour"] / results["before"]["per_cpu_hour"]
-            same = (results[arm]["best"] or [None])[0] == (results["before"]["best"] or [None])[0]
-            print(f"candidates per CPU-hour {arm}/before: {ratio:.2f}x (target >= 2x); same best candidate: {same}")
+    before = (results.get("before") or {}).get("per_cpu_hour")
+    for label, r in results.items():
+        if before and label != "before":
+            same = (r["best"] or [None])[0] == (results["before"]["best"] or [None])[0]
+            print(f"candidates per CPU-hour {label}/before: {r['per_cpu_hour'] / before:.2f}x (target >= 2x); "
+                  f"same best candidate: {same}")
+    for arm in THROUGHPUT_ARMS:
+        runs = [r["per_cpu_hour"] for label, r in results.items() if label.rsplit("-", 1)[0] == arm]
+        if before and len(runs) > 1:
+            print(f"{arm}, mean of {len(runs)} campaigns: {statistics.fmean(runs):.2f} candidates per CPU-hour, "
+                  f"{statistics.fmean(runs) / before:.2f}x before")
 
 
 async def rungs(data_dir: Path, campaign: str | None, stop_noises: float) -> None:
