@@ -404,6 +404,36 @@ class Worker:
                               "noises": float(self.config.stop_noises)}
         stop.set()
 
+    def baseline_key(self, proposal: ev.ProposalCreated) -> str | None:
+        """The baseline cache's key for a campaign baseline (baseline_cache.py); None: this run is never reused."""
+        if proposal.role != "baseline" or proposal.revision or not self.config.reuse_baseline:
+            return None
+        return cache_key(proposal.code, proposal.profile, self.config.profile_overrides, proposal.seed,
+                         self.config.device)
+
+    def reused_baseline(self, key: str, workdir: Path, rungs: tuple[int, ...], exp: str) -> SandboxResult | None:
+        """A baseline already trained in this data dir: its weights copied into `workdir`, and the training child's
+        result for the scorer; None: train it."""
+        cached = BaselineCache(self.settings.data_dir).lookup(key, rungs)
+        if cached is None:
+            return None
+        try:
+            result = cached.restore(workdir, rungs)
+        except OSError as e:   # a damaged entry: train as if there were none
+            self.log.warning("baseline cache entry unreadable; training", cache=str(cached.path), error=repr(e))
+            return None
+        self.log.info("baseline reused: its weights are scored on this campaign's held-out data", experiment_id=exp,
+                      trained_by=cached.trained_by, cache=str(cached.path))
+        return SandboxResult(True, "ok", 0, result=result)
+
+    def keep_baseline(self, key: str, result: dict, workdir: Path, scratch: Path, rungs: tuple[int, ...],
+                      proposal: ev.ProposalCreated) -> None:
+        kept = BaselineCache(self.settings.data_dir).store(key, result, workdir, scratch, rungs,
+                                                           f"{proposal.campaign_id}/{proposal.experiment_id}")
+        if kept is not None:
+            self.log.info("baseline kept for reuse in this data dir", experiment_id=proposal.experiment_id,
+                          cache=str(kept))
+
     async def train(self, proposal: ev.ProposalCreated, claim: ev.TrainingStarted, claim_tp: TopicPartition) -> None:
         exp, rev = proposal.experiment_id, proposal.revision
         profile = get_profile(proposal.profile, **self.config.profile_overrides)
@@ -426,18 +456,8 @@ class Worker:
                            evaluate=not real_runner, checks=real_runner and proposal.revision > 0,
                            threads_file=scratch / THREADS_FILE if share is not None else None, rungs=rungs)
         limits = self.limits_for(profile, ckpt, claim.calibrated_step_s, await self.staged_data(profile), threads)
-        reuse = real_runner and proposal.role == "baseline" and self.config.reuse_baseline and proposal.revision == 0
-        key = cache_key(proposal.code, proposal.profile, self.config.profile_overrides, proposal.seed,
-                        self.config.device) if reuse else None
-        cached = BaselineCache(self.settings.data_dir).lookup(key, rungs) if key else None
-        trained = None
-        if cached is not None:
-            try:
-                trained = SandboxResult(True, "ok", 0, result=cached.restore(Path(job["workdir"]), rungs))
-                self.log.info("baseline reused: its weights are scored on this campaign's held-out data",
-                              experiment_id=exp, trained_by=cached.trained_by, cache=str(cached.path))
-            except OSError as e:   # a damaged entry: train as if there were none
-                self.log.warning("baseline cache entry unreadable; training", cache=str(cached.path), error=repr(e))
+        key = self.baseline_key(proposal) if real_runner else None
+        trained = self.reused_baseline(key, Path(job["workdir"]), rungs, exp) if key else None
 
         loop = asyncio.get_running_loop()
         progress: dict = {}
@@ -492,11 +512,8 @@ class Worker:
             if judging:   # a rung still being scored when the run ended: its loss belongs in the result
                 await asyncio.gather(*judging, return_exceptions=True)
             if key and trained is None and res.ok and isinstance(res.result, dict) and "final_loss" in res.result \
-                    and not lost and len(verdict["losses"]) == len(rungs):
-                kept = BaselineCache(self.settings.data_dir).store(
-                    key, res.result, Path(job["workdir"]), scratch, rungs, f"{proposal.campaign_id}/{exp}")
-                if kept is not None:
-                    self.log.info("baseline kept for reuse in this data dir", experiment_id=exp, cache=str(kept))
+                    and not lost and len(verdict["losses"]) == len(rungs):   # trained to the end, every rung scored
+                self.keep_baseline(key, res.result, Path(job["workdir"]), scratch, rungs, proposal)
         finally:
             stop.set()
             if sharing is not None:
