@@ -384,9 +384,9 @@ def report(out_dir: str, arms: list[str], profile: str) -> None:
         if not rs:
             continue
         conf = bootstrap_mean([r["best_confirmed_fitness"] for r in rs])
-        firsts = [r["best_first_fitness"] for r in rs if r["best_first_fitness"] is not None]
+        firsts = [r["best_first_fitness"] or 0.0 for r in rs]  # none scored: 0, as in the paired difference below
         cands, cpu = sum(r["candidates"] for r in rs), sum(r["cpu_s"] for r in rs)
-        print(f"{a:<10} {len(rs):>5} {conf.text():>38} {(_num(statistics.fmean(firsts)) if firsts else '-'):>23} "
+        print(f"{a:<10} {len(rs):>5} {conf.text():>38} {_num(statistics.fmean(firsts)):>23} "
               f"{sum(r['claims'] for r in rs):>7} {sum(len(r['confirmed']) for r in rs):>10} "
               f"{sum(r['stopped'] for r in rs):>8} {sum(r['failed'] for r in rs):>7} "
               f"{3600 * cands / max(1e-9, cpu):>11.2f}")
@@ -403,7 +403,8 @@ def report(out_dir: str, arms: list[str], profile: str) -> None:
             print(f"  {a} - {b}: {iv.mean:+.3f} [{iv.low:+.3f}, {iv.high:+.3f}] over {len(seeds)} seeds "
                   f"({wins[0]} ahead, {wins[1]} behind, {len(seeds) - sum(wins)} level)")
     print("best confirmed fitness: the highest replicated fitness among a campaign's confirmed candidates, "
-          f"{BASELINE_FITNESS} (DeltaNet's own) where none was confirmed; intervals: percentile bootstrap over seeds")
+          f"{BASELINE_FITNESS} (DeltaNet's own) where none was confirmed; best first-run fitness: the highest "
+          "fitness of a first run, 0 where every candidate was stopped; intervals: percentile bootstrap over seeds")
 
 
 def main() -> None:

@@ -54,14 +54,17 @@ def chunk_scalar_memory(q, k, v, beta=None, log_decay=None, chunk_size: int = 64
     q, k, v = (rearrange(x, "b h (n c) d -> b h n c d", c=C) for x in (q * scale, k, v))
     g = rearrange(g, "b h (n c) -> b h n c", c=C).cumsum(-1)  # log decay from the chunk start
     causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
-    decay = (g[..., :, None] - g[..., None, :]).masked_fill(~causal, float("-inf")).exp()  # a_{j+1..i}
+    decays = log_decay is not None  # without decay every factor exp(g) is exactly 1: skipped, same numbers
+    if decays:
+        decay = (g[..., :, None] - g[..., None, :]).masked_fill(~causal, float("-inf")).exp()  # a_{j+1..i}
     if beta is not None:
         b = rearrange(F.pad(beta.float(), (0, 0, 0, pad)), "b (n c) h -> b h n c 1", c=C)
         k_beta = k * b
         eye = torch.eye(C, dtype=q.dtype, device=q.device)
-        A = ((k_beta @ k.transpose(-1, -2)) * decay).tril(-1)  # A_ij = b_i a_{j+1..i} k_i.k_j, j < i
+        A = (k_beta @ k.transpose(-1, -2))
+        A = (A * decay if decays else A).tril(-1)  # A_ij = b_i a_{j+1..i} k_i.k_j, j < i
         T_inv = torch.linalg.solve_triangular(eye + A, eye.expand_as(A).contiguous(), upper=False)
-        u, w = T_inv @ (v * b), T_inv @ (k_beta * g.exp()[..., None])
+        u, w = T_inv @ (v * b), T_inv @ (k_beta * g.exp()[..., None] if decays else k_beta)
     else:
         u, w = v, None
     S = q.new_zeros(B, H, K, v.shape[-1])
@@ -69,9 +72,14 @@ def chunk_scalar_memory(q, k, v, beta=None, log_decay=None, chunk_size: int = 64
     for n in range(q.shape[2]):
         q_n, k_n, g_n = q[:, :, n], k[:, :, n], g[:, :, n]
         u_n = u[:, :, n] if w is None else u[:, :, n] - w[:, :, n] @ S  # values corrected by the state
-        attn = (q_n @ k_n.transpose(-1, -2)) * decay[:, :, n]
-        o.append((q_n * g_n.exp()[..., None]) @ S + attn @ u_n)
-        S = S * g_n[..., -1, None, None].exp() + (k_n * (g_n[..., -1:] - g_n).exp()[..., None]).transpose(-1, -2) @ u_n
+        if decays:
+            attn = (q_n @ k_n.transpose(-1, -2)) * decay[:, :, n]
+            o.append((q_n * g_n.exp()[..., None]) @ S + attn @ u_n)
+            S = S * g_n[..., -1, None, None].exp() + (k_n * (g_n[..., -1:] - g_n).exp()[..., None]).transpose(-1, -2) @ u_n
+        else:
+            attn = (q_n @ k_n.transpose(-1, -2)).masked_fill(~causal, 0)
+            o.append(q_n @ S + attn @ u_n)
+            S = S + k_n.transpose(-1, -2) @ u_n
     o = rearrange(torch.stack(o, dim=2), "b h n c d -> b (n c) h d")[:, :T]
     return o.to(out_dtype)
 '''

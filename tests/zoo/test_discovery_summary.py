@@ -71,3 +71,19 @@ def test_the_table_pairs_arms_by_seed_with_intervals(discovery, tmp_path, capsys
     assert "evolution - uct: -0.133 [" in confirmed and "over 3 seeds (1 ahead, 2 behind, 0 level)" in confirmed
     # first run: the same against 0.8, 0.9, 0.6 -> -0.3, -0.2, 0.0
     assert "evolution - uct: -0.167 [" in first_run and "over 3 seeds (0 ahead, 2 behind, 1 level)" in first_run
+
+
+def test_a_campaign_with_every_candidate_stopped_counts_0_in_the_column_as_in_the_pairs(discovery, tmp_path, capsys):
+    rows = {("evolution", 0): [_row("x", 0.45, 0.76)], ("evolution", 1): [_row("y", 0.75, 0.77)],
+            ("best-of-n", 0): [_row("s", stopped_at=320)], ("best-of-n", 1): [_row("z", 0.79, 0.77)]}
+    for (arm, seed), rs in rows.items():
+        (tmp_path / f"{arm}-seed{seed}").mkdir()
+        (tmp_path / f"{arm}-seed{seed}" / "summary.json").write_text(
+            json.dumps(discovery.summarize(arm, seed, 1, rs, BASE, NOISE, "abc")))
+    discovery.report(str(tmp_path), ["evolution", "best-of-n"], "cpu-tiny")
+    text = capsys.readouterr().out
+    column = {line.split()[0]: line.split()[5] for line in text.splitlines()
+              if line.startswith(("evolution ", "best-of-n "))}
+    assert column == {"evolution": "0.600", "best-of-n": "0.395"}        # (0 + 0.79) / 2, not 0.79
+    first_run = text.split("paired difference of best first-run fitness")[1]
+    assert "evolution - best-of-n: +0.205 [" in first_run                # 0.600 - 0.395
