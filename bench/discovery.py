@@ -37,7 +37,13 @@ candidate in flight when it was interrupted is trained again). The table is prin
 
     python bench/discovery.py --budget 12 --seeds 0,1,2,3,4,5 --jobs 2 [--profile cpu-tiny] [--steps N]
                               [--arms evolution,best-of-n,uct] [--replicate 2] [--max-params-ratio 0.1]
-                              [--no-stop] [--out bench-discovery/] [--report]
+                              [--no-stop] [--out bench-discovery/] [--report] [--confirm-seeds K]
+
+`--confirm-seeds K` runs no campaign: it re-trains every claim of the finished campaigns under --out on held-out
+seeds 1..K (only those its campaign did not train; kept in `<arm>-seed<S>/replication-k<K>.json`, apart from the
+campaign's record) and prints the table twice: claims judged as the campaigns judged them, then on K seeds. A
+campaign chose its parents by the replication it ran; this only measures its claims with more power (with 2
+held-out seeds, Welch's test has about one degree of freedom on the candidate's side when its two runs differ).
 
 Campaigns run seed by seed (every arm of a seed before the next seed, so that partial runs stay paired), --jobs
 at a time; a campaign is sequential (each parent draw sees every earlier score).
@@ -188,6 +194,16 @@ def commit() -> str:
         return "unknown"
 
 
+def score_against(result: dict, base: dict, noise, campaign: str, profile: str) -> dict:
+    """The judge's score fields of a run's {"final_loss", "benchmark"} against DeltaNet's at the same seed."""
+    from lab.judging.score import score_fields
+
+    base_ev = SimpleNamespace(experiment_id="deltanet", final_loss=base["final_loss"], benchmark=base["benchmark"])
+    ev = SimpleNamespace(campaign_id=campaign, profile=profile, final_loss=result["final_loss"],
+                         benchmark=result["benchmark"])
+    return score_fields(ev, base_ev, noise=noise)
+
+
 def campaign(arm: str, seed: int, budget: int, profile: str, overrides: dict, replicate: int, ratio: float,
              stopping: bool, out_dir: str) -> dict:
     """One campaign of `budget` candidates (replications on top); resumes from its progress file."""
@@ -195,7 +211,6 @@ def campaign(arm: str, seed: int, budget: int, profile: str, overrides: dict, re
 
     from lab.checks import profile_dims, static_check
     from lab.judging import fitness as F
-    from lab.judging.score import score_fields
     from lab.judging.size import param_ceiling
     from lab.training.profiles import get_profile
     from services.archive.policies import POLICIES, Member
@@ -213,7 +228,6 @@ def campaign(arm: str, seed: int, budget: int, profile: str, overrides: dict, re
     base_rungs = {int(s): v for s, v in base["rung_losses"].items()}
     prof = get_profile(profile, **overrides)
     noise = F.resolve_noise(profile)
-    base_ev = SimpleNamespace(experiment_id="deltanet", final_loss=base["final_loss"], benchmark=base["benchmark"])
     dims = profile_dims(profile)
     ceiling = param_ceiling(base["params"], ratio)
 
@@ -221,9 +235,7 @@ def campaign(arm: str, seed: int, budget: int, profile: str, overrides: dict, re
         return ceiling is None or model_params(design, dims) <= ceiling
 
     def scored(result: dict) -> dict:
-        ev = SimpleNamespace(campaign_id=f"{arm}-{seed}", profile=profile, final_loss=result["final_loss"],
-                             benchmark=result["benchmark"])
-        return score_fields(ev, base_ev, noise=noise)
+        return score_against(result, base, noise, f"{arm}-{seed}", profile)
 
     progress = out / "progress.json"
     state = json.loads(progress.read_text()) if progress.exists() else {
@@ -328,6 +340,61 @@ def judge_replication(runs: list[dict], base: dict, noise) -> dict:
     return {"verdict": "confirmed" if confirmed else "not replicated", "reason": reason}
 
 
+def extended_runs_path(campaign_dir: Path, k: int) -> Path:
+    return campaign_dir / f"replication-k{k}.json"
+
+
+def _extend_claim(out_dir: str, code: str, profile: str, seed: int, overrides: dict, k: int,
+                  base_rungs: dict | None) -> list[dict]:
+    """A claim's held-out runs on seeds 1..k (those the campaign trained come back from `<out>/runs/`)."""
+    from services.archive.replication import replicate_seed
+
+    runs = []
+    for j in range(1, k + 1):
+        run = train_once(out_dir, code, profile, replicate_seed(seed, j), overrides, base_rungs)
+        r = run["result"]
+        runs.append({"seed": replicate_seed(seed, j), "cpu_s": run["cpu_s"], "stopped_at": run["stopped_at"],
+                     "error": run["error"], "final_loss": r["final_loss"] if r else None,
+                     "benchmark": r["benchmark"] if r else None})
+    return runs
+
+
+def extend_replication(out_dir: str, profile: str, overrides: dict, k: int, stopping: bool, jobs: int) -> None:
+    """Every saved claim of every finished campaign re-trained on held-out seeds up to `k` (the missing ones
+    only), kept apart from the campaign's own record in `<arm>-seed<S>/replication-k<k>.json` ({name: runs}):
+    the campaign chose its parents with the replication it ran; this measures its claims with more power."""
+    todo = []
+    for summary_path in sorted(Path(out_dir).glob("*-seed*/summary.json")):
+        summary = json.loads(summary_path.read_text())
+        pool = json.loads((summary_path.parent / "progress.json").read_text())["pool"]
+        code = {m["id"]: m.get("code") for m in pool}
+        base = json.loads((Path(out_dir) / f"baseline-seed{summary['seed']}.json").read_text())
+        base_rungs = {int(s): v for s, v in base["rung_losses"].items()} if stopping else None
+        for row in summary["rows"]:
+            if row.get("replication") and code.get(row["name"]):
+                todo.append((summary_path.parent, row["name"], code[row["name"]], summary["seed"], base_rungs))
+    print(f"{len(todo)} claims to judge on {k} held-out seeds", flush=True)
+
+    def keep(d: Path, name: str, runs: list[dict]) -> None:
+        path = extended_runs_path(d, k)
+        extended = json.loads(path.read_text()) if path.exists() else {}
+        extended[name] = runs
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(extended, indent=1))
+        tmp.replace(path)
+        print(f"{d.name} {name}: held-out losses {', '.join(_num(r['final_loss']) for r in runs)}", flush=True)
+
+    if jobs <= 1:
+        for d, name, code, seed, base_rungs in todo:
+            keep(d, name, _extend_claim(out_dir, code, profile, seed, overrides, k, base_rungs))
+        return
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(_extend_claim, out_dir, code, profile, seed, overrides, k, base_rungs): (d, name)
+                   for d, name, code, seed, base_rungs in todo}
+        for fut in as_completed(futures):
+            keep(*futures[fut], fut.result())
+
+
 def summarize(arm: str, seed: int, budget: int, rows: list[dict], base: dict, noise, at_commit: str | None) -> dict:
     scored = [r for r in rows if r.get("fitness") is not None]
     best = max(scored, key=lambda r: r["fitness"], default=None)
@@ -350,33 +417,49 @@ def summarize(arm: str, seed: int, budget: int, rows: list[dict], base: dict, no
         "noise": {"loss": noise.loss, "benchmark": noise.benchmark} if noise else None}
 
 
-def rejudged(summary_path: Path, profile: str) -> dict:
+def rejudged(summary_path: Path, profile: str, confirm_seeds: int | None = None) -> dict:
     """A saved campaign's summary with its claims judged again by the current test (from its saved rows): the
     current replication test with the profile's current seed noise (and the seeds it was measured on); the noise
-    the campaign ran with stays for what it decided then (fitness, claims)."""
+    the campaign ran with stays for what it decided then (fitness, claims). With `confirm_seeds`, each claim is
+    judged on its runs in replication-k<confirm_seeds>.json (`--confirm-seeds`) instead of the campaign's own."""
     from lab.judging import fitness as F
 
     summary = json.loads(summary_path.read_text())
     noise = F.SeedNoise.from_dict(summary.get("noise"))
     current = F.resolve_noise(profile)
     base = summary["baseline"]
+    extended_path = extended_runs_path(summary_path.parent, confirm_seeds) if confirm_seeds else None
+    extended = json.loads(extended_path.read_text()) if extended_path and extended_path.exists() else {}
     for row in summary["rows"]:
-        if row.get("replication"):
-            row["replication"].update(judge_replication(row["replication"]["runs"], base, current))
+        if not row.get("replication"):
+            continue
+        if confirm_seeds:
+            if row["name"] not in extended:
+                raise SystemExit(f"{summary_path.parent.name}: claim {row['name']} has no runs on {confirm_seeds} "
+                                 f"seeds: run --confirm-seeds {confirm_seeds} without --report first")
+            runs = extended[row["name"]]
+            fits = [score_against(r, base, noise, summary_path.parent.name, profile)["fitness"]
+                    for r in runs if r["final_loss"] is not None]
+            row["replication"] = {"runs": runs, "replicated_fitness": statistics.fmean(fits) if fits else None}
+        row["replication"].update(judge_replication(row["replication"]["runs"], base, current))
     return summarize(summary["arm"], summary["seed"], summary["budget"], summary["rows"], base, noise,
                      summary.get("commit"))
 
 
-def report(out_dir: str, arms: list[str], profile: str) -> None:
-    """The table, from every summary under `out_dir`."""
+def report(out_dir: str, arms: list[str], profile: str, confirm_seeds: int | None = None) -> None:
+    """The table, from every summary under `out_dir`; with `confirm_seeds`, each claim judged on that many
+    held-out seeds (`extend_replication`) instead of the campaign's own replication."""
     from lab.judging.significance import bootstrap_mean
 
-    summaries = [rejudged(p, profile) for p in sorted(Path(out_dir).glob("*-seed*/summary.json"))]
+    summaries = [rejudged(p, profile, confirm_seeds) for p in sorted(Path(out_dir).glob("*-seed*/summary.json"))]
     by = {(s["arm"], s["seed"]): s for s in summaries if s["arm"] in arms}
     if not by:
         print(f"no finished campaign under {out_dir}/")
         return
-    print(f"\n{len(by)} campaigns under {out_dir}/ (commits {', '.join(sorted({str(s['commit']) for s in by.values()}))})")
+    judged = (f"claims judged on {confirm_seeds} held-out seeds (replication-k{confirm_seeds}.json)" if confirm_seeds
+              else "claims judged on the campaigns' own held-out seeds")
+    print(f"\n{len(by)} campaigns under {out_dir}/ (commits {', '.join(sorted({str(s['commit']) for s in by.values()}))}); "
+          f"{judged}")
     print(f"{'arm':<10} {'seeds':>5} {'best confirmed fitness, mean [95% CI]':>38} {'best first-run fitness':>23} "
           f"{'claims':>7} {'confirmed':>10} {'stopped':>8} {'failed':>7} {'cand/CPU-h':>11}")
     for a in arms:
@@ -421,17 +504,29 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", default="bench-discovery")
     ap.add_argument("--report", action="store_true", help="print the table of the summaries under --out; train nothing")
+    ap.add_argument("--confirm-seeds", type=int, default=None, metavar="K",
+                    help="re-train every saved claim on K held-out seeds (the missing ones) and print the table "
+                         "judged on them too; with --report: print it from the runs already saved")
     args = ap.parse_args()
     arms = [a for a in args.arms.split(",") if a]
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
         sys.exit(f"unknown arm(s) {unknown}; valid: {', '.join(ARMS)}")
+    overrides = {"steps": args.steps} if args.steps else {}
+    if args.confirm_seeds is not None and args.confirm_seeds < 1:
+        sys.exit("--confirm-seeds must be at least 1")
     if args.report:
-        return report(args.out, arms, args.profile)
+        report(args.out, arms, args.profile)
+        if args.confirm_seeds:
+            report(args.out, arms, args.profile, args.confirm_seeds)
+        return
+    if args.confirm_seeds:
+        extend_replication(args.out, args.profile, overrides, args.confirm_seeds, not args.no_stop, args.jobs)
+        report(args.out, arms, args.profile)
+        return report(args.out, arms, args.profile, args.confirm_seeds)
     from lab.judging.size import DEFAULT_MAX_PARAMS_RATIO
     ratio = DEFAULT_MAX_PARAMS_RATIO if args.max_params_ratio is None else args.max_params_ratio
     seeds = [int(s) for s in args.seeds.split(",") if s]
-    overrides = {"steps": args.steps} if args.steps else {}
     t0 = time.monotonic()
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
         for fut in as_completed([pool.submit(baseline, args.profile, s, overrides, args.out) for s in seeds]):

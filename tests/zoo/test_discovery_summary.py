@@ -87,3 +87,55 @@ def test_a_campaign_with_every_candidate_stopped_counts_0_in_the_column_as_in_th
     assert column == {"evolution": "0.600", "best-of-n": "0.395"}        # (0 + 0.79) / 2, not 0.79
     first_run = text.split("paired difference of best first-run fitness")[1]
     assert "evolution - best-of-n: +0.205 [" in first_run                # 0.600 - 0.395
+
+
+def test_confirm_seeds_trains_only_the_missing_held_out_seeds_and_judges_claims_on_them(discovery, tmp_path,
+                                                                                        monkeypatch, capsys):
+    """A claim whose 2 held-out runs differ too much for Welch's test is confirmed on 3; the campaign's own
+    record stays as it ran."""
+    from services.archive.replication import replicate_seed
+
+    base = {**BASE, "final_loss": 1.49, "benchmark": 0.76, "rung_losses": {"320": 1.9}}
+    (tmp_path / "baseline-seed0.json").write_text(json.dumps(base))
+    # a claim of the discovery bench (uct seed 1, delta-fir7x63-const): its two held-out runs, then a third
+    held_out = {replicate_seed(0, 1): (1.350, 0.796), replicate_seed(0, 2): (1.417, 0.774),
+                replicate_seed(0, 3): (1.380, 0.785)}
+    trained = []
+
+    def fake_train_once(out_dir, code, profile, seed, overrides, base_rungs):
+        assert code == "CODE-a" and base_rungs == {320: 1.9}
+        if seed <= replicate_seed(0, 2):
+            return {"result": dict(zip(("final_loss", "benchmark"), held_out[seed])), "cpu_s": 0.0, "error": "",
+                    "stopped_at": None, "rung_losses": {}, "reused": True}
+        trained.append(seed)
+        return {"result": dict(zip(("final_loss", "benchmark"), held_out[seed])), "cpu_s": 200.0, "error": "",
+                "stopped_at": None, "rung_losses": {}}
+
+    monkeypatch.setattr(discovery, "train_once", fake_train_once)
+    row = _row("a", 0.98, 0.81)
+    runs = [{"seed": s, "cpu_s": 200.0, "stopped_at": None, "error": "", "final_loss": held_out[s][0],
+             "benchmark": held_out[s][1]} for s in (replicate_seed(0, 1), replicate_seed(0, 2))]
+    row["replication"] = {"runs": runs, "replicated_fitness": 0.9, **discovery.judge_replication(runs, base, NOISE6)}
+    assert row["replication"]["verdict"] == "not replicated"      # Welch on 2 runs 0.067 apart: about 1 d.o.f.
+    camp = tmp_path / "uct-seed0"
+    camp.mkdir()
+    (camp / "summary.json").write_text(json.dumps(discovery.summarize("uct", 0, 1, [row], base, NOISE6, "abc")))
+    (camp / "progress.json").write_text(json.dumps({"pool": [{"id": "deltanet"}, {"id": "a", "code": "CODE-a"}]}))
+
+    discovery.extend_replication(str(tmp_path), "cpu-tiny", {}, 3, stopping=True, jobs=1)
+    assert trained == [replicate_seed(0, 3)]                     # seeds 1 and 2 came back from the runs cache
+    saved = json.loads((camp / "replication-k3.json").read_text())
+    assert [r["final_loss"] for r in saved["a"]] == [1.350, 1.417, 1.380]
+    capsys.readouterr()
+    discovery.report(str(tmp_path), ["uct"], "cpu-tiny")
+    as_ran = capsys.readouterr().out
+    discovery.report(str(tmp_path), ["uct"], "cpu-tiny", 3)
+    on_three = capsys.readouterr().out
+    uct = lambda text: next(line for line in text.splitlines() if line.startswith("uct "))  # noqa: E731
+    assert uct(as_ran).split()[2] == "0.500" and uct(as_ran).split()[-4] == "0"     # nothing confirmed on 2
+    assert "on 3 held-out seeds" in on_three and uct(on_three).split()[-4] == "1"   # confirmed on 3
+    assert float(uct(on_three).split()[2]) > 0.8
+    assert json.loads((camp / "summary.json").read_text())["rows"][0]["replication"]["runs"] == runs
+
+
+NOISE6 = SimpleNamespace(loss=0.0236, benchmark=0.0097, seeds=6)
