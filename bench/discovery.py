@@ -309,21 +309,30 @@ def _num(x) -> str:
     return "-" if x is None else f"{x:.3f}"
 
 
+def held_out_runs(out_dir: str, code: str, profile: str, seed: int, overrides: dict, k: int,
+                  base_rungs: dict | None) -> list[dict]:
+    """A claim trained unchanged on the campaign's held-out seeds 1..k (`replicate_seed`; runs trained before
+    come back from `<out>/runs/`): {"seed", "cpu_s", "stopped_at", "error", "final_loss", "benchmark"} each."""
+    from services.archive.replication import replicate_seed
+
+    runs = []
+    for j in range(1, k + 1):
+        run = train_once(out_dir, code, profile, replicate_seed(seed, j), overrides, base_rungs)
+        r = run["result"]
+        runs.append({"seed": replicate_seed(seed, j), "cpu_s": run["cpu_s"], "stopped_at": run["stopped_at"],
+                     "error": run["error"], "final_loss": r["final_loss"] if r else None,
+                     "benchmark": r["benchmark"] if r else None})
+    return runs
+
+
 def replication(out_dir: str, code: str, profile: str, seed: int, overrides: dict, k_max: int, base: dict,
                 base_rungs: dict, noise, scored, stopping: bool) -> dict:
     """The claim trained again on `k_max` held-out seeds and judged as the archive judges it
     (services/archive/replication.py assess): a run stopped early leaves no result, and a stop means
     "not replicated"."""
-    from services.archive.replication import replicate_seed
-
-    runs = []
-    for k in range(1, k_max + 1):
-        s = replicate_seed(seed, k)
-        run = train_once(out_dir, code, profile, s, overrides, base_rungs if stopping else None)
-        r = run["result"]
-        runs.append({"seed": s, "cpu_s": run["cpu_s"], "stopped_at": run["stopped_at"], "error": run["error"],
-                     "final_loss": r["final_loss"] if r else None, "benchmark": r["benchmark"] if r else None,
-                     "fitness": scored(r)["fitness"] if r else None})
+    runs = held_out_runs(out_dir, code, profile, seed, overrides, k_max, base_rungs if stopping else None)
+    for r in runs:
+        r["fitness"] = scored(r)["fitness"] if r["final_loss"] is not None else None
     fits = [r["fitness"] for r in runs if r["fitness"] is not None]
     return {"runs": runs, "replicated_fitness": statistics.fmean(fits) if fits else None,
             **judge_replication(runs, base, noise)}
@@ -342,21 +351,6 @@ def judge_replication(runs: list[dict], base: dict, noise) -> dict:
 
 def extended_runs_path(campaign_dir: Path, k: int) -> Path:
     return campaign_dir / f"replication-k{k}.json"
-
-
-def _extend_claim(out_dir: str, code: str, profile: str, seed: int, overrides: dict, k: int,
-                  base_rungs: dict | None) -> list[dict]:
-    """A claim's held-out runs on seeds 1..k (those the campaign trained come back from `<out>/runs/`)."""
-    from services.archive.replication import replicate_seed
-
-    runs = []
-    for j in range(1, k + 1):
-        run = train_once(out_dir, code, profile, replicate_seed(seed, j), overrides, base_rungs)
-        r = run["result"]
-        runs.append({"seed": replicate_seed(seed, j), "cpu_s": run["cpu_s"], "stopped_at": run["stopped_at"],
-                     "error": run["error"], "final_loss": r["final_loss"] if r else None,
-                     "benchmark": r["benchmark"] if r else None})
-    return runs
 
 
 def extend_replication(out_dir: str, profile: str, overrides: dict, k: int, stopping: bool, jobs: int) -> None:
@@ -386,10 +380,10 @@ def extend_replication(out_dir: str, profile: str, overrides: dict, k: int, stop
 
     if jobs <= 1:
         for d, name, code, seed, base_rungs in todo:
-            keep(d, name, _extend_claim(out_dir, code, profile, seed, overrides, k, base_rungs))
+            keep(d, name, held_out_runs(out_dir, code, profile, seed, overrides, k, base_rungs))
         return
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(_extend_claim, out_dir, code, profile, seed, overrides, k, base_rungs): (d, name)
+        futures = {pool.submit(held_out_runs, out_dir, code, profile, seed, overrides, k, base_rungs): (d, name)
                    for d, name, code, seed, base_rungs in todo}
         for fut in as_completed(futures):
             keep(*futures[fut], fut.result())
