@@ -47,6 +47,8 @@ def test_best_confirmed_fitness_is_the_best_replicated_confirmed_one_or_the_base
     assert s["beats_baseline_2x_noise"] == 3                 # benchmark > 0.76 + 2 x 0.010
     none = discovery.summarize("uct", 1, 2, [_row("a", 0.99, 0.8, "not replicated", 0.4)], BASE, NOISE, "abc")
     assert none["best_confirmed_fitness"] == discovery.BASELINE_FITNESS == 0.5
+    # held-out: the best replicated fitness whatever the verdict, never below what the baseline leaves
+    assert s["best_replicated_fitness"] == 0.85 and none["best_replicated_fitness"] == 0.5
 
 
 def test_the_table_pairs_arms_by_seed_with_intervals(discovery, tmp_path, capsys):
@@ -134,6 +136,7 @@ def test_confirm_seeds_trains_only_the_missing_held_out_seeds_and_judges_claims_
     uct = lambda text: next(line for line in text.splitlines() if line.startswith("uct "))  # noqa: E731
     assert uct(as_ran).split()[2] == "0.500" and uct(as_ran).split()[-4] == "0"     # nothing confirmed on 2
     assert "on 3 held-out seeds" in on_three and uct(on_three).split()[-4] == "1"   # confirmed on 3
+    assert uct(as_ran).split()[-6] == "0.900"                       # best held-out fitness, whatever the verdict
     assert float(uct(on_three).split()[2]) > 0.8
     assert json.loads((camp / "summary.json").read_text())["rows"][0]["replication"]["runs"] == runs
 
