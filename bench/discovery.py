@@ -414,11 +414,12 @@ def summarize(arm: str, seed: int, budget: int, rows: list[dict], base: dict, no
         "noise": {"loss": noise.loss, "benchmark": noise.benchmark} if noise else None}
 
 
-def rejudged(summary_path: Path, profile: str, confirm_seeds: int | None = None) -> dict:
+def rejudged(summary_path: Path, profile: str, confirm_seeds: int | None = None) -> dict | None:
     """A saved campaign's summary with its claims judged again by the current test (from its saved rows): the
     current replication test with the profile's current seed noise (and the seeds it was measured on); the noise
     the campaign ran with stays for what it decided then (fitness, claims). With `confirm_seeds`, each claim is
-    judged on its runs in replication-k<confirm_seeds>.json (`--confirm-seeds`) instead of the campaign's own."""
+    judged on its runs in replication-k<confirm_seeds>.json (`--confirm-seeds`) instead of the campaign's own;
+    None when a claim has none there yet."""
     from lab.judging import fitness as F
 
     summary = json.loads(summary_path.read_text())
@@ -432,8 +433,7 @@ def rejudged(summary_path: Path, profile: str, confirm_seeds: int | None = None)
             continue
         if confirm_seeds:
             if row["name"] not in extended:
-                raise SystemExit(f"{summary_path.parent.name}: claim {row['name']} has no runs on {confirm_seeds} "
-                                 f"seeds: run --confirm-seeds {confirm_seeds} without --report first")
+                return None
             runs = extended[row["name"]]
             fits = [score_against(r, base, noise, summary_path.parent.name, profile)["fitness"]
                     for r in runs if r["final_loss"] is not None]
@@ -448,15 +448,20 @@ def report(out_dir: str, arms: list[str], profile: str, confirm_seeds: int | Non
     held-out seeds (`extend_replication`) instead of the campaign's own replication."""
     from lab.judging.significance import bootstrap_mean
 
-    summaries = [rejudged(p, profile, confirm_seeds) for p in sorted(Path(out_dir).glob("*-seed*/summary.json"))]
-    by = {(s["arm"], s["seed"]): s for s in summaries if s["arm"] in arms}
+    paths = sorted(Path(out_dir).glob("*-seed*/summary.json"))
+    judged = {p: rejudged(p, profile, confirm_seeds) for p in paths}
+    missing = [p.parent.name for p, s in judged.items() if s is None]
+    by = {(s["arm"], s["seed"]): s for s in judged.values() if s is not None and s["arm"] in arms}
+    if missing:
+        print(f"\nleft out of the table on {confirm_seeds} seeds: {', '.join(missing)} (claims not yet trained on "
+              f"{confirm_seeds} held-out seeds: run --confirm-seeds {confirm_seeds} without --report)")
     if not by:
         print(f"no finished campaign under {out_dir}/")
         return
-    judged = (f"claims judged on {confirm_seeds} held-out seeds (replication-k{confirm_seeds}.json)" if confirm_seeds
-              else "claims judged on the campaigns' own held-out seeds")
+    how = (f"claims judged on {confirm_seeds} held-out seeds (replication-k{confirm_seeds}.json)" if confirm_seeds
+           else "claims judged on the campaigns' own held-out seeds")
     print(f"\n{len(by)} campaigns under {out_dir}/ (commits {', '.join(sorted({str(s['commit']) for s in by.values()}))}); "
-          f"{judged}")
+          f"{how}")
     print(f"{'arm':<10} {'seeds':>5} {'best confirmed fitness, mean [95% CI]':>38} {'best first-run fitness':>23} "
           f"{'best held-out fitness':>22} {'claims':>7} {'confirmed':>10} {'stopped':>8} {'failed':>7} "
           f"{'cand/CPU-h':>11}")

@@ -142,3 +142,18 @@ def test_confirm_seeds_trains_only_the_missing_held_out_seeds_and_judges_claims_
 
 
 NOISE6 = SimpleNamespace(loss=0.0236, benchmark=0.0097, seeds=6)
+
+
+def test_a_campaign_whose_claims_are_not_yet_on_k_seeds_is_left_out_of_that_table_and_named(discovery, tmp_path,
+                                                                                           capsys):
+    """A campaign that finished after --confirm-seeds ran: the K-seed table leaves it out and says which."""
+    for seed in (0, 1):
+        row = _row("a", 0.98, 0.81, "not replicated", 0.6)
+        (tmp_path / f"uct-seed{seed}").mkdir()
+        (tmp_path / f"uct-seed{seed}" / "summary.json").write_text(
+            json.dumps(discovery.summarize("uct", seed, 1, [row], BASE, NOISE, "abc")))
+    runs = [{"seed": s, "final_loss": 1.5, "benchmark": 0.76, "stopped_at": None} for s in (1, 2, 3)]
+    discovery.extended_runs_path(tmp_path / "uct-seed0", 3).write_text(json.dumps({"a": runs}))
+    discovery.report(str(tmp_path), ["uct"], "cpu-tiny", 3)
+    text = capsys.readouterr().out
+    assert "left out of the table on 3 seeds: uct-seed1" in text and "1 campaigns under" in text
