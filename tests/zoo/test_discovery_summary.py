@@ -20,6 +20,7 @@ def discovery():
 
 BASE = {"final_loss": 1.5, "benchmark": 0.76, "params": 117_504}
 NOISE = SimpleNamespace(loss=0.028, benchmark=0.010)
+NOISE6 = SimpleNamespace(loss=0.0236, benchmark=0.0097, seeds=6)   # cpu-tiny's, measured on 6 seeds
 
 
 def _row(name, fitness=None, benchmark=0.7, verdict=None, replicated=None, stopped_at=None, cpu_s=100.0):
@@ -140,8 +141,6 @@ def test_confirm_seeds_trains_only_the_missing_held_out_seeds_and_judges_claims_
     assert float(uct(on_three).split()[2]) > 0.8
     assert json.loads((camp / "summary.json").read_text())["rows"][0]["replication"]["runs"] == runs
 
-
-NOISE6 = SimpleNamespace(loss=0.0236, benchmark=0.0097, seeds=6)
 
 
 def test_a_campaign_whose_claims_are_not_yet_on_k_seeds_is_left_out_of_that_table_and_named(discovery, tmp_path,
