@@ -142,7 +142,6 @@ def test_confirm_seeds_trains_only_the_missing_held_out_seeds_and_judges_claims_
     assert json.loads((camp / "summary.json").read_text())["rows"][0]["replication"]["runs"] == runs
 
 
-
 def test_a_campaign_whose_claims_are_not_yet_on_k_seeds_is_left_out_of_that_table_and_named(discovery, tmp_path,
                                                                                            capsys):
     """A campaign that finished after --confirm-seeds ran: the K-seed table leaves it out and says which."""
