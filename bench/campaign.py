@@ -3,7 +3,7 @@
     python bench/campaign.py scaling [--engineers 1,2,4,8] [--jobs-per-engineer 6] [--job-s 6]
     python bench/campaign.py overhead --data-dir DIR [--campaign C]
     python bench/campaign.py overhead --run [--budget 2] [--profile cpu-tiny]
-    python bench/campaign.py throughput [--budget 6] [--profile cpu-tiny] [--seed 0] [--arms before,after,again]
+    python bench/campaign.py throughput [--budget 6] [--profile cpu-tiny] [--seed 0] [--arms before,after,again,fresh]
     python bench/campaign.py rungs --data-dir DIR [--campaign C]
 
 scaling: N engineer workers (in one process, each its own Kafka consumer and sandbox children) on
@@ -22,15 +22,17 @@ baseline trains, and compares the training tokens/s inside the campaign with the
 on the same program outside any service (bench/train.py's framework loop), measured in the same run
 (target >= 0.9x).
 
-throughput (issue 23's figure): `make run`'s campaign (`archlab run`, budget 6, cpu-tiny, seed 0), run twice in
-fresh data directories one after the other on this machine. "before": what the lab did before issue 23
-(concurrency 2 from the core count, a lone run one thread, a calibration child before the first run, every
-candidate trained to the end, no rung scored, every baseline trained: `--concurrency 2`, ARCHLAB_ENGINEER_RUNG_FRACS=[],
-ARCHLAB_ENGINEER_REUSE_BASELINE=0); "after": the defaults (the measured mix, a lone run on the free cores, early
-stopping at the rungs); "again": the same command once more in after's data directory, as a user runs `make run`
-a second time in the same folder (the baseline's weights reused, services/engineer/baseline_cache.py); an arm named
-twice runs twice (`--arms before,after,again,again,again`: three campaigns after the first in one folder), and the
-ratio of its mean is printed too. Replication is off in all (`--replicate 0`: it adds runs that are not candidates). Prints per arm the wall time, models trained, candidates
+throughput (issue 23's figure): `make run`'s campaign (`archlab run`, budget 6, cpu-tiny, seed 0), run in data
+directories of its own one after the other on this machine, each arm with a machine cache (ARCHLAB_CACHE_DIR,
+lab/machine_cache.py) that starts empty in the bench. "before": what the lab did before issue 23 (concurrency 2
+from the core count, a lone run one thread, a calibration child before the first run, every candidate trained to
+the end, no rung scored, every baseline trained: `--concurrency 2`, ARCHLAB_ENGINEER_RUNG_FRACS=[],
+ARCHLAB_ENGINEER_REUSE_BASELINE=0); "after": the defaults on a machine that has never run a campaign (the
+concurrency measured, a lone run on the free cores, early stopping at the rungs, the baseline trained and kept);
+"again": the same command once more in after's data directory, as a user runs `make run` a second time in the same
+folder; "fresh": a new data directory on the machine after's campaign ran on, as a second clone's `make run` (both
+reuse the calibration and the baseline's weights: services/engineer/concurrency.py, baseline_cache.py). An arm
+named twice runs twice (`--arms before,after,again,fresh,fresh`), and the ratio of its mean is printed too. Replication is off in all (`--replicate 0`: it adds runs that are not candidates). Prints per arm the wall time, models trained, candidates
 ended, stopped early, candidates per CPU-hour (candidates ended / (wall x cores)), the median time from sampled to
 training, and the best candidate, then the after/before ratio (target >= 2x, with the same winner).
 
@@ -228,11 +230,12 @@ def run_and_measure(budget: int, profile: str) -> None:
                            timeout=300)
 
 
-THROUGHPUT_ARMS = {   # arm -> (environment, arguments, data directory: an arm's own, or one it shares)
+THROUGHPUT_ARMS = {   # arm -> (environment, arguments, data directory ("{n}": its own each time), machine cache)
     "before": ({"ARCHLAB_ENGINEER_RUNG_FRACS": "[]", "ARCHLAB_ENGINEER_REUSE_BASELINE": "0"}, ["--concurrency", "2"],
-               "before"),
-    "after": ({}, [], "after"),
-    "again": ({}, [], "after"),
+               "before", "before-machine"),
+    "after": ({}, [], "after", "machine"),
+    "again": ({}, [], "after", "machine"),
+    "fresh": ({}, [], "fresh-{n}", "machine"),
 }
 
 
@@ -275,11 +278,12 @@ def throughput(budget: int, profile: str, seed: int, arms: list[str]) -> None:
     results = {}
     with tempfile.TemporaryDirectory() as root:
         for n, arm in enumerate(arms):
-            extra_env, extra_args, folder = THROUGHPUT_ARMS[arm]
+            extra_env, extra_args, folder, cache = THROUGHPUT_ARMS[arm]
             label = arm if arms.count(arm) == 1 else f"{arm}-{arms[:n + 1].count(arm)}"
-            data_dir = Path(root) / folder
+            data_dir = Path(root) / folder.format(n=n)
             env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHLAB_")}
-            env.update(ARCHLAB_DATA_DIR=str(data_dir), ARCHLAB_UI_PORT="0", COLUMNS="200", **extra_env)
+            env.update(ARCHLAB_DATA_DIR=str(data_dir), ARCHLAB_CACHE_DIR=str(Path(root) / cache), ARCHLAB_UI_PORT="0",
+                       COLUMNS="200", **extra_env)
             argv = [sys.executable, "-m", "services.cli.main", "run", "--budget", str(budget), "--profile", profile,
                     "--seed", str(seed), "--replicate", "0", "--keep-up", *extra_args]
             print(f"== {label}: {' '.join(argv[3:])} {' '.join(f'{k}={v}' for k, v in extra_env.items())}", flush=True)
@@ -383,7 +387,7 @@ def main() -> None:
     t.add_argument("--budget", type=int, default=6)
     t.add_argument("--profile", default="cpu-tiny")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--arms", default="before,after,again")
+    t.add_argument("--arms", default="before,after,again,fresh")
     r = sub.add_parser("rungs")
     r.add_argument("--data-dir", type=Path, required=True)
     r.add_argument("--campaign")

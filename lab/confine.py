@@ -29,6 +29,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab.machine_cache import machine_cache_dir
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # the repository directories a child may read: the lab's code; not docs/ (the default held-out corpus,
 # lab/training/heldout.py), tests/, bench/, infra/, services/, .git or the data directory (issue 25).
@@ -148,8 +150,9 @@ def unconfined_allowed() -> bool:
 
 
 def hidden_dirs() -> list[Path]:
-    """The lab's data directories: never visible to a child, even inside a read-only bind."""
-    out = [REPO_ROOT / ".archlab"]
+    """The lab's data directories and the machine cache (its reused baselines' weights): never visible to a child,
+    even inside a read-only bind."""
+    out = [REPO_ROOT / ".archlab", machine_cache_dir()]
     if os.environ.get("ARCHLAB_DATA_DIR"):
         out.append(Path(os.environ["ARCHLAB_DATA_DIR"]))
     return [p.resolve() for p in out]

@@ -9,6 +9,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 # the suite's own sandbox child modules (tests.engineer.hostile, tests.security.raw_net ...): a child sees lab/ only
 os.environ.setdefault("ARCHLAB_CHILD_REPO_DIRS", "lab,tests")
+# the machine cache (lab/machine_cache.py: calibration, reused baselines): never the user's ~/.cache/archlab. One
+# per session for module-scoped stacks; each test gets its own below, so no test reuses another's baseline.
+os.environ.setdefault("ARCHLAB_CACHE_DIR", __import__("tempfile").mkdtemp(prefix="archlab-test-cache-"))
 
 import torch  # noqa: E402
 
@@ -20,6 +23,11 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def own_machine_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ARCHLAB_CACHE_DIR", str(tmp_path / "machine-cache"))
 
 
 def shared_dir() -> Path:

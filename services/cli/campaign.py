@@ -288,7 +288,8 @@ def register(app: typer.Typer) -> None:
         if concurrency is None:   # runs x threads measured on this machine, cached (services/engineer/concurrency.py)
             from services.engineer import concurrency as mixes
             try:
-                plan = mixes.plan(profile, settings.data_dir, progress=lambda m: console.print(f"  • calibrating: {m}"))
+                plan = mixes.plan(profile, settings.machine_cache,
+                                  progress=lambda m: console.print(f"  • calibrating: {m}"))
                 concurrency = plan.concurrency
                 console.print(f"[bold]{plan.describe()}[/]")
             except Exception as e:  # noqa: BLE001 - the measurement is an optimisation; two runs is the old default

@@ -206,8 +206,8 @@ def change_line(x: ExperimentView, before: str | None, event: ev.Event) -> str |
         detail = f": loss {x.final_loss:.4f}, benchmark {x.benchmark:.4f}" if x.final_loss is not None and \
             x.benchmark is not None else ""
         if x.weights_from:
-            detail += (f" (weights reused from {x.weights_from}, trained in this data dir; scored on this campaign's "
-                       f"held-out data)")
+            detail += (f" (weights reused from {x.weights_from}, trained earlier on this machine; scored on this "
+                       f"campaign's held-out data)")
     elif x.status == "analysing" and x.fitness is not None:
         detail = f": fitness {x.fitness:.4f}"
     elif x.status == "abandoned":

@@ -11,12 +11,16 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from lab.machine_cache import machine_cache_dir
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ARCHLAB_", extra="ignore")
 
     # --- where state lives
     data_dir: Path = Path(".archlab")
+    # what this machine measured or trained once for every data dir (lab/machine_cache.py); unset: the user's cache
+    cache_dir: Path | None = None
 
     # --- event bus
     kafka_bootstrap: str | None = None   # unset: the embedded broker of `archlab up`
@@ -95,6 +99,10 @@ class Settings(BaseSettings):
     @property
     def embedded_broker(self) -> bool:
         return not self.kafka_bootstrap
+
+    @property
+    def machine_cache(self) -> Path:
+        return self.cache_dir or machine_cache_dir()
 
 
 def load_settings(data_dir: Path | None = None, **overrides) -> Settings:

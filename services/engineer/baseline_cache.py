@@ -1,11 +1,12 @@
-"""A campaign's baseline, trained once per data directory and reused (issue 23). No Kafka here.
+"""A campaign's baseline, trained once per machine and reused (issue 23). No Kafka here.
 
 Every campaign opens by training its baseline (the zoo's DeltaNet at the campaign's profile and seed): about a
-quarter of `make run`'s wall time, and the same model each time the same command runs again in the same folder.
-An engineer that has trained a baseline keeps what its training child produced, the final weights, the weights at
-each rung and the child's record of the run (loss curve, tokens/s, step cost, probe), under
-`<data dir>/cache/baselines/<key>/`. An engineer that claims a baseline whose key is there copies them into the
-run's workdir and starts no training child.
+quarter of `make run`'s wall time, and the same model each time the same command runs again, in the same folder or
+another. An engineer that has trained a baseline keeps what its training child produced, the final weights, the
+weights at each rung and the child's record of the run (loss curve, tokens/s, step cost, probe), under
+`<machine cache>/baselines/<key>/` (lab/machine_cache.py: ~/.cache/archlab unless ARCHLAB_CACHE_DIR says otherwise;
+the compose deployment keeps it in the data volume). An engineer that claims a baseline whose key is there copies
+them into the run's workdir and starts no training child.
 
 Everything trusted is computed again: the held-out loss, the benchmark and each rung's loss come from the trusted
 scorer on *this* campaign's secret held-out data (lab/training/heldout.py), as for a run trained now. The result
@@ -13,8 +14,9 @@ says where its weights come from (`ResultsReady.weights_from`: the campaign and 
 
 - Key: sha256 over the program, the profile and its overrides, the seed, the device and torch's version: a change
   to any of them trains again.
-- Out of the programs' reach: the data directory is hidden from every sandbox child (lab/sandbox.py), and the files
-  a child wrote are copied in with the scorer's copy (regular files, no symlinks, a size limit).
+- Out of the programs' reach: the machine cache, like the data directory, is hidden from every sandbox child
+  (lab/confine.py; a program that could read DeltaNet's trained weights could load them), and the files a child
+  wrote are copied in with the scorer's copy (regular files, no symlinks, a size limit).
 - An entry appears whole or not at all (written beside, then renamed); a damaged entry is a miss.
 - `ARCHLAB_ENGINEER_REUSE_BASELINE=0` trains every baseline.
 """
@@ -64,8 +66,8 @@ class Entry:
 
 
 class BaselineCache:
-    def __init__(self, data_dir: str | Path):
-        self.root = Path(data_dir).resolve() / "cache" / "baselines"
+    def __init__(self, cache_dir: str | Path):
+        self.root = Path(cache_dir).resolve() / "baselines"
 
     def lookup(self, key: str, rungs: tuple[int, ...]) -> Entry | None:
         path = self.root / key

@@ -1,7 +1,7 @@
 """How many runs at once, and how many threads each: measured on this machine, not read off the core count.
 
 Two vCPUs may behave like one core's two hyper-threads (issue 23: two runs at once trained at 1.25x the
-tokens/s of one run alone, not 2x), so the lab measures. `plan(profile, data_dir)` trains the zoo's
+tokens/s of one run alone, not 2x), so the lab measures. `plan(profile, cache_dir)` trains the zoo's
 DeltaNet on `profile` for a few seconds in each mix of (runs x threads per run) that fills the machine,
 all runs of a mix timed over the same window, and keeps the total tokens/s of each:
 
@@ -10,7 +10,8 @@ all runs of a mix timed over the same window, and keeps the total tokens/s of ea
 The plan: `concurrency` = the mix with the most tokens/s in total (fewer runs on a near tie: a run that
 ends sooner informs the search sooner); `lone_threads` = the threads a run gets while it trains alone
 (C when that measured faster than 1, else 1). It is cached per machine, torch and profile under
-`<data_dir>/calibration/`, so a campaign pays the measurement once.
+`<machine cache>/calibration/` (lab/machine_cache.py: ~/.cache/archlab unless ARCHLAB_CACHE_DIR says otherwise), so
+the measurement is paid once per machine, not once per data directory.
 
 While training, `CoreShare` gives each run its share of the cores: every engineer of this host that
 trains registers under `<data_dir>/running/<host>/`, and a run's threads are min(lone_threads,
@@ -18,7 +19,7 @@ cores // runs training now). The child reads its share from a file in its scratc
 (`THREADS_FILE`, lab/training/runner.py), so a lone run that got both cores drops to one within a
 second or so when the next run starts, instead of oversubscribing the machine until it ends.
 
-    python -m services.engineer.concurrency cpu-tiny [--data-dir D] [--refresh]   # prints the plan
+    python -m services.engineer.concurrency cpu-tiny [--cache-dir D] [--refresh]   # prints the plan
 """
 from __future__ import annotations
 
@@ -188,13 +189,13 @@ def measure_mix(profile: str, mix: Mix, *, window_s: float = WINDOW_S, timeout_s
                 p.wait()
 
 
-def cache_path(data_dir: str | Path, key: str) -> Path:
-    return Path(data_dir) / "calibration" / f"concurrency-{key}.json"
+def cache_path(cache_dir: str | Path, key: str) -> Path:
+    return Path(cache_dir) / "calibration" / f"concurrency-{key}.json"
 
 
-def load_plan(data_dir: str | Path, profile: str, cores: int | None = None) -> Plan | None:
+def load_plan(cache_dir: str | Path, profile: str, cores: int | None = None) -> Plan | None:
     cores = cores or usable_cores()
-    path = cache_path(data_dir, machine_key(profile, cores))
+    path = cache_path(cache_dir, machine_key(profile, cores))
     try:
         raw = json.loads(path.read_text())
         if raw.get("version") != PLAN_VERSION:
@@ -204,12 +205,12 @@ def load_plan(data_dir: str | Path, profile: str, cores: int | None = None) -> P
         return None
 
 
-def plan(profile: str, data_dir: str | Path, *, refresh: bool = False, cores: int | None = None,
+def plan(profile: str, cache_dir: str | Path, *, refresh: bool = False, cores: int | None = None,
          window_s: float = WINDOW_S, progress=lambda message: None) -> Plan:
     """The cached plan of this machine for `profile`, measured now when there is none (or `refresh`)."""
     cores = cores or usable_cores()
     if not refresh:
-        found = load_plan(data_dir, profile, cores)
+        found = load_plan(cache_dir, profile, cores)
         if found is not None:
             return found
     figures: dict[str, float] = {}
@@ -220,7 +221,7 @@ def plan(profile: str, data_dir: str | Path, *, refresh: bool = False, cores: in
     result = Plan(concurrency=concurrency, threads=threads, lone_threads=lone, cores=cores,
                   tokens_per_s={k: round(v, 1) for k, v in figures.items()}, profile=profile,
                   key=machine_key(profile, cores))
-    path = cache_path(data_dir, result.key)
+    path = cache_path(cache_dir, result.key)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({k: v for k, v in asdict(result).items() if k != "cached"}, indent=1))
@@ -273,7 +274,7 @@ def write_threads(scratch: str | Path, threads: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description="measure and print this machine's concurrency plan")
     ap.add_argument("profile")
-    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--cache-dir", default=None, help="the machine cache (default: lab/machine_cache.py)")
     ap.add_argument("--refresh", action="store_true")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
@@ -281,10 +282,10 @@ def main() -> None:
     a = ap.parse_args()
     if a.child:
         return _child(a.profile, a.threads, a.window)
-    if a.data_dir is None:
+    if a.cache_dir is None:
         from services.common.settings import get_settings
-        a.data_dir = get_settings().data_dir
-    p = plan(a.profile, a.data_dir, refresh=a.refresh, window_s=a.window, progress=lambda m: print(m, file=sys.stderr))
+        a.cache_dir = get_settings().machine_cache
+    p = plan(a.profile, a.cache_dir, refresh=a.refresh, window_s=a.window, progress=lambda m: print(m, file=sys.stderr))
     print(json.dumps(asdict(p)))
 
 

@@ -96,11 +96,11 @@ class WorkerConfig:
     preimport: tuple[str, ...] = RUNNER_PREIMPORT
     keep_scratch: bool = False
     calibrate: bool = True       # time limits from this machine's measured speed (calibrate.py)
-    share_cores: bool = True     # with a measured plan in the data dir: a lone run gets the free cores (concurrency.py)
+    share_cores: bool = True     # with a measured plan of this machine: a lone run gets the free cores (concurrency.py)
     share_every_s: float = 1.0   # how often a run's share is recomputed while it trains
     rung_fracs: tuple[float, ...] = (0.5, 0.75)   # early stopping: weights judged at these fractions of the steps
     stop_noises: float = 4.0     # stop a candidate worse than the baseline at a rung by more (0: judge, never stop)
-    reuse_baseline: bool = True  # a baseline already trained in this data dir is re-scored, not trained (baseline_cache)
+    reuse_baseline: bool = True  # a baseline already trained on this machine is re-scored, not trained (baseline_cache)
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides) -> "WorkerConfig":
@@ -304,7 +304,7 @@ class Worker:
         (`archlab run` measures one; concurrency.py); None: every run keeps `config.threads`."""
         if not self.config.share_cores or self.config.device != "cpu":
             return None
-        found = load_plan(self.settings.data_dir, profile.name)
+        found = load_plan(self.settings.machine_cache, profile.name)
         if found is None or found.lone_threads <= 1 and found.threads <= 1:
             return None
         return CoreShare(self.settings.data_dir, self.id, cores=found.cores, lone_threads=found.lone_threads)
@@ -344,7 +344,7 @@ class Worker:
         """This machine's seconds per step on the profile, measured once (None: not measured)."""
         if not self.config.calibrate or self.config.runner_module != RUNNER_MODULE:
             return None
-        plan = load_plan(self.settings.data_dir, profile_name) if profile_name not in self._step_s else None
+        plan = load_plan(self.settings.machine_cache, profile_name) if profile_name not in self._step_s else None
         per_run = plan.tokens_per_s.get(f"{plan.concurrency}x{plan.threads}", 0.0) / plan.concurrency if plan else 0.0
         if per_run > 0:   # measured at start-up already (concurrency.py): no calibration child before the first run
             self._step_s[profile_name] = get_profile(profile_name).tokens_per_step / per_run
@@ -412,9 +412,9 @@ class Worker:
                          self.config.device)
 
     def reused_baseline(self, key: str, workdir: Path, rungs: tuple[int, ...], exp: str) -> SandboxResult | None:
-        """A baseline already trained in this data dir: its weights copied into `workdir`, and the training child's
+        """A baseline already trained on this machine: its weights copied into `workdir`, and the training child's
         result for the scorer; None: train it."""
-        cached = BaselineCache(self.settings.data_dir).lookup(key, rungs)
+        cached = BaselineCache(self.settings.machine_cache).lookup(key, rungs)
         if cached is None:
             return None
         try:
@@ -428,10 +428,10 @@ class Worker:
 
     def keep_baseline(self, key: str, result: dict, workdir: Path, scratch: Path, rungs: tuple[int, ...],
                       proposal: ev.ProposalCreated) -> None:
-        kept = BaselineCache(self.settings.data_dir).store(key, result, workdir, scratch, rungs,
+        kept = BaselineCache(self.settings.machine_cache).store(key, result, workdir, scratch, rungs,
                                                            f"{proposal.campaign_id}/{proposal.experiment_id}")
         if kept is not None:
-            self.log.info("baseline kept for reuse in this data dir", experiment_id=proposal.experiment_id,
+            self.log.info("baseline kept for reuse on this machine", experiment_id=proposal.experiment_id,
                           cache=str(kept))
 
     async def train(self, proposal: ev.ProposalCreated, claim: ev.TrainingStarted, claim_tp: TopicPartition) -> None:

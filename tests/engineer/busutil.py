@@ -11,6 +11,8 @@ from services.common.settings import Settings
 
 
 def settings_for(bootstrap, data_dir, **kw) -> Settings:
+    """A test's settings: its data dir is also its machine cache unless `cache_dir` says otherwise."""
+    kw.setdefault("cache_dir", data_dir)
     return Settings(kafka_bootstrap=bootstrap, data_dir=data_dir, partitions=4, handler_retries=1, **kw)
 
 

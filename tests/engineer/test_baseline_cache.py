@@ -12,6 +12,7 @@ from services.engineer.baseline_cache import BaselineCache, cache_key
 from services.engineer.worker import Worker, WorkerConfig
 from tests.engineer.busutil import Collector, publish, settings_for
 from tests.engineer.programs import source
+from tests.support.sandbox import require_bwrap
 
 RESULT = {"final_loss": 1.25, "benchmark": 0.7, "eval_s": 3.0, "scored_by": "trusted", "params": 1000,
           "loss_curve": [[10, 2.0], [20, 1.3]], "train_s": 12.0, "step_cost_s": 0.05, "probe_s": 1e-4,
@@ -35,7 +36,7 @@ def test_a_kept_baseline_comes_back_without_its_scored_fields(tmp_path):
     key = cache_key("code", "cpu-micro", {}, 0, "cpu")
     assert cache.lookup(key, (10,)) is None
     kept = cache.store(key, RESULT, work, scratch, (10,), "c1/exp-b")
-    assert kept == (tmp_path / "lab" / "cache" / "baselines" / key).resolve()
+    assert kept == (tmp_path / "lab" / "baselines" / key).resolve()
     assert cache.store(key, RESULT, work, scratch, (10,), "c2/exp-b") is None   # the first entry stays
     entry = cache.lookup(key, (10,))
     assert entry.trained_by == "c1/exp-b"
@@ -90,19 +91,23 @@ def proposal(campaign, exp, code, seed=0):
 @pytest.mark.slow
 @pytest.mark.integration
 async def test_a_second_campaigns_baseline_is_rescored_not_trained(kafka_broker, tmp_path):
+    """The second campaign runs in another data directory (a fresh folder, as a second clone's `make run`) on the
+    same machine: the machine cache gives it the first one's weights."""
     overrides = {"steps": 60, "eval_examples": 32}
-    w = Worker(settings_for(kafka_broker, tmp_path),
-               WorkerConfig(engineer_id="eng-a", lease_s=30, heartbeat_s=1.0, profile_overrides=overrides,
-                            rung_fracs=(0.5,)))
     async with Collector(kafka_broker) as log:
-        await w.start()
-        try:
-            for campaign in ("c1", "c2"):
+        for campaign in ("c1", "c2"):
+            w = Worker(settings_for(kafka_broker, tmp_path / f"lab-{campaign}", cache_dir=tmp_path / "machine"),
+                       WorkerConfig(engineer_id=f"eng-{campaign}", lease_s=30, heartbeat_s=1.0,
+                                    profile_overrides=overrides, rung_fracs=(0.5,)))
+            await w.start()
+            try:
                 await publish(kafka_broker, proposal(campaign, f"{campaign}-base", source("deltanet")))
                 await log.wait_for(lambda: log.of(ev.ResultsReady, experiment_id=f"{campaign}-base")
                                    or log.of(ev.TrainingFailed), timeout=300)
-        finally:
-            await w.stop()
+            finally:
+                await w.stop()
+    assert list((tmp_path / "machine" / "baselines").iterdir())   # kept in the machine cache, not a data dir
+    assert not list(tmp_path.glob("lab-*/**/baselines"))
     assert not log.of(ev.TrainingFailed), log.of(ev.TrainingFailed)[0].log_tail
     (first,) = log.of(ev.ResultsReady, experiment_id="c1-base")
     (second,) = log.of(ev.ResultsReady, experiment_id="c2-base")
@@ -116,3 +121,39 @@ async def test_a_second_campaigns_baseline_is_rescored_not_trained(kafka_broker,
     assert second.final_loss == pytest.approx(first.final_loss, abs=0.5)
     assert second.metrics["heldout/loss"] == second.final_loss
     assert second.metrics["train/claimed_final_loss"] == first.metrics["train/claimed_final_loss"]
+
+
+def test_no_sandbox_child_sees_the_machine_cache(tmp_path, monkeypatch):
+    """A program that could read DeltaNet's trained weights could load them and skip training: the machine cache is
+    an empty tmpfs in every child, even where it lies inside a directory the child may read."""
+    import subprocess
+    import sys
+
+    from lab import confine
+
+    require_bwrap()
+    machine = tmp_path / "machine"
+    weights = machine / "baselines" / "k" / WEIGHTS_NAME
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"trained")
+    monkeypatch.setenv("ARCHLAB_CACHE_DIR", str(machine))
+    code = "import sys\ntry:\n    print(open(sys.argv[1], 'rb').read())\nexcept OSError as e:\n    print(type(e).__name__)\n"
+    argv = confine.confine_argv([sys.executable, "-c", code, str(weights)], scratch=tmp_path / "scratch",
+                                readable=[str(tmp_path)])   # the cache's parent is even bound read-only
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "FileNotFoundError", out.stdout
+
+
+def test_the_machine_cache_is_the_setting_else_the_users_cache(tmp_path, monkeypatch):
+    from lab.machine_cache import machine_cache_dir
+
+    monkeypatch.setenv("ARCHLAB_CACHE_DIR", str(tmp_path / "set"))
+    assert machine_cache_dir() == tmp_path / "set" and Settings().machine_cache == tmp_path / "set"
+    monkeypatch.delenv("ARCHLAB_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert machine_cache_dir() == tmp_path / "xdg" / "archlab"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert machine_cache_dir() == tmp_path / "home" / ".cache" / "archlab"
+    assert Settings(cache_dir=tmp_path / "mine").machine_cache == tmp_path / "mine"

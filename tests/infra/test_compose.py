@@ -78,6 +78,7 @@ def test_every_archlab_env_var_is_a_settings_field(compose):
         assert env["ARCHLAB_STORAGE"] == "cassandra" and env["ARCHLAB_CASSANDRA_HOSTS"] == "cassandra"
         assert env["ARCHLAB_MILVUS_URI"].startswith("http://milvus:")
         assert env["ARCHLAB_DATA_DIR"] == "/data"
+        assert env["ARCHLAB_CACHE_DIR"].startswith("/data/")   # the machine cache persists in the volume
         if "ARCHLAB_LLM_API_KEY" in env:  # only the LLM services have it (see the least-privilege test below)
             assert env["ARCHLAB_LLM_API_KEY"] is None  # from the host, never written
         settings = Settings(**{k[len("ARCHLAB_"):].lower(): v for k, v in env.items() if v is not None})

@@ -25,6 +25,7 @@ from services.engineer.handlers import failure_kind
 from lab.training.sandboxed import run_training_sandboxed
 from lab.checks import static_check
 from tests.security import programs
+from tests.support.sandbox import require_bwrap
 
 SECRET = "sk-archlab-test-secret-4242"
 REPO = Path(__file__).resolve().parents[2]
@@ -32,11 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(autouse=True)
 def real_sandbox(monkeypatch):
-    ok, why = confine.available()
-    if not ok:
-        if os.environ.get("CI"):
-            pytest.fail(f"bubblewrap is required in CI: {why}")
-        pytest.skip(f"no OS sandbox here: {why}")
+    require_bwrap()
     monkeypatch.delenv(confine.UNCONFINED_VAR, raising=False)
     monkeypatch.setenv("ARCHLAB_LLM_API_KEY", SECRET)
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)

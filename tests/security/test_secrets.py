@@ -16,6 +16,7 @@ import pytest
 from services.cli import secrets
 from lab import confine
 from services.common.embedded import pid_alive
+from tests.support.sandbox import require_bwrap
 
 FAKE = "sk-archlab-fake-key-5150"
 REPO = Path(__file__).resolve().parents[2]
@@ -47,11 +48,7 @@ def test_the_cli_execs_itself_without_the_key_and_keeps_arguments_and_exit_code(
 
 
 def test_a_sandboxed_child_cannot_open_the_key_file(tmp_path, monkeypatch):
-    ok, why = confine.available()
-    if not ok:
-        if os.environ.get("CI"):
-            pytest.fail(f"bubblewrap is required in CI: {why}")
-        pytest.skip(f"no OS sandbox here: {why}")
+    require_bwrap()
     lab = tmp_path / "lab"
     key = secrets.write_key_file(lab, FAKE)
     stray = tmp_path / "elsewhere" / "key"   # an operator's key file outside the data dir, inside a bind
