@@ -197,7 +197,8 @@ def run_and_measure(budget: int, profile: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "lab"
         env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHLAB_")}
-        env["ARCHLAB_DATA_DIR"] = str(data_dir)
+        # a machine cache of its own: the baseline it samples the CPU of is trained, not reused
+        env.update(ARCHLAB_DATA_DIR=str(data_dir), ARCHLAB_CACHE_DIR=str(Path(tmp) / "machine"))
         print(f"reference: training loop outside the lab ({profile}, DeltaNet, 1 thread)...", flush=True)
         ref = reference_tokens_per_s(profile, 60)
         print(f"  {ref:,.0f} tokens/s", flush=True)

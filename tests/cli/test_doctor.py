@@ -11,6 +11,7 @@ import pytest
 from lab import confine
 from services.cli import doctor
 from services.common.settings import load_settings
+from tests.support.cli_env import clean_env
 
 ARCHLAB = [sys.executable, "-m", "services.cli.main"]
 
@@ -85,7 +86,7 @@ def test_the_sandbox_check_fails_when_the_child_can_read_a_secret(tmp_path, fres
 def test_doctor_fails_on_a_broken_bwrap_and_prints_the_fix(tmp_path):
     broken = fake_bwrap(tmp_path / "bwrap", "0.11.0",
                         body='echo "bwrap: setting up uid map: Permission denied" >&2\nexit 1')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHLAB_")}
+    env = clean_env("ARCHLAB_")
     env.update(ARCHLAB_DATA_DIR=str(tmp_path / "lab"), ARCHLAB_BWRAP=str(broken))
     out = subprocess.run([*ARCHLAB, "doctor"], env=env, capture_output=True, text=True, timeout=180)
     assert out.returncode == 3, out.stdout + out.stderr
@@ -120,7 +121,7 @@ def test_run_exits_non_zero_with_the_cause_when_the_baseline_cannot_run(tmp_path
                      'done\n'
                      f'exec {real} "$@"\n')
     picky.chmod(0o755)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARCHLAB_", "OPENAI_"))}
+    env = clean_env(("ARCHLAB_", "OPENAI_"))
     env.update(ARCHLAB_DATA_DIR=str(tmp_path / "lab"), ARCHLAB_BWRAP=str(picky))
     out = subprocess.run([*ARCHLAB, "run", "--profile", "cpu-micro", "--budget", "1", "--concurrency", "1"],
                          env=env, capture_output=True, text=True, timeout=900)
@@ -133,7 +134,7 @@ def test_run_exits_non_zero_with_the_cause_when_the_baseline_cannot_run(tmp_path
 
 def test_run_stops_before_anything_starts_when_the_preflight_fails(tmp_path):
     broken = fake_bwrap(tmp_path / "bwrap", "0.11.0", body='echo "bwrap: No permissions to creating new namespace" >&2\nexit 1')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHLAB_")}
+    env = clean_env("ARCHLAB_")
     env.update(ARCHLAB_DATA_DIR=str(tmp_path / "lab"), ARCHLAB_BWRAP=str(broken), COLUMNS="200")
     out = subprocess.run([*ARCHLAB, "run", "--profile", "cpu-micro", "--budget", "1", "--concurrency", "1"],
                          env=env, capture_output=True, text=True, timeout=180)

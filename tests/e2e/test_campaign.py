@@ -11,6 +11,7 @@ from services.archive import queries
 from services.archive.projection import status_of
 from services.archive.storage import SQLiteStore
 from tests.support.browser import By, browser, console_errors  # noqa: F401 - fixture
+from tests.support.cli_env import clean_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 ARCHLAB = [sys.executable, "-m", "services.cli.main"]
@@ -22,7 +23,7 @@ def archlab(*args, env, timeout):
 
 
 def lab_env(tmp_path: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARCHLAB_", "OPENAI_"))}
+    env = clean_env(("ARCHLAB_", "OPENAI_"))
     env.update(ARCHLAB_DATA_DIR=str(tmp_path / "lab"), COLUMNS="200")
     return env
 

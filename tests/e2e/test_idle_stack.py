@@ -13,6 +13,7 @@ import time
 import pytest
 
 from lab import proc_cpu
+from tests.support.cli_env import clean_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -23,7 +24,7 @@ def archlab(*args, env, timeout=240):
 
 
 def test_idle_stack_does_not_burn_cpu(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHLAB_")}
+    env = clean_env("ARCHLAB_")
     env["ARCHLAB_DATA_DIR"] = str(tmp_path / "lab")
     up = archlab("up", env=env)
     assert up.returncode == 0, up.stdout + up.stderr

@@ -30,6 +30,7 @@ from lab.zoo.registry import zoo_source
 from tests.conftest import shared_dir
 from tests.support.lab_script import LabScript, role_of
 from tests.support.scripted_llm import scripted_llm  # noqa: F401 - fixture
+from tests.support.cli_env import clean_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 ARCHLAB = [sys.executable, "-m", "services.cli.main"]
@@ -64,7 +65,7 @@ def test_llm_campaign_end_to_end(tmp_path, scripted_llm):
     source, programs = architecture_programs()
     script = LabScript(programs)
     scripted_llm.responder = script
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARCHLAB_", "OPENAI_"))}
+    env = clean_env(("ARCHLAB_", "OPENAI_"))
     env.update(ARCHLAB_DATA_DIR=str(tmp_path / "lab"), COLUMNS="200", ARCHLAB_LLM_BASE_URL=scripted_llm.base_url,
                ARCHLAB_LLM_API_KEY="test-key", ARCHLAB_LLM_MODEL=DEFAULT_MODEL,
                ARCHLAB_LLM_MODELS_PLANNER=json.dumps(PLANNER_MODELS), ARCHLAB_LLM_TIMEOUT_S="60")

@@ -20,6 +20,7 @@ from schemas.topics import topic_for
 from services.common.bus import publish_once
 from services.common.log_reader import read_log
 from services.common.settings import Settings
+from tests.support.cli_env import clean_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 ARCHLAB = [sys.executable, "-m", "services.cli.main"]
@@ -58,7 +59,7 @@ def wait_until(predicate, timeout: float, what: str):
 
 
 def test_engineer_broker_and_archive_failures_lose_nothing(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARCHLAB_", "OPENAI_"))}
+    env = clean_env(("ARCHLAB_", "OPENAI_"))
     env.update(ARCHLAB_DATA_DIR=str(tmp_path / "lab"), ARCHLAB_ENGINEER_LEASE_S="20", COLUMNS="200")
     archlab("up", "--engineers", "2", env=env, timeout=300)
     stack_file = tmp_path / "lab" / "stack.json"

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from services.common.embedded import pid_alive
+from tests.support.cli_env import clean_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 ARCHLAB = [sys.executable, "-m", "services.cli.main"]
@@ -109,7 +110,7 @@ def capabilities(env, campaign_id: str, tmp_path: Path, label: str) -> None:
 
 @pytest.mark.timeout(2700)   # a whole campaign (or three): longer than the suite's 900 s default
 def test_every_capability_survives_every_restart(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARCHLAB_", "OPENAI_"))}
+    env = clean_env(("ARCHLAB_", "OPENAI_"))
     env.update(ARCHLAB_DATA_DIR=str(tmp_path / "lab"), COLUMNS="200", ARCHLAB_UI_PORT="0")
     archlab("up", env=env)
     try:

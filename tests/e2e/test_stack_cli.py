@@ -16,6 +16,7 @@ from schemas import events as ev
 from services.common.bus import make_broker, publish_events
 from services.common.embedded import pid_alive, port_open
 from services.common.settings import Settings
+from tests.support.cli_env import clean_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 ARCHLAB = [sys.executable, "-m", "services.cli.main"]
@@ -33,7 +34,7 @@ async def publish(bootstrap, *events):
 
 
 def test_up_status_tap_down(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHLAB_")}
+    env = clean_env("ARCHLAB_")
     env.update(ARCHLAB_DATA_DIR=str(tmp_path / "lab"), COLUMNS="200")
     up = archlab("up", env=env)
     assert up.returncode == 0, up.stdout + up.stderr

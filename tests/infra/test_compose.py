@@ -15,6 +15,7 @@ import yaml
 
 from schemas.topics import all_topics
 from services.common.settings import Settings
+from tests.support.cli_env import clean_env
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "infra" / "docker-compose.yml"
@@ -48,7 +49,7 @@ def test_docker_compose_config_validates(tmp_path):
     if binary is None:
         pytest.skip("docker-compose is not installed (apt-get install -y docker-compose)")
     # an empty env file: the check must not depend on the caller's ARCHLAB_* variables
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHLAB_")}
+    env = clean_env("ARCHLAB_")
     out = subprocess.run([binary, "-f", str(COMPOSE), "config"], capture_output=True, text=True, env=env,
                          timeout=120, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
@@ -209,7 +210,7 @@ def test_the_secrets_override_gives_the_key_file_to_the_llm_services_only(tmp_pa
         pytest.skip("docker-compose is not installed (apt-get install -y docker-compose)")
     key = tmp_path / "llm_api_key"
     key.write_text("sk-never-in-the-config")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHLAB_")}
+    env = clean_env("ARCHLAB_")
     out = subprocess.run([binary, "-f", str(COMPOSE), "-f", str(ROOT / "infra" / "docker-compose.secrets.yml"),
                           "config"], capture_output=True, text=True, env={**env, "ARCHLAB_LLM_API_KEY_FILE": str(key)},
                          timeout=120, cwd=tmp_path)

@@ -17,13 +17,14 @@ from services.cli import secrets
 from lab import confine
 from services.common.embedded import pid_alive
 from tests.support.sandbox import require_bwrap
+from tests.support.cli_env import clean_env
 
 FAKE = "sk-archlab-fake-key-5150"
 REPO = Path(__file__).resolve().parents[2]
 
 
 def cli_env(data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHLAB_") and not k.startswith("OPENAI")}
+    env = clean_env(("ARCHLAB_", "OPENAI"))
     env.update(ARCHLAB_DATA_DIR=str(data_dir), ARCHLAB_LLM_API_KEY=FAKE, OPENAI_API_KEY=FAKE, COLUMNS="200")
     return env
 

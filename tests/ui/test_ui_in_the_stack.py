@@ -15,6 +15,7 @@ from schemas import events as ev
 from services.common.bus import publish_once
 from services.common.embedded import pid_alive
 from services.common.settings import Settings
+from tests.support.cli_env import clean_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -25,7 +26,7 @@ def archlab(*args, env, timeout=240):
 
 
 def test_up_starts_the_ui_and_down_stops_it(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHLAB_")}
+    env = clean_env("ARCHLAB_")
     env.update(ARCHLAB_DATA_DIR=str(tmp_path / "lab"), COLUMNS="200", ARCHLAB_UI_PORT="0")
     up = archlab("up", env=env)
     assert up.returncode == 0, up.stdout + up.stderr
