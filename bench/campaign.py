@@ -32,8 +32,9 @@ concurrency measured, a lone run on the free cores, early stopping at the rungs,
 "again": the same command once more in after's data directory, as a user runs `make run` a second time in the same
 folder; "fresh": a new data directory on the machine after's campaign ran on, as a second clone's `make run` (both
 reuse the calibration and the baseline's weights: services/engineer/concurrency.py, baseline_cache.py). An arm
-named twice runs twice (`--arms before,after,again,fresh,fresh`), and the ratio of its mean is printed too. Replication is off in all (`--replicate 0`: it adds runs that are not candidates). Prints per arm the wall time, models trained, candidates
-ended, stopped early, candidates per CPU-hour (candidates ended / (wall x cores)), the median time from sampled to
+named twice runs twice (`--arms before,after,again,fresh,fresh`), and the ratio of its mean is printed too.
+Replication is off in all (`--replicate 0`: it adds runs that are not candidates). Prints per arm the wall time,
+models trained, candidates ended, stopped early, candidates per CPU-hour (candidates ended / (wall x cores)), the median time from sampled to
 training, and the best candidate, then the after/before ratio (target >= 2x, with the same winner).
 
 rungs (early stopping as a counterfactual): reads a finished campaign run with ARCHLAB_ENGINEER_STOP_NOISES=0 (every
