@@ -32,7 +32,8 @@ concurrency measured, a lone run on the free cores, early stopping at the rungs,
 "again": the same command once more in after's data directory, as a user runs `make run` a second time in the same
 folder; "fresh": a new data directory on the machine after's campaign ran on, as a second clone's `make run` (both
 reuse the calibration and the baseline's weights: services/engineer/concurrency.py, baseline_cache.py). An arm
-named twice runs twice (`--arms before,after,again,fresh,fresh`), and the ratio of its mean is printed too.
+named twice runs twice (`--arms before,after,again,fresh,fresh`), and the ratio of its mean is printed too; the
+reference of every ratio is the mean of the before arms.
 Replication is off in all (`--replicate 0`: it adds runs that are not candidates). Prints per arm the wall time,
 models trained, candidates ended, stopped early, candidates per CPU-hour (candidates ended / (wall x cores)), the median time from sampled to
 training, and the best candidate, then the after/before ratio (target >= 2x, with the same winner).
@@ -234,7 +235,7 @@ def run_and_measure(budget: int, profile: str) -> None:
 
 THROUGHPUT_ARMS = {   # arm -> (environment, arguments, data directory ("{n}": its own each time), machine cache)
     "before": ({"ARCHLAB_ENGINEER_RUNG_FRACS": "[]", "ARCHLAB_ENGINEER_REUSE_BASELINE": "0"}, ["--concurrency", "2"],
-               "before", "before-machine"),
+               "before-{n}", "before-machine-{n}"),
     "after": ({}, [], "after", "machine"),
     "again": ({}, [], "after", "machine"),
     "fresh": ({}, [], "fresh-{n}", "machine"),
@@ -284,7 +285,7 @@ def throughput(budget: int, profile: str, seed: int, arms: list[str]) -> None:
             label = arm if arms.count(arm) == 1 else f"{arm}-{arms[:n + 1].count(arm)}"
             data_dir = Path(root) / folder.format(n=n)
             env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHLAB_")}
-            env.update(ARCHLAB_DATA_DIR=str(data_dir), ARCHLAB_CACHE_DIR=str(Path(root) / cache), ARCHLAB_UI_PORT="0",
+            env.update(ARCHLAB_DATA_DIR=str(data_dir), ARCHLAB_CACHE_DIR=str(Path(root) / cache.format(n=n)), ARCHLAB_UI_PORT="0",
                        COLUMNS="200", **extra_env)
             argv = [sys.executable, "-m", "services.cli.main", "run", "--budget", str(budget), "--profile", profile,
                     "--seed", str(seed), "--replicate", "0", "--keep-up", *extra_args]
@@ -310,14 +311,19 @@ def throughput(budget: int, profile: str, seed: int, arms: list[str]) -> None:
         start = f"{r['start_s']:.1f}" if r["start_s"] is not None else "-"
         print(f"{arm:8} {r['wall_s']:7.0f} {r['exit']:4d} {r['models_trained']:7d} {r['candidates_ended']:5d} "
               f"{r['stopped']:7d} {r['per_cpu_hour']:10.2f} {start:>7}  {best}")
-    before = (results.get("before") or {}).get("per_cpu_hour")
+    def runs_of(arm: str) -> dict[str, dict]:
+        return {label: r for label, r in results.items() if label == arm or label.rsplit("-", 1)[0] == arm}
+
+    # the reference is the mean of the before arms: one before campaign has ranged 730-1059 s on this machine
+    befores = runs_of("before")
+    before = statistics.fmean(r["per_cpu_hour"] for r in befores.values()) if befores else None
+    before_best = {(r["best"] or [None])[0] for r in befores.values()}
     for label, r in results.items():
-        if before and label != "before":
-            same = (r["best"] or [None])[0] == (results["before"]["best"] or [None])[0]
+        if before and label not in befores:
             print(f"candidates per CPU-hour {label}/before: {r['per_cpu_hour'] / before:.2f}x (target >= 2x); "
-                  f"same best candidate: {same}")
+                  f"same best candidate: {(r['best'] or [None])[0] in before_best}")
     for arm in THROUGHPUT_ARMS:
-        runs = [r["per_cpu_hour"] for label, r in results.items() if label.rsplit("-", 1)[0] == arm]
+        runs = [r["per_cpu_hour"] for r in runs_of(arm).values()]
         if before and len(runs) > 1:
             print(f"{arm}, mean of {len(runs)} campaigns: {statistics.fmean(runs):.2f} candidates per CPU-hour, "
                   f"{statistics.fmean(runs) / before:.2f}x before")

@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     engineer_threads: int = 1            # CPU threads of a training child
     engineer_stop_noises: float = 4.0    # early stopping: worse than the baseline at a rung by > this many seed noises
     # where the rungs are, as fractions of the steps (JSON list); every engineer of a campaign must use the same
-    engineer_rung_fracs: list[float] = [0.5, 0.75]
+    engineer_rung_fracs: list[float] = [0.4, 0.5, 0.75]
     # a baseline trained once in this data dir is reused, re-scored on each campaign's held-out data (baseline_cache)
     engineer_reuse_baseline: bool = True
     debugger_max_revisions: int = 3      # when the campaign's ParentSampled.max_revisions is not known

@@ -109,11 +109,12 @@ def test_the_margin_at_a_rung_is_the_seed_noise_measured_at_that_step():
     tiny = get_profile("cpu-tiny")
     w = Worker(settings_for("127.0.0.1:1", Path("unused")), WorkerConfig(engineer_id="e"))
     rungs = w.rung_steps(tiny)
-    assert rungs == (320, 490)                                   # the defaults: 1/2 and 3/4 of 650 steps
+    assert rungs == (260, 320, 490)                              # the defaults: 0.4, 1/2 and 3/4 of 650 steps
     assert all(step in tiny.rung_loss_noise for step in rungs)   # each with its own measured noise
     # leaving the plateau the seeds spread: at 1/2 the noise is about twice the final loss's, at 1/4 far more
     assert tiny.loss_noise_at(320) > 1.5 * tiny.seed_noise["loss"]
     assert tiny.loss_noise_at(160) > 10 * tiny.seed_noise["loss"]
+    assert tiny.loss_noise_at(160) > tiny.loss_noise_at(260) > tiny.loss_noise_at(320)   # the spread closes
     assert tiny.loss_noise_at(330) == tiny.seed_noise["loss"]    # not measured there: the final loss's
     # another curve (other steps) does not inherit the noises measured on this one
     assert get_profile("cpu-tiny", steps=980).loss_noise_at(490) == tiny.seed_noise["loss"]
