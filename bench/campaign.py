@@ -35,8 +35,9 @@ reuse the calibration and the baseline's weights: services/engineer/concurrency.
 named twice runs twice (`--arms before,after,again,fresh,fresh`), and the ratio of its mean is printed too; the
 reference of every ratio is the mean of the before arms.
 Replication is off in all (`--replicate 0`: it adds runs that are not candidates). Prints per arm the wall time,
-models trained, candidates ended, stopped early, candidates per CPU-hour (candidates ended / (wall x cores)), the median time from sampled to
-training, and the best candidate, then the after/before ratio (target >= 2x, with the same winner).
+models trained, candidates ended, stopped early, candidates per CPU-hour (candidates ended / (wall x cores)), the
+median time from sampled to training, and the best candidate, then each arm's ratio to the before arms (target >= 2x,
+with the same winner).
 
 rungs (early stopping as a counterfactual): reads a finished campaign run with ARCHLAB_ENGINEER_STOP_NOISES=0 (every
 rung scored and recorded in the result, nothing stopped) and prints per candidate its trusted held-out loss at each
@@ -285,8 +286,8 @@ def throughput(budget: int, profile: str, seed: int, arms: list[str]) -> None:
             label = arm if arms.count(arm) == 1 else f"{arm}-{arms[:n + 1].count(arm)}"
             data_dir = Path(root) / folder.format(n=n)
             env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHLAB_")}
-            env.update(ARCHLAB_DATA_DIR=str(data_dir), ARCHLAB_CACHE_DIR=str(Path(root) / cache.format(n=n)), ARCHLAB_UI_PORT="0",
-                       COLUMNS="200", **extra_env)
+            env.update(ARCHLAB_DATA_DIR=str(data_dir), ARCHLAB_CACHE_DIR=str(Path(root) / cache.format(n=n)),
+                       ARCHLAB_UI_PORT="0", COLUMNS="200", **extra_env)
             argv = [sys.executable, "-m", "services.cli.main", "run", "--budget", str(budget), "--profile", profile,
                     "--seed", str(seed), "--replicate", "0", "--keep-up", *extra_args]
             print(f"== {label}: {' '.join(argv[3:])} {' '.join(f'{k}={v}' for k, v in extra_env.items())}", flush=True)
@@ -311,6 +312,7 @@ def throughput(budget: int, profile: str, seed: int, arms: list[str]) -> None:
         start = f"{r['start_s']:.1f}" if r["start_s"] is not None else "-"
         print(f"{arm:8} {r['wall_s']:7.0f} {r['exit']:4d} {r['models_trained']:7d} {r['candidates_ended']:5d} "
               f"{r['stopped']:7d} {r['per_cpu_hour']:10.2f} {start:>7}  {best}")
+
     def runs_of(arm: str) -> dict[str, dict]:
         return {label: r for label, r in results.items() if label == arm or label.rsplit("-", 1)[0] == arm}
 

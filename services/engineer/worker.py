@@ -98,7 +98,7 @@ class WorkerConfig:
     calibrate: bool = True       # time limits from this machine's measured speed (calibrate.py)
     share_cores: bool = True     # with a measured plan of this machine: a lone run gets the free cores (concurrency.py)
     share_every_s: float = 1.0   # how often a run's share is recomputed while it trains
-    rung_fracs: tuple[float, ...] = (0.4, 0.5, 0.75)   # early stopping: weights judged at these fractions of the steps
+    rung_fracs: tuple[float, ...] = (0.4, 0.5, 0.75)  # early stopping: weights judged at these fractions of the steps
     stop_noises: float = 4.0     # stop a candidate worse than the baseline at a rung by more (0: judge, never stop)
     reuse_baseline: bool = True  # a baseline already trained on this machine is re-scored, not trained (baseline_cache)
 
