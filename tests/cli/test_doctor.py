@@ -1,7 +1,6 @@
 """Issue 22: the sandbox needs no system package, `archlab doctor` says what is wrong and how to fix it, and a
 campaign that cannot run says why and exits non-zero."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -1,6 +1,5 @@
 """`archlab run` end to end on the embedded stack, as a user runs it: a real (small) campaign with
 real training, then the report in Chromium and a replay that reproduces the database digest."""
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -5,7 +5,6 @@ core each (the whole stack: about two cores). The bound here has generous slack 
 figure (bench/idle.py: about 3 % of one core in total) so that a shared CI machine does not flake.
 """
 import json
-import os
 import subprocess
 import sys
 import time

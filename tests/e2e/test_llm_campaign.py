@@ -13,7 +13,6 @@ served.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys

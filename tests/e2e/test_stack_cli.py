@@ -4,7 +4,6 @@ Every service process starts and stops cleanly, no orphan is left, no port stays
 """
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import time

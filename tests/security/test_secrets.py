@@ -5,7 +5,6 @@ the key in its environment, only the LLM services get the key file's path; a san
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time

@@ -2,7 +2,6 @@
 the stack's archive applies; `archlab down` stops it. Real subprocesses, a whole embedded stack."""
 import asyncio
 import json
-import os
 import re
 import subprocess
 import sys
