@@ -60,11 +60,12 @@ def chunk_scalar_memory(q, k, v, beta=None, log_decay=None, chunk_size: int = 64
     if beta is not None:
         b = rearrange(F.pad(beta.float(), (0, 0, 0, pad)), "b (n c) h -> b h n c 1", c=C)
         k_beta = k * b
-        eye = torch.eye(C, dtype=q.dtype, device=q.device)
         A = (k_beta @ k.transpose(-1, -2))
         A = (A * decay if decays else A).tril(-1)  # A_ij = b_i a_{j+1..i} k_i.k_j, j < i
-        T_inv = torch.linalg.solve_triangular(eye + A, eye.expand_as(A).contiguous(), upper=False)
-        u, w = T_inv @ (v * b), T_inv @ (k_beta * g.exp()[..., None] if decays else k_beta)
+        # (I + A) [u w] = [b v, b a k]: one unit-triangular solve for both, not (I + A)^-1 then two products
+        rhs = torch.cat([v * b, k_beta * g.exp()[..., None] if decays else k_beta], dim=-1)
+        uw = torch.linalg.solve_triangular(A, rhs, upper=False, unitriangular=True)
+        u, w = uw[..., :v.shape[-1]], uw[..., v.shape[-1]:]
     else:
         u, w = v, None
     S = q.new_zeros(B, H, K, v.shape[-1])
