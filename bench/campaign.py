@@ -296,7 +296,7 @@ def throughput(budget: int, profile: str, seed: int, arms: list[str]) -> None:
                 proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                 wall = time.monotonic() - t0
                 for line in proc.stdout.splitlines():
-                    if "->" in line or "completed" in line or "concurrency" in line:
+                    if "->" in line or "stopped early" in line or "completed" in line or "concurrency" in line:
                         print("  | " + line.rstrip()[:160], flush=True)
                 events = asyncio.run(campaign_events(data_dir))
                 latest = max((e for e in events if isinstance(e, ev.CampaignStarted)), key=lambda e: e.occurred_at)

@@ -1,10 +1,11 @@
 """Training throughput: the engineer's training loop and its speed-up candidates side by side, one run.
 
-    python bench/train.py [--steps 30] [--program zoo|local] [--profile cpu-tiny] [--member deltanet]
-                          [--variants engine,adamw-loop,threads-2,chunk-32,plain] [--repeats 2]
+    python bench/train.py [--steps 30] [--program zoo|local|FILE.py] [--profile cpu-tiny] [--member deltanet]
+                          [--variants engine,adamw-loop,threads-2,chunk-32,plain,program=OTHER.py] [--repeats 2]
 
 Each variant runs in its own child process (so fixed cost and peak memory are its own), on `--profile` with a
-zoo member (DeltaNet by default; the test-local DeltaNet with --program local), from the same seed:
+zoo member (DeltaNet by default; the test-local DeltaNet with --program local; any layer program with --program
+FILE.py), from the same seed:
 
   engine       the engineer's `train()` as it is
   adamw-foreach  the same loop with AdamW's multi-tensor kernels instead of its per-parameter Python loop
@@ -12,6 +13,8 @@ zoo member (DeltaNet by default; the test-local DeltaNet with --program local), 
   chunk-N      the engine with the chunked kernels' chunks of N (layer kwarg `chunk_size`; the zoo's is 64)
   compile      the engine with the whole model under torch.compile (fixed cost: the compilation)
   plain        a minimal loop: no schedule, monitor, checkpoints or clipping (the loop's own overhead)
+  program=FILE the engine on another program (e.g. the same design rendered by two versions of the proposer's
+               codegen: a kernel change that keeps the numbers shows a last loss within 0.00 noises)
 
 Printed per variant: steady tokens/s (after 2 warm-up steps), fixed cost (process start to the end of the
 first step: imports, build, compilation, first step), FLOP/s as a fraction of one core's fp32 peak (6 x params
@@ -48,7 +51,9 @@ def program_source(which: str, member: str = "deltanet") -> str:
     if which == "zoo":
         from lab.zoo.registry import zoo_source
         return zoo_source(member)
-    return (REPO / "tests" / "engineer" / "programs" / "deltanet.py").read_text()
+    if which == "local":
+        return (REPO / "tests" / "engineer" / "programs" / "deltanet.py").read_text()
+    return Path(which).read_text()
 
 
 def core_peak_flops() -> float:
@@ -83,6 +88,8 @@ def worker(variant: str, steps: int, program: str, profile_name: str, member: st
     profile = get_profile(profile_name, steps=steps, log_every=1, checkpoint_every=steps, layer_kwargs=kwargs)
     torch.set_num_threads(2 if variant == "threads-2" else 1)
     torch.manual_seed(0)
+    if variant.startswith("program="):
+        program, variant = variant.split("=", 1)[1], "engine"
     model = build_model(load_layer_class(program_source(program, member)), profile)
     batches = make_batch_fn(profile, seed=0)
     stamps: list[float] = []
@@ -155,13 +162,17 @@ def explore_line(program: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--program", choices=["zoo", "local"], default="zoo")
+    ap.add_argument("--program", default="zoo", help="zoo, local or the path of a layer program")
     ap.add_argument("--member", default="deltanet", help="zoo member (with --program zoo)")
     ap.add_argument("--profile", default="cpu-tiny")
     ap.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"comma-separated, of {', '.join(VARIANTS)}")
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--worker", choices=VARIANTS)
+    ap.add_argument("--worker")
     args = ap.parse_args()
+    for name in [v for v in args.variants.split(",") if v] + [args.program]:
+        path = name.split("=", 1)[1] if name.startswith("program=") else name
+        if name not in VARIANTS and name not in ("zoo", "local") and not Path(path).is_file():
+            ap.error(f"{name!r}: not a variant ({', '.join(VARIANTS)}, program=FILE) or an existing program file")
     if args.worker:
         print(json.dumps(worker(args.worker, args.steps, args.program, args.profile, args.member)))
         return
@@ -183,19 +194,21 @@ def main() -> None:
     ref = best.get("engine") or next(iter(best.values()))
     peak, noise = core_peak_flops(), (profile.seed_noise or {}).get("loss")
     per_candidate = {v: r["fixed_s"] + profile.steps * r["step_s"] for v, r in best.items() if "step_s" in r}
-    print(f"{args.profile} {args.member if args.program == 'zoo' else 'local DeltaNet'}, {ref.get('params', 0):,} "
+    name = {"zoo": args.member, "local": "local DeltaNet"}.get(args.program, args.program)
+    print(f"{args.profile} {name}, {ref.get('params', 0):,} "
           f"params, {args.steps} steps per variant, fastest of {args.repeats}; core fp32 peak {peak / 1e9:.1f} "
           f"GFLOP/s; a candidate = {profile.steps} steps")
-    print(f"  {'variant':11s} {'tokens/s':>9s} {'fixed s':>8s} {'FLOP/s of peak':>15s} {'candidate s':>12s} "
+    width = max(11, *(len(v) for v in best))
+    print(f"  {'variant':{width}s} {'tokens/s':>9s} {'fixed s':>8s} {'FLOP/s of peak':>15s} {'candidate s':>12s} "
           f"{'vs engine':>9s} {'last loss':>10s} {'diff/noise':>10s}")
     for variant, r in best.items():
         if "error" in r:
-            print(f"  {variant:11s} failed: {r['error']}")
+            print(f"  {variant:{width}s} failed: {r['error']}")
             continue
         frac = 6 * r["params"] * r["tokens_per_s"] / peak
         diff = (r["last_loss"] - ref["last_loss"]) / noise if noise else float("nan")
         speed = per_candidate["engine"] / per_candidate[variant] if "engine" in per_candidate else float("nan")
-        print(f"  {variant:11s} {r['tokens_per_s']:9,.0f} {r['fixed_s']:8.1f} {100 * frac:14.1f}% "
+        print(f"  {variant:{width}s} {r['tokens_per_s']:9,.0f} {r['fixed_s']:8.1f} {100 * frac:14.1f}% "
               f"{per_candidate[variant]:12.0f} {speed:8.2f}x {r['last_loss']:10.4f} {diff:+10.2f}")
     print(explore_line(args.program))
 
