@@ -169,10 +169,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--worker")
     args = ap.parse_args()
-    for name in [v for v in args.variants.split(",") if v] + [args.program]:
-        path = name.split("=", 1)[1] if name.startswith("program=") else name
-        if name not in VARIANTS and name not in ("zoo", "local") and not Path(path).is_file():
-            ap.error(f"{name!r}: not a variant ({', '.join(VARIANTS)}, program=FILE) or an existing program file")
+    for name in [v for v in args.variants.split(",") if v]:
+        if name not in VARIANTS and not (name.startswith("program=") and Path(name[len("program="):]).is_file()):
+            ap.error(f"variant {name!r}: not one of {', '.join(VARIANTS)}, or program=FILE of an existing file")
+    if args.program not in ("zoo", "local") and not Path(args.program).is_file():
+        ap.error(f"--program {args.program!r}: not zoo, local or an existing program file")
     if args.worker:
         print(json.dumps(worker(args.worker, args.steps, args.program, args.profile, args.member)))
         return
