@@ -152,7 +152,8 @@ def test_a_new_event_reaches_an_open_stream_within_two_seconds(ui, data_dir):
                 event = line.split(":", 1)[1].strip()
             elif line.startswith("data:") and event == "change":
                 received.append((time.monotonic(), json.loads(line.split(":", 1)[1])))
-                return
+                if any(e["type"] == "ProposalCreated" for e in received[-1][1]):
+                    return
             elif not line:
                 return
 
@@ -163,9 +164,9 @@ def test_a_new_event_reaches_an_open_stream_within_two_seconds(ui, data_dir):
     project(data_dir, _new_candidate("exp-live", "live_candidate"))
     listener.join(5)
     assert received, "no change event within 5 s"
-    at, events = received[0]
-    assert at - sent < 2.0
-    assert [e["type"] for e in events] == ["ParentSampled", "ProposalCreated"]
+    assert received[0][0] - sent < 2.0
+    # the two events may reach the stream in one change or two (the watcher can poll between their commits)
+    assert [e["type"] for _, events in received for e in events] == ["ParentSampled", "ProposalCreated"]
     fragment = get(ui.url + "leaderboard?fragment=1")[1].decode()
     assert "live_candidate" in fragment and "<html" not in fragment
 
