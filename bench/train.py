@@ -56,6 +56,11 @@ def program_source(which: str, member: str = "deltanet") -> str:
     return Path(which).read_text()
 
 
+def variant_program(variant: str) -> str | None:
+    """The program file of a `program=FILE` variant (None for the loop's own variants)."""
+    return variant.split("=", 1)[1] if variant.startswith("program=") else None
+
+
 def core_peak_flops() -> float:
     """One core's fp32 peak: MHz x flop/cycle (2 FMA units x 8 lanes x 2 with AVX2; x 2 again with AVX-512)."""
     mhz, flags = 2400.0, ""
@@ -88,8 +93,8 @@ def worker(variant: str, steps: int, program: str, profile_name: str, member: st
     profile = get_profile(profile_name, steps=steps, log_every=1, checkpoint_every=steps, layer_kwargs=kwargs)
     torch.set_num_threads(2 if variant == "threads-2" else 1)
     torch.manual_seed(0)
-    if variant.startswith("program="):
-        program, variant = variant.split("=", 1)[1], "engine"
+    if variant_program(variant):
+        program, variant = variant_program(variant), "engine"
     model = build_model(load_layer_class(program_source(program, member)), profile)
     batches = make_batch_fn(profile, seed=0)
     stamps: list[float] = []
@@ -170,7 +175,7 @@ def main() -> None:
     ap.add_argument("--worker")
     args = ap.parse_args()
     for name in [v for v in args.variants.split(",") if v]:
-        if name not in VARIANTS and not (name.startswith("program=") and Path(name[len("program="):]).is_file()):
+        if name not in VARIANTS and not (variant_program(name) and Path(variant_program(name)).is_file()):
             ap.error(f"variant {name!r}: not one of {', '.join(VARIANTS)}, or program=FILE of an existing file")
     if args.program not in ("zoo", "local") and not Path(args.program).is_file():
         ap.error(f"--program {args.program!r}: not zoo, local or an existing program file")
