@@ -4,6 +4,7 @@
     python bench/campaign.py overhead --data-dir DIR [--campaign C]
     python bench/campaign.py overhead --run [--budget 2] [--profile cpu-tiny]
     python bench/campaign.py throughput [--budget 6] [--profile cpu-tiny] [--seed 0] [--arms before,after,again,fresh]
+                                        [--before-kernels a3a899c^]
     python bench/campaign.py rungs --data-dir DIR [--campaign C]
 
 scaling: N engineer workers (in one process, each its own Kafka consumer and sandbox children) on
@@ -34,6 +35,11 @@ folder; "fresh": a new data directory on the machine after's campaign ran on, as
 reuse the calibration and the baseline's weights: services/engineer/concurrency.py, baseline_cache.py). An arm
 named twice runs twice (`--arms before,after,again,fresh,fresh`), and the ratio of its mean is printed too; the
 reference of every ratio is the mean of the before arms.
+The before arm also renders its candidates with the proposer's kernels as they were before issue 23
+(`--before-kernels REF`, default a3a899c^: services/researcher/codegen.py at REF, in a copy of this checkout's files
+that the arm runs from; issue 23 made those kernels faster twice, a3a899c and 7d2dadd, and a before arm with today's
+kernels leaves that out of the ratio); `--before-kernels HEAD` gives it today's. Each arm prints how many of its
+proposals carry which delta kernel (the inverse before, the one solve after), so the arm's kernels are checked.
 Replication is off in all (`--replicate 0`: it adds runs that are not candidates). Prints per arm the wall time,
 models trained, candidates ended, stopped early, candidates per CPU-hour (candidates ended / (wall x cores)), the
 median time from sampled to training, and the best candidate, then each arm's ratio to the before arms (target >= 2x,
@@ -51,6 +57,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -243,6 +250,41 @@ THROUGHPUT_ARMS = {   # arm -> (environment, arguments, data directory ("{n}": i
 }
 
 
+KERNELS_FILE = "services/researcher/codegen.py"   # the proposer's kernels: the only code the before arm swaps
+BEFORE_KERNELS = "a3a899c^"                       # issue 23's first kernel speed-up is a3a899c, its second 7d2dadd
+KERNEL_MARKERS = {"inverse": "T_inv = torch.linalg.solve_triangular(eye + A",   # the delta kernel before 7d2dadd
+                  "one solve": "unitriangular=True"}                              # since
+
+
+def checkout_with_kernels(root: Path, ref: str) -> Path:
+    """A copy of this checkout's files (tracked, as they are now) with the proposer's kernels as they were at `ref`:
+    the lab the before arm runs (its services start from the working directory, before the installed package)."""
+    repo = Path(__file__).resolve().parents[1]
+    dest = root / f"lab-at-{ref.replace('^', '-parent').replace('/', '_')}"
+    try:
+        kernels = subprocess.run(["git", "-C", str(repo), "show", f"{ref}:{KERNELS_FILE}"], capture_output=True,
+                                 text=True, check=True).stdout
+        files = subprocess.run(["git", "-C", str(repo), "ls-files", "-z"], capture_output=True, text=True,
+                               check=True).stdout.split("\0")
+    except (OSError, subprocess.CalledProcessError) as e:
+        err = (getattr(e, "stderr", "") or str(e)).strip()
+        raise SystemExit(f"--before-kernels {ref}: cannot read {KERNELS_FILE} at {ref} from git in {repo} ({err}); "
+                         "run the bench from a git clone with its history, or pass --before-kernels HEAD")
+    for name in filter(None, files):
+        src = repo / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    (dest / KERNELS_FILE).write_text(kernels)
+    return dest
+
+
+def kernels_used(events: list[ev.Event]) -> dict[str, int]:
+    """How many of a campaign's proposals carry each delta kernel (KERNEL_MARKERS): which codegen rendered them."""
+    codes = [e.code for e in events if isinstance(e, ev.ProposalCreated) and e.role != "baseline"]
+    return {kind: sum(marker in c for c in codes) for kind, marker in KERNEL_MARKERS.items()}
+
+
 async def campaign_events(data_dir: Path) -> list[ev.Event]:
     from services.common import endpoints
 
@@ -277,10 +319,14 @@ def summarise(events: list[ev.Event], wall: float, cores: int) -> dict:
             "best": (names.get(best, best), scores[best].fitness) if best else None}
 
 
-def throughput(budget: int, profile: str, seed: int, arms: list[str]) -> None:
+def throughput(budget: int, profile: str, seed: int, arms: list[str], before_kernels: str) -> None:
     cores = os.cpu_count() or 1
     results = {}
     with tempfile.TemporaryDirectory() as root:
+        before_lab = None
+        if "before" in arms and before_kernels != "HEAD":
+            before_lab = checkout_with_kernels(Path(root), before_kernels)
+            print(f"the before arms run from {before_lab.name}: this checkout with {KERNELS_FILE} at {before_kernels}")
         for n, arm in enumerate(arms):
             extra_env, extra_args, folder, cache = THROUGHPUT_ARMS[arm]
             label = arm if arms.count(arm) == 1 else f"{arm}-{arms[:n + 1].count(arm)}"
@@ -293,15 +339,19 @@ def throughput(budget: int, profile: str, seed: int, arms: list[str]) -> None:
             print(f"== {label}: {' '.join(argv[3:])} {' '.join(f'{k}={v}' for k, v in extra_env.items())}", flush=True)
             t0 = time.monotonic()
             try:
-                proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                      cwd=before_lab if arm == "before" else None)
                 wall = time.monotonic() - t0
                 for line in proc.stdout.splitlines():
                     if "->" in line or "stopped early" in line or "completed" in line or "concurrency" in line:
                         print("  | " + line.rstrip()[:160], flush=True)
                 events = asyncio.run(campaign_events(data_dir))
                 latest = max((e for e in events if isinstance(e, ev.CampaignStarted)), key=lambda e: e.occurred_at)
-                results[label] = summarise([e for e in events if e.campaign_id == latest.campaign_id], wall, cores)
+                mine = [e for e in events if e.campaign_id == latest.campaign_id]
+                results[label] = summarise(mine, wall, cores)
                 results[label]["exit"] = proc.returncode
+                print("  kernels of its proposals: " + ", ".join(f"{k} {v}" for k, v in kernels_used(mine).items()),
+                      flush=True)
             finally:   # each arm's stack goes down before the next starts
                 subprocess.run([sys.executable, "-m", "services.cli.main", "down"], env=env, capture_output=True,
                                timeout=300)
@@ -398,6 +448,8 @@ def main() -> None:
     t.add_argument("--profile", default="cpu-tiny")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--arms", default="before,after,again,fresh")
+    t.add_argument("--before-kernels", default=BEFORE_KERNELS,
+                   help="git revision of the proposer's kernels for the before arms (HEAD: today's)")
     r = sub.add_parser("rungs")
     r.add_argument("--data-dir", type=Path, required=True)
     r.add_argument("--campaign")
@@ -406,7 +458,7 @@ def main() -> None:
     if a.part == "rungs":
         asyncio.run(rungs(a.data_dir, a.campaign, a.stop_noises))
     elif a.part == "throughput":
-        throughput(a.budget, a.profile, a.seed, [x for x in a.arms.split(",") if x])
+        throughput(a.budget, a.profile, a.seed, [x for x in a.arms.split(",") if x], a.before_kernels)
     elif a.part == "scaling":
         asyncio.run(scaling([int(x) for x in a.engineers.split(",")], a.jobs_per_engineer, a.job_s))
     elif a.run:

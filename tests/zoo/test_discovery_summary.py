@@ -1,21 +1,16 @@
 """bench/discovery.py's judgement of a campaign and its table (own logic on made-up rows; the training it
 summarises is the engineer's runner, tested in tests/engineer)."""
-import importlib.util
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "discovery.py"
+from tests.support.bench_script import load_bench
 
 
 @pytest.fixture(scope="module")
 def discovery():
-    spec = importlib.util.spec_from_file_location("bench_discovery", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("discovery")
 
 
 BASE = {"final_loss": 1.5, "benchmark": 0.76, "params": 117_504}

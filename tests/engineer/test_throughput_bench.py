@@ -1,0 +1,56 @@
+"""bench/campaign.py throughput's before arm (issue 23): the lab it runs is this checkout with the proposer's kernels as
+they were before issue 23, and the check of which kernel a proposal carries reads what each codegen renders."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from schemas import events as ev
+from services.researcher.codegen import render
+from services.researcher.genome import ZOO_DESIGNS, canonical
+from tests.support.bench_script import load_bench
+
+REPO = Path(__file__).resolve().parents[2]
+RENDER_DELTANET = ("from services.researcher.codegen import render; from services.researcher.genome import ZOO_DESIGNS, "
+                   "canonical; print(render(canonical(ZOO_DESIGNS['deltanet']), 'deltanet'))")
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_bench("campaign")
+
+
+def _proposal(code: str, role: str = "candidate") -> ev.ProposalCreated:
+    return ev.ProposalCreated(campaign_id="c", experiment_id="e", name="n", code=code, motivation="m", role=role)
+
+
+def test_todays_codegen_renders_the_one_solve_kernel(bench):
+    code = render(canonical(ZOO_DESIGNS["deltanet"]), "deltanet")
+    assert bench.KERNEL_MARKERS["one solve"] in code and bench.KERNEL_MARKERS["inverse"] not in code
+
+
+def test_the_before_lab_differs_only_in_the_kernels_and_renders_the_inverse(bench, tmp_path):
+    ref = f"{bench.BEFORE_KERNELS}:{bench.KERNELS_FILE}"
+    if subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", ref], capture_output=True).returncode:
+        pytest.skip(f"this checkout's git history lacks {ref} (a shallow clone): the before arm cannot be built here")
+    lab = bench.checkout_with_kernels(tmp_path, bench.BEFORE_KERNELS)
+    tracked = subprocess.run(["git", "-C", str(REPO), "ls-files"], capture_output=True, text=True,
+                             check=True).stdout.split()
+    differ = [f for f in tracked if (REPO / f).is_file() and (REPO / f).read_bytes() != (lab / f).read_bytes()]
+    assert differ == [bench.KERNELS_FILE]
+
+    # the before arm's services start in `lab`: what they import from there renders the kernel of before issue 23
+    old = subprocess.run([sys.executable, "-c", RENDER_DELTANET], cwd=lab, capture_output=True, text=True,
+                         check=True).stdout
+    new = render(canonical(ZOO_DESIGNS["deltanet"]), "deltanet")
+    assert bench.KERNEL_MARKERS["inverse"] in old and bench.KERNEL_MARKERS["one solve"] not in old
+    assert bench.kernels_used([_proposal(old), _proposal(new), _proposal(new), _proposal(old, role="baseline")]) \
+        == {"inverse": 1, "one solve": 2}
+
+
+def test_an_unknown_revision_is_a_clear_error(bench, tmp_path):
+    with pytest.raises(SystemExit, match="cannot read services/researcher/codegen.py at no-such-ref"):
+        bench.checkout_with_kernels(tmp_path, "no-such-ref")
