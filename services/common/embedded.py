@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -120,6 +121,56 @@ def wait_port(port: int, timeout: float, proc: subprocess.Popen | None = None, w
     raise TimeoutError(f"{what} did not listen on 127.0.0.1:{port} within {timeout:.0f}s")
 
 
+METADATA_V0 = struct.pack(">hhih", 3, 0, 1, len(b"archlab-ready")) + b"archlab-ready" + struct.pack(">i", 0)
+
+
+def kafka_answers(port: int, timeout: float = 2.0) -> bool:
+    """True if a Kafka Metadata request (v0, all topics) on 127.0.0.1:port gets its response.
+
+    An open port is not a serving broker: a broker that listens before it has loaded its snapshot,
+    or a gateway whose upstream is not there yet, accepts the connection and then closes it, and a
+    client bootstrapping at that moment fails at once (aiokafka does not retry its bootstrap)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(struct.pack(">i", len(METADATA_V0)) + METADATA_V0)
+            head = _recv_exactly(s, 8)
+            return head is not None and struct.unpack(">ii", head)[1] == 1   # our correlation id
+    except OSError:
+        return False
+
+
+def _recv_exactly(s: socket.socket, n: int) -> bytes | None:
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def wait_kafka_ready(port: int, timeout: float, proc: subprocess.Popen | None = None, what: str = "kafka",
+                     log_path: Path | None = None) -> None:
+    """Wait until 127.0.0.1:port answers a Metadata request; a clear error (with the log's tail) if not."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if kafka_answers(port):
+            return
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode} before serving on port {port}"
+                               + _log_tail(log_path))
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} on 127.0.0.1:{port} did not answer a Metadata request within {timeout:.0f}s"
+                       + _log_tail(log_path))
+
+
+def _log_tail(log_path: Path | None, lines: int = 5) -> str:
+    if log_path is None or not log_path.exists():
+        return ""
+    tail = log_path.read_text(errors="replace").splitlines()[-lines:]
+    return f"; the end of {log_path}:\n" + "\n".join(tail)
+
+
 def kafka_process(data_dir: Path, port: int) -> ChildProcess:
     return ChildProcess("kafka", [str(noida_binary()), "start", "--only", "kafka", "--host", "127.0.0.1",
                                   "--data-dir", str(data_dir), "--kafka-port", str(port)],
@@ -152,6 +203,8 @@ class EmbeddedKafka:
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.broker_port = broker_port or free_port()
+        while self.broker_port == self.port:   # a port just let go of can come back from free_port()
+            self.broker_port = free_port()
         self.child = kafka_process(self.data_dir, self.broker_port)
         self.gateway = gateway_process(self.data_dir, self.port, self.broker_port)
 
@@ -162,10 +215,10 @@ class EmbeddedKafka:
     def start(self, timeout: float = 30.0) -> "EmbeddedKafka":
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.child.start()
-        wait_port(self.broker_port, timeout, self.child.proc, "noida-db kafka broker")
+        wait_kafka_ready(self.broker_port, timeout, self.child.proc, "noida-db kafka broker", self.child.log_path)
         self.gateway.start()
-        try:
-            wait_port(self.port, timeout, self.gateway.proc, "kafka gateway")
+        try:   # through the gateway: its upstream connection is part of what a client needs
+            wait_kafka_ready(self.port, timeout, self.gateway.proc, "kafka gateway", self.gateway.log_path)
         except BaseException:
             self.stop()
             raise
