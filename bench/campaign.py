@@ -4,7 +4,7 @@
     python bench/campaign.py overhead --data-dir DIR [--campaign C]
     python bench/campaign.py overhead --run [--budget 2] [--profile cpu-tiny]
     python bench/campaign.py throughput [--budget 6] [--profile cpu-tiny] [--seed 0] [--arms before,after,again,fresh]
-                                        [--before-kernels a3a899c^]
+                                        [--before-kernels a3a899c^] [--campaign-id ID]
     python bench/campaign.py rungs --data-dir DIR [--campaign C]
 
 scaling: N engineer workers (in one process, each its own Kafka consumer and sandbox children) on
@@ -40,7 +40,13 @@ The before arm also renders its candidates with the proposer's kernels as they w
 that the arm runs from; issue 23 made those kernels faster twice, a3a899c and 7d2dadd, and a before arm with today's
 kernels leaves that out of the ratio); `--before-kernels HEAD` gives it today's. Each arm prints how many of its
 proposals carry which delta kernel (the inverse before, the one solve after), so the arm's kernels are checked.
-Replication is off in all (`--replicate 0`: it adds runs that are not candidates). Prints per arm the wall time,
+Every arm but "again" runs one campaign id (`archlab run --campaign-id`; `--campaign-id ID`, default one drawn per
+bench run), so the offline proposer, whose seed includes the parent's experiment id, proposes the same first children
+of DeltaNet in every arm: the arms differ in what the lab does with the same draws, not in the draws (until 2026-12-06
+each arm drew its own, and how many good candidates it drew moved one campaign's ratio by 0.4x). Only the first
+draws are shared: a candidate stopped at a rung never joins the parent pool, so later draws can part. Each arm prints
+its candidates in the order sampled. "again" runs in after's data directory, where that id is taken: it gets
+ID-again. Replication is off in all (`--replicate 0`: it adds runs that are not candidates). Prints per arm the wall time,
 models trained, candidates ended, stopped early, candidates per CPU-hour (candidates ended / (wall x cores)), the
 median time from sampled to training, and the best candidate, then each arm's ratio to the before arms (target >= 2x,
 with the same winner).
@@ -319,9 +325,25 @@ def summarise(events: list[ev.Event], wall: float, cores: int) -> dict:
             "best": (names.get(best, best), scores[best].fitness) if best else None}
 
 
-def throughput(budget: int, profile: str, seed: int, arms: list[str], before_kernels: str) -> None:
+def campaign_id_of(arm: str, campaign_id: str) -> str:
+    """The arm's campaign id: the bench's own for every arm (the same draws), but "again", whose data directory
+    already holds that campaign."""
+    return f"{campaign_id}-again" if arm == "again" else campaign_id
+
+
+def sampled_names(events: list[ev.Event]) -> list[str]:
+    """The campaign's candidates in the order sampled, by name (what the proposer drew for them)."""
+    order = {e.experiment_id: e.occurred_at for e in events if isinstance(e, ev.ParentSampled) and e.mode == "explore"}
+    names = {e.experiment_id: e.name for e in events if isinstance(e, ev.ProposalCreated)}
+    return [names.get(x, "(no proposal)") for x in sorted(order, key=order.get)]
+
+
+def throughput(budget: int, profile: str, seed: int, arms: list[str], before_kernels: str,
+               campaign_id: str | None = None) -> None:
     cores = os.cpu_count() or 1
     results = {}
+    campaign_id = campaign_id or "c-bench-" + os.urandom(4).hex()
+    print(f"campaign id of the arms: {campaign_id}")
     with tempfile.TemporaryDirectory() as root:
         before_lab = None
         if "before" in arms and before_kernels != "HEAD":
@@ -335,7 +357,8 @@ def throughput(budget: int, profile: str, seed: int, arms: list[str], before_ker
             env.update(ARCHLAB_DATA_DIR=str(data_dir), ARCHLAB_CACHE_DIR=str(Path(root) / cache.format(n=n)),
                        ARCHLAB_UI_PORT="0", COLUMNS="200", **extra_env)
             argv = [sys.executable, "-m", "services.cli.main", "run", "--budget", str(budget), "--profile", profile,
-                    "--seed", str(seed), "--replicate", "0", "--keep-up", *extra_args]
+                    "--seed", str(seed), "--replicate", "0", "--keep-up",
+                    "--campaign-id", campaign_id_of(arm, campaign_id), *extra_args]
             print(f"== {label}: {' '.join(argv[3:])} {' '.join(f'{k}={v}' for k, v in extra_env.items())}", flush=True)
             t0 = time.monotonic()
             try:
@@ -352,6 +375,7 @@ def throughput(budget: int, profile: str, seed: int, arms: list[str], before_ker
                 results[label]["exit"] = proc.returncode
                 print("  kernels of its proposals: " + ", ".join(f"{k} {v}" for k, v in kernels_used(mine).items()),
                       flush=True)
+                print("  candidates in the order sampled: " + ", ".join(sampled_names(mine)), flush=True)
             finally:   # each arm's stack goes down before the next starts
                 subprocess.run([sys.executable, "-m", "services.cli.main", "down"], env=env, capture_output=True,
                                timeout=300)
@@ -450,6 +474,7 @@ def main() -> None:
     t.add_argument("--arms", default="before,after,again,fresh")
     t.add_argument("--before-kernels", default=BEFORE_KERNELS,
                    help="git revision of the proposer's kernels for the before arms (HEAD: today's)")
+    t.add_argument("--campaign-id", help="the campaign id of every arm (default: one drawn for this bench run)")
     r = sub.add_parser("rungs")
     r.add_argument("--data-dir", type=Path, required=True)
     r.add_argument("--campaign")
@@ -458,7 +483,8 @@ def main() -> None:
     if a.part == "rungs":
         asyncio.run(rungs(a.data_dir, a.campaign, a.stop_noises))
     elif a.part == "throughput":
-        throughput(a.budget, a.profile, a.seed, [x for x in a.arms.split(",") if x], a.before_kernels)
+        throughput(a.budget, a.profile, a.seed, [x for x in a.arms.split(",") if x], a.before_kernels,
+                   a.campaign_id)
     elif a.part == "scaling":
         asyncio.run(scaling([int(x) for x in a.engineers.split(",")], a.jobs_per_engineer, a.job_s))
     elif a.run:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import time
 import uuid
@@ -213,6 +214,33 @@ def _promotion_config(profile: str, verify_profile: str | None, promote_top: int
                           "seed_noise": campaign_seed_noise(verify_profile, noise_setting)}}
 
 
+CAMPAIGN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_campaign_id(campaign_id: str | None, resume: bool) -> None:
+    """--campaign-id: a name that is safe in file names and topics' keys; not with --resume (which names its own)."""
+    if campaign_id is None:
+        return
+    if resume:
+        raise typer.BadParameter("--resume continues the recorded campaign: it takes no --campaign-id",
+                                 param_hint="--campaign-id")
+    if not CAMPAIGN_ID.fullmatch(campaign_id):
+        raise typer.BadParameter(f"{campaign_id!r}: 1-64 letters, digits, '.', '_' or '-', starting with a letter "
+                                 "or digit", param_hint="--campaign-id")
+
+
+async def campaign_in_log(bootstrap: str, campaign_id: str) -> bool:
+    """Whether the log already holds a CampaignStarted of this id (two campaigns of one id would mix their events)."""
+    async for record in read_log(bootstrap, [topic_for(ev.CampaignStarted)]):
+        try:
+            event = codec.decode(record.value)
+        except codec.EventDecodeError:
+            continue
+        if isinstance(event, ev.CampaignStarted) and event.campaign_id == campaign_id:
+            return True
+    return False
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def run(budget: int = typer.Option(6, min=1, help="candidate experiments to run (baselines not counted)"),
@@ -253,6 +281,11 @@ def register(app: typer.Typer) -> None:
             replicate: int = typer.Option(
                 2, "--replicate", min=0, help="re-train a candidate significant after its first run on this many "
                                               "held-out seeds before it counts as a winner (0: never)"),
+            campaign_id: Optional[str] = typer.Option(
+                None, "--campaign-id", help="name the campaign (default: c- and a random hex); an id this data "
+                                            "folder's log already holds is refused. The offline proposer's draws "
+                                            "depend on it, so two runs of one id and seed propose the same first "
+                                            "children (bench/campaign.py pairs its arms this way)"),
             data_dir: Optional[Path] = typer.Option(None, "--data-dir")):
         """Run a discovery campaign end to end on the embedded stack (offline unless an LLM is configured).
 
@@ -267,6 +300,7 @@ def register(app: typer.Typer) -> None:
         from lab.zoo import zoo_names
 
         one_of(profile, PROFILES, "--profile", "profile")     # names checked before anything starts
+        check_campaign_id(campaign_id, resume)
         baselines = each_one_of(start_from, zoo_names(), "--from", "zoo member")
         one_of(policy, POLICIES, "--policy", "parent policy")
         _promotion_config(profile, verify_profile, promote_top, promote_any)   # usage errors before anything starts
@@ -312,7 +346,13 @@ def register(app: typer.Typer) -> None:
                 campaign_id, campaign_profile = recorded["campaign_id"], recorded.get("profile", profile)
                 console.print(f"resuming campaign [bold]{campaign_id}[/]")
             else:
-                campaign_id = "c-" + uuid.uuid4().hex[:10]
+                if campaign_id is None:
+                    campaign_id = "c-" + uuid.uuid4().hex[:10]
+                elif asyncio.run(campaign_in_log(bootstrap, campaign_id)):
+                    console.print(f"[red]campaign {campaign_id} is already in this data folder's log[/] "
+                                  f"({settings.data_dir}): pick another --campaign-id, or continue the last "
+                                  "campaign with --resume")
+                    raise typer.Exit(exits.EXIT_USAGE)
                 started = ev.CampaignStarted(
                     campaign_id=campaign_id, experiment_id=campaign_id, producer="cli", name=campaign_id,
                     profile=profile, budget=budget, concurrency=concurrency, seed=seed, policy=policy,

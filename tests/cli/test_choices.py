@@ -105,8 +105,11 @@ def test_unknown_name_is_a_usage_error_before_anything_starts(case, tmp_path, la
     (["run", "--promote-any"], "--promote-any", "--promote-any needs --verify-profile"),
     (["run", "--profile", "cpu-tiny", "--verify-profile", "cpu-tiny"], "--verify-profile",
      "the verification profile must differ from --profile"),
+    (["run", "--campaign-id", "../escape"], "--campaign-id", "'../escape': 1-64 letters, digits"),
+    (["run", "--campaign-id", "c-" + "x" * 70], "--campaign-id", "1-64 letters, digits"),
+    (["run", "--resume", "--campaign-id", "c-1"], "--campaign-id", "--resume continues the recorded campaign"),
 ])
-def test_two_stage_promotion_options_are_checked_before_anything_starts(args, option, message, tmp_path, monkeypatch,
+def test_run_options_are_checked_before_anything_starts(args, option, message, tmp_path, monkeypatch,
                                                                          nothing_starts):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("ARCHLAB_DATA_DIR", raising=False)

@@ -55,6 +55,14 @@ def test_archlab_run_small_campaign(tmp_path, browser):
         replay = archlab("replay", "--shuffle-seed", "7", env=env, timeout=300)
         assert replay.returncode == 0, replay.stdout + replay.stderr
         assert "digests equal" in replay.stdout
+        # A second campaign may not take the first one's id: the two would mix their events in one log.
+        again = archlab("run", "--profile", "cpu-micro", "--budget", "1", "--concurrency", "2",
+                        "--campaign-id", candidates[0]["campaign_id"], env=env, timeout=300)
+        out = " ".join(again.stdout.split())
+        assert again.returncode == 2, again.stdout[-3000:] + again.stderr[-3000:]
+        assert f"campaign {candidates[0]['campaign_id']} is already in this data folder's log" in out
+        with SQLiteStore(db, read_only=True) as store:
+            assert len(store.experiments()) == len(docs), "the refused run started nothing"
     finally:
         down = archlab("down", env=env, timeout=180)
         assert down.returncode == 0, down.stdout + down.stderr

@@ -54,3 +54,24 @@ def test_the_before_lab_differs_only_in_the_kernels_and_renders_the_inverse(benc
 def test_an_unknown_revision_is_a_clear_error(bench, tmp_path):
     with pytest.raises(SystemExit, match="cannot read services/researcher/codegen.py at no-such-ref"):
         bench.checkout_with_kernels(tmp_path, "no-such-ref")
+
+
+def test_every_arm_but_again_runs_the_bench_campaign_id(bench):
+    assert {bench.campaign_id_of(arm, "c-bench-1") for arm in ("before", "after", "fresh")} == {"c-bench-1"}
+    assert bench.campaign_id_of("again", "c-bench-1") == "c-bench-1-again"   # after's folder holds c-bench-1
+
+
+def test_candidates_are_listed_in_the_order_sampled(bench):
+    from datetime import datetime, timedelta, timezone
+
+    t0 = datetime(2026, 12, 6, tzinfo=timezone.utc)
+    parent = ev.ProgramSnapshot(experiment_id="zoo:deltanet", name="deltanet", code="")
+
+    def sampled(exp, minutes, mode="explore"):
+        return ev.ParentSampled(campaign_id="c", experiment_id=exp, mode=mode, parent=parent,
+                                occurred_at=t0 + timedelta(minutes=minutes))
+
+    events = [sampled("b", 0, mode="baseline"), sampled("e2", 2), sampled("e1", 1), sampled("e3", 3),
+              ev.ProposalCreated(campaign_id="c", experiment_id="e1", name="first", code="", motivation=""),
+              ev.ProposalCreated(campaign_id="c", experiment_id="e2", name="second", code="", motivation="")]
+    assert bench.sampled_names(events) == ["first", "second", "(no proposal)"]
