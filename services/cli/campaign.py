@@ -29,6 +29,7 @@ from schemas.topics import topic_for
 from services.cli import progress as exits
 from services.cli.progress import TERMINAL, CampaignView, PlainProgress, diagnose, exit_status
 from services.common import endpoints
+from services.common.cognition_model import GLOBAL_CAMPAIGN
 from services.common.log_reader import read_log
 from services.common.bus import publish_once
 from services.common.settings import Settings, load_settings
@@ -227,6 +228,9 @@ def check_campaign_id(campaign_id: str | None, resume: bool) -> None:
     if not CAMPAIGN_ID.fullmatch(campaign_id):
         raise typer.BadParameter(f"{campaign_id!r}: 1-64 letters, digits, '.', '_' or '-', starting with a letter "
                                  "or digit", param_hint="--campaign-id")
+    if campaign_id == GLOBAL_CAMPAIGN:
+        raise typer.BadParameter(f"{campaign_id!r} is the cognition base's own (no campaign): pick another",
+                                 param_hint="--campaign-id")
 
 
 async def campaign_in_log(bootstrap: str, campaign_id: str) -> bool:

@@ -107,6 +107,7 @@ def test_unknown_name_is_a_usage_error_before_anything_starts(case, tmp_path, la
      "the verification profile must differ from --profile"),
     (["run", "--campaign-id", "../escape"], "--campaign-id", "'../escape': 1-64 letters, digits"),
     (["run", "--campaign-id", "c-" + "x" * 70], "--campaign-id", "1-64 letters, digits"),
+    (["run", "--campaign-id", "global"], "--campaign-id", "'global' is the cognition base's own"),
     (["run", "--resume", "--campaign-id", "c-1"], "--campaign-id", "--resume continues the recorded campaign"),
 ])
 def test_run_options_are_checked_before_anything_starts(args, option, message, tmp_path, monkeypatch,
