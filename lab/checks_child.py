@@ -49,7 +49,7 @@ class CheckFailed(Exception):
 
 
 
-def _matmul_flops(func, args, out) -> int:
+def _matmul_flops(func, args, out, kwargs=None) -> int:
     """FLOPs of the ops that dominate a layer's cost (matrix products, convolutions, attention kernels)."""
     name = func.__name__.split(".")[0] if hasattr(func, "__name__") else str(func)
     if name in ("mm", "bmm", "addmm", "baddbmm"):
@@ -61,9 +61,10 @@ def _matmul_flops(func, args, out) -> int:
     if name.startswith("_scaled_dot_product"):
         q, k = args[0], args[1]
         return 4 * q.numel() * k.shape[-2]
-    if name == "linalg_solve_triangular":
+    if name == "linalg_solve_triangular":   # n x n triangular, m right-hand sides: n^2 m
         a = args[0]
-        return a.numel() // a.shape[-1] * a.shape[-1] * out.shape[-1]
+        rhs_count = out.shape[-1] if (kwargs or {}).get("left", True) else out.shape[-2]
+        return a.numel() * rhs_count
     return 0
 
 
@@ -84,7 +85,7 @@ class TensorMeter(TorchDispatchMode):
                 self.total_numel += t.numel()
         if isinstance(outs[0], torch.Tensor):
             try:
-                self.flops += _matmul_flops(func._overloadpacket, args, outs[0])
+                self.flops += _matmul_flops(func._overloadpacket, args, outs[0], kwargs)
             except Exception:  # an exotic signature: it only loses a count
                 pass
         return out

@@ -66,3 +66,24 @@ def test_a_runtime_violation_is_blamed_on_its_program_only():
     outcomes = SanityChecker(repeats=1).check_many([good, bad.WRITES_FILE, good], profile="cpu-micro")
     assert [o.ok for o in outcomes] == [True, False, True]
     assert outcomes[1].reason == "forbidden_import" and "outside the scratch" in outcomes[1].feedback
+
+
+def test_a_triangular_solve_counts_the_same_flops_posed_from_either_side():
+    """The codegen's delta kernel solves from the right (left=False, on the transposes): n^2 m FLOPs for m right-hand
+    sides either way, so a candidate's FLOPs/token does not depend on how its solve is posed."""
+    import torch
+
+    from lab.checks_child import TensorMeter
+
+    a = torch.eye(8).expand(3, 8, 8) + torch.randn(3, 8, 8).tril(-1)
+    rhs = torch.randn(3, 8, 5)                     # 5 right-hand sides
+    counts = []
+    for left in (True, False):
+        with TensorMeter() as meter:
+            if left:
+                x = torch.linalg.solve_triangular(a, rhs, upper=False)
+            else:
+                x = torch.linalg.solve_triangular(a.mT, rhs.mT, upper=True, left=False).mT
+        counts.append(meter.flops)
+        assert torch.allclose(a @ x, rhs, atol=1e-4)
+    assert counts == [3 * 8 * 8 * 5] * 2
