@@ -29,8 +29,10 @@ import resource
 import selectors
 import shutil
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -373,19 +375,52 @@ def _traceback_of(err: str, result: dict | None) -> str:
     return err[i:][-20000:] if i >= 0 else ""
 
 
+CHILD_FILE_LIMIT = 64 << 20   # bytes of a result or violations file the parent reads back
+
+
+def read_child_file(path: Path, limit: int = CHILD_FILE_LIMIT) -> str | None:
+    """A file a sandboxed child wrote in its scratch, read by the unconfined parent: only a regular file of at most
+    `limit` bytes, never through a link the child planted under that name (it would read the lab's own files out,
+    its secrets included, as the child's result) nor from a FIFO (it would block the reader). None otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            return None
+        return f.read(limit).decode("utf-8", errors="replace")
+
+
+def write_child_file(directory: Path, name: str, text: str) -> None:
+    """(Re)write `directory/name` for a sandboxed child whose scratch `directory` is, atomically and without
+    following a link the child planted there: a fresh temporary (O_EXCL: never an existing name) renamed over
+    `name` (a rename replaces a link, never its target). Writing through a planted `name.tmp` link would let a
+    child overwrite any file the lab can write."""
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, Path(directory) / name)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def _read_json(path: Path) -> dict | None:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        data = json.loads(read_child_file(path) or "")
+    except ValueError:
         return None
     return data if isinstance(data, dict) else None
 
 
 def _read_violations(path: Path) -> list[dict]:
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
+    text = read_child_file(path)
+    if text is None:
         return []
+    lines = text.splitlines()
     out = []
     for line in lines:
         try:

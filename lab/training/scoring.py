@@ -197,7 +197,7 @@ def copy_regular_file(src: Path, root: Path, dst: Path, limit: int = WEIGHTS_LIM
     if parent != root and root not in parent.parents:
         raise ScoringFailed(f"the weights file's directory leads outside the run's scratch ({parent})")
     try:
-        fd = os.open(parent / src.name, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(parent / src.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO: no hang
     except OSError as e:
         raise ScoringFailed(f"no trained weights to score ({src.name}: {e.strerror})") from None
     with os.fdopen(fd, "rb") as f:

@@ -35,6 +35,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from lab.sandbox import write_child_file
+
 WINDOW_S = 8.0          # the timed window every run of a mix trains through at once
 WARMUP_STEPS = 2        # allocator and caches warm before the window opens
 NEAR_TIE = 0.05         # a mix with more runs must beat fewer runs by this fraction to be chosen
@@ -264,11 +266,9 @@ class CoreShare:
 
 
 def write_threads(scratch: str | Path, threads: int) -> None:
-    """Tell the child in `scratch` how many threads it may use now (atomic: it never reads half a file)."""
-    path = Path(scratch) / THREADS_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(str(int(threads)))
-    os.replace(tmp, path)
+    """Tell the child in `scratch` how many threads it may use now (atomic: it never reads half a file; never
+    through a link the child planted in its scratch)."""
+    write_child_file(Path(scratch), THREADS_FILE, str(int(threads)))
 
 
 def main() -> None:

@@ -74,6 +74,10 @@ def main(case, arg=None):
     elif case == "threads":
         import torch
         write_result({"torch_threads": torch.get_num_threads(), "omp": os.environ.get("OMP_NUM_THREADS")})
+    elif case == "link_result":   # the result file a link to a file of the lab's (ARG): read out as our result?
+        os.symlink(arg, os.environ["ARCHLAB_SANDBOX_RESULT"])
+    elif case == "fifo_result":   # the result file a FIFO: a parent that opens it to read blocks for good
+        os.mkfifo(os.environ["ARCHLAB_SANDBOX_RESULT"])
     else:
         raise SystemExit(f"unknown case {case}")
 

@@ -82,6 +82,48 @@ _t.os._exit(0)
     assert kind == "eval_error" and "weights" in error, (kind, error)
 
 
+def test_a_result_file_linked_to_the_labs_own_file_is_not_read_out(tmp_path):
+    """The child leaves its result file as a link to a file of the lab's (here a JSON dict standing for a
+    secret): the unconfined parent must not read it through the link as the child's result."""
+    lab_file = tmp_path / "lab-secret.json"
+    lab_file.write_text(json.dumps({"seed": SECRET}))
+    res = run_python_module("tests.engineer.hostile", ["link_result", str(lab_file)], scratch=tmp_path / "s",
+                            limits=Limits(wall_s=60))
+    assert res.result is None, res.result
+    assert SECRET not in json.dumps(asdict(res))
+
+
+def test_a_result_file_left_as_a_fifo_does_not_hang_the_parent(tmp_path):
+    import threading
+
+    box: dict = {}
+    reader = threading.Thread(target=lambda: box.update(res=run_python_module(
+        "tests.engineer.hostile", ["fifo_result"], scratch=tmp_path / "s", limits=Limits(wall_s=60))), daemon=True)
+    reader.start()
+    reader.join(timeout=90)
+    assert not reader.is_alive(), "the parent blocked opening the child's FIFO"
+    assert box["res"].result is None
+
+
+def test_the_threads_file_is_never_written_through_a_link_the_child_planted(tmp_path):
+    """The engineer rewrites `threads` in the child's scratch while it trains. Links planted under the names it
+    writes (the final name and the old fixed temporary's) must not carry the write to a file of the lab's."""
+    from services.engineer.concurrency import THREADS_FILE, write_threads
+
+    scratch, lab_files = tmp_path / "s", [tmp_path / "archive.sqlite", tmp_path / "other"]
+    scratch.mkdir()
+    for f in lab_files:
+        f.write_text("the lab's data")
+    (scratch / (THREADS_FILE + ".tmp")).symlink_to(lab_files[0])
+    (scratch / THREADS_FILE).symlink_to(lab_files[1])
+    write_threads(scratch, 2)
+    assert [f.read_text() for f in lab_files] == ["the lab's data"] * 2
+    assert not (scratch / THREADS_FILE).is_symlink() and (scratch / THREADS_FILE).read_text() == "2"
+    write_threads(scratch, 1)
+    assert (scratch / THREADS_FILE).read_text() == "1"
+    assert sorted(p.name for p in scratch.iterdir()) == [THREADS_FILE, THREADS_FILE + ".tmp"]   # no temporary left
+
+
 # ------------------------------------------------------------------ secrets
 def test_proc_environ_through_a_directory_descriptor_reveals_no_secret(tmp_path):
     assert static_check(programs.proc_environ_via_dirfd("x")).reason == "forbidden_import"
@@ -241,3 +283,27 @@ def test_a_debugger_revision_meets_the_dynamic_checks_before_training(tmp_path):
     error = json.loads((tmp_path / "result.json").read_text())["error"]
     assert error["type"] == "ChecksFailed" and error["kind"] == "suspected_leak"
     assert not (tmp_path / "w" / runner.WEIGHTS_NAME).exists()  # never trained
+
+
+def test_weights_left_as_a_fifo_fail_scoring_at_once(tmp_path):
+    """A FIFO under the weights' name: the trusted scorer refuses it instead of blocking on its open."""
+    import threading
+
+    from lab.training.runner import WEIGHTS_NAME
+    from lab.training.scoring import ScoringFailed, copy_regular_file
+
+    work = tmp_path / "work"
+    work.mkdir()
+    os.mkfifo(work / WEIGHTS_NAME)
+    box: dict = {}
+
+    def copy() -> None:
+        try:
+            copy_regular_file(work / WEIGHTS_NAME, tmp_path, tmp_path / "copy.pt")
+        except ScoringFailed as e:
+            box["error"] = str(e)
+    t = threading.Thread(target=copy, daemon=True)
+    t.start()
+    t.join(timeout=10)
+    assert not t.is_alive(), "the scorer blocked opening the child's FIFO"
+    assert "regular file" in box["error"]
