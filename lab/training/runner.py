@@ -52,6 +52,10 @@ class TrainJob:
     checks: bool = False  # run the researcher's dynamic checks first (debugger revisions never met them)
     threads_file: str | None = None  # the engineer writes the threads this run may use now (its share of the cores)
     rungs: list[int] = dataclasses.field(default_factory=list)  # steps whose weights the engineer judges (issue 23)
+    # a path with "{step}" that the engineer creates once it has judged that rung and the run may train on; the run
+    # waits for it there (at most RUNG_WAIT_S), so the scorer has the run's core to itself and a run stopped at the
+    # rung trains no step past it. None: train on at once (a baseline: nothing to decide)
+    rung_go: str | None = None
 
 
 @dataclass
@@ -137,14 +141,22 @@ def rung_dir(workdir: str | Path, step: int) -> Path:
     return Path(workdir) / f"rung-{step}"
 
 
-def save_rung(model: torch.nn.Module, workdir: str | Path, step: int, autocast: str) -> None:
+RUNG_GO_NAME = "rung-{step}.go"   # in the run's scratch: the engineer's go-ahead at a rung (Job.rung_go)
+RUNG_WAIT_S = 60.0   # the longest a run waits for the engineer's verdict at a rung (a rung scores in seconds)
+
+
+def save_rung(model: torch.nn.Module, workdir: str | Path, step: int, autocast: str, go: str | None = None) -> None:
     """The weights at a rung, for the trusted scorer (lab/training/scoring.py), then a `{"rung": ...}` line
-    that tells the engineer they are there."""
+    that tells the engineer they are there; with `go` (Job.rung_go), wait for the engineer's go-ahead."""
     out = rung_dir(workdir, step)
     out.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out / (WEIGHTS_NAME + ".tmp"))
     os.replace(out / (WEIGHTS_NAME + ".tmp"), out / WEIGHTS_NAME)
     print(json.dumps({"rung": {"step": step, "workdir": str(out), "autocast": autocast}}), flush=True)
+    if go:
+        flag, deadline = Path(go.format(step=step)), time.monotonic() + RUNG_WAIT_S
+        while not flag.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 class ChecksFailed(Exception):
@@ -180,7 +192,8 @@ def run_job(job: TrainJob, on_progress: Callable[..., None] | None = None) -> Tr
     outcome = train(model, profile, make_batch_fn(profile, job.seed), seed=job.seed, device=device,
                     checkpoint_dir=job.checkpoint_dir or str(Path(job.workdir) / "checkpoints"), resume=job.resume,
                     on_progress=on_progress, monitor=monitor, threads=threads_reader(job.threads_file),
-                    rungs=tuple(job.rungs), on_rung=lambda step, mode: save_rung(model, job.workdir, step, mode))
+                    rungs=tuple(job.rungs),
+                    on_rung=lambda step, mode: save_rung(model, job.workdir, step, mode, job.rung_go))
     if not job.evaluate:
         Path(job.workdir).mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), Path(job.workdir) / WEIGHTS_NAME)

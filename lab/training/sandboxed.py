@@ -50,14 +50,15 @@ def training_job(code: str, profile: str, seed: int, *, scratch: Path, checkpoin
                  reference_step_s: float | None = None, reference_probe_s: float | None = None,
                  profile_overrides: dict | None = None,
                  evaluate: bool = False, checks: bool = False, threads_file: Path | None = None,
-                 rungs: tuple[int, ...] = ()) -> dict:
+                 rungs: tuple[int, ...] = (), rung_go: Path | None = None) -> dict:
     """The runner's job (written to `scratch/job.json`). `evaluate=False`: the child only trains, and trusted
     code scores it (scoring.py); `checks`: the child runs the dynamic checks first (a debugger's revision)."""
     job = {"code": code, "profile": profile, "seed": seed, "workdir": str(scratch / "work"),
            "checkpoint_dir": str(checkpoint_dir), "resume": resume, "reference_step_s": reference_step_s,
            "reference_probe_s": reference_probe_s,
            "profile_overrides": dict(profile_overrides or {}), "evaluate": evaluate, "checks": checks,
-           "threads_file": str(threads_file) if threads_file else None, "rungs": list(rungs)}
+           "threads_file": str(threads_file) if threads_file else None, "rungs": list(rungs),
+           "rung_go": str(rung_go) if rung_go else None}
     (scratch / "job.json").write_text(json.dumps(job))
     return job
 

@@ -38,10 +38,10 @@ from schemas import events as ev
 from schemas.topics import topic_for
 from services.common import endpoints
 from services.common.bus import Service, ensure_topics
-from lab.sandbox import RESULT_NAME, Limits, SandboxResult
+from lab.sandbox import RESULT_NAME, Limits, SandboxResult, write_child_file
 from lab.training import calibrate
 from lab.training import datastage
-from lab.training.runner import rung_dir
+from lab.training.runner import RUNG_GO_NAME, rung_dir
 from lab.training.sandboxed import (RUNNER_MODULE, RUNNER_PREIMPORT, progress_of, rung_of, training_job,
                                     training_limits)
 from lab.training.heldout import campaign_eval_seed
@@ -367,6 +367,20 @@ class Worker:
 
     async def _judge_rung(self, proposal: ev.ProposalCreated, job: dict, scratch: Path, limits: Limits, profile,
                           rung: dict, stop: threading.Event, verdict: dict) -> None:
+        """`_score_rung`, then, unless the run was stopped there, the go-ahead its child waits for at the rung
+        (runner.Job.rung_go), whatever became of the scoring."""
+        try:
+            await self._score_rung(proposal, job, scratch, limits, profile, rung, stop, verdict)
+        finally:
+            if job.get("rung_go") and not verdict["stopped"]:
+                try:
+                    write_child_file(scratch, Path(job["rung_go"].format(step=int(rung.get("step") or 0))).name, "")
+                except (OSError, ValueError) as e:   # the child trains on after RUNG_WAIT_S anyway
+                    self.log.warning("rung go-ahead not written", experiment_id=proposal.experiment_id,
+                                     error=repr(e))
+
+    async def _score_rung(self, proposal: ev.ProposalCreated, job: dict, scratch: Path, limits: Limits, profile,
+                          rung: dict, stop: threading.Event, verdict: dict) -> None:
         """The trusted held-out loss of the weights at a rung (the child only says they are there; where they are
         is ours to say), recorded for the result; a candidate worse than the baseline at the same rung by more
         than `stop_noises` seed noises is stopped (`verdict["stopped"]`, then `stop`). The held-out batches are the
@@ -379,7 +393,8 @@ class Worker:
         rjob = {**job, "workdir": str(rung_dir(job["workdir"], step))}
         t0 = time.monotonic()
         try:   # no causality probe here: a program that cheats at a rung only trains on, to be probed at the end
-            # one thread: the rung is scored beside its own run's training
+            # one thread: the run's other threads, if any, belong to the other runs (a run that a rung can stop
+            # waits for the verdict; a baseline trains on beside its scoring)
             fields, _ = await asyncio.to_thread(score, rjob, scratch, limits=replace(forward_limits(limits, profile),
                                                                                      threads=1),
                                                 stop=stop, autocast=mode, probe=False, benchmark=False,
@@ -449,12 +464,15 @@ class Worker:
             threads = share.threads()
             write_threads(scratch, threads)
         rungs = self.rung_steps(profile) if real_runner else ()
+        # a run that a rung can stop waits there for the verdict (runner.Job.rung_go); a baseline trains on
+        can_stop = bool(rungs) and proposal.role != "baseline" and self.config.stop_noises > 0
         job = training_job(proposal.code, proposal.profile, proposal.seed, scratch=scratch, checkpoint_dir=ckpt,
                            resume=True, reference_step_s=reference,
                            reference_probe_s=self.table.reference_probe_s(proposal, self.config.device),
                            profile_overrides=self.config.profile_overrides,
                            evaluate=not real_runner, checks=real_runner and proposal.revision > 0,
-                           threads_file=scratch / THREADS_FILE if share is not None else None, rungs=rungs)
+                           threads_file=scratch / THREADS_FILE if share is not None else None, rungs=rungs,
+                           rung_go=scratch / RUNG_GO_NAME if can_stop else None)
         limits = self.limits_for(profile, ckpt, claim.calibrated_step_s, await self.staged_data(profile), threads)
         key = self.baseline_key(proposal) if real_runner else None
         trained = self.reused_baseline(key, Path(job["workdir"]), rungs, exp) if key else None

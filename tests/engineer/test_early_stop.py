@@ -84,7 +84,8 @@ async def test_a_hopeless_candidate_is_stopped_at_its_rung_and_the_baseline_is_n
     assert (stop.experiment_id, stop.rung, stop.step, stop.total_steps) == ("exp-bad", 1, 40, 400)
     assert stop.baseline_loss == base.metrics["rung/40/heldout_loss"]
     assert stop.heldout_loss > stop.baseline_loss + 2 * 0.05
-    assert max(b.step for b in log.of(ev.TrainingProgress, experiment_id="exp-bad")) < 400   # stopped mid-run
+    # it waited at the rung for the verdict (runner.Job.rung_go): not one step past it
+    assert max(b.step for b in log.of(ev.TrainingProgress, experiment_id="exp-bad")) <= 40
 
 
 def test_a_stopped_run_costs_its_wall_time_in_the_device_budget():
@@ -120,3 +121,38 @@ def test_the_margin_at_a_rung_is_the_seed_noise_measured_at_that_step():
     assert get_profile("cpu-tiny", steps=980).loss_noise_at(490) == tiny.seed_noise["loss"]
     assert get_profile("cpu-tiny", eval_examples=32).loss_noise_at(320) == tiny.loss_noise_at(320)
     assert get_profile("cpu-micro").loss_noise_at(40) == get_profile("cpu-micro").seed_noise["loss"]
+
+
+def test_a_run_waits_at_its_rung_for_the_go_ahead_and_trains_on_without_one(tmp_path, monkeypatch):
+    """Job.rung_go: the run saves the rung's weights, says so, and trains no further step until the engineer's
+    go-ahead appears (here 1 s later); without one it trains on after RUNG_WAIT_S."""
+    import threading
+    import time
+
+    from lab.training import runner
+
+    def job(name, go):
+        return runner.TrainJob(code=source("deltanet"), profile="cpu-micro", seed=0, workdir=str(tmp_path / name),
+                               evaluate=False, rungs=[4], rung_go=go,
+                               profile_overrides={"steps": 8, "log_every": 2, "checkpoint_every": 8,
+                                                  "eval_examples": 8})
+
+    go = tmp_path / "rung-{step}.go"
+    stamps: dict[int, float] = {}
+
+    def give_go() -> None:
+        stamps["go"] = time.monotonic()
+        Path(str(go).format(step=4)).touch()
+
+    def progress(step, **_) -> None:
+        stamps[step] = time.monotonic()
+        if step == 2:   # the go-ahead 1 s after step 2, while the run waits at step 4
+            threading.Timer(1.0, give_go).start()
+    out = runner.run_job(job("a", str(go)), on_progress=progress)
+    assert out.steps == 8 and (tmp_path / "a" / "rung-4" / runner.WEIGHTS_NAME).is_file()
+    assert stamps[4] >= stamps["go"] >= stamps[2] + 1.0   # step 4's progress (after its rung) only after the go-ahead
+
+    monkeypatch.setattr(runner, "RUNG_WAIT_S", 0.5)
+    t0 = time.monotonic()
+    out = runner.run_job(job("b", str(tmp_path / "never-{step}.go")))
+    assert out.steps == 8 and time.monotonic() - t0 >= 0.5
