@@ -38,6 +38,7 @@ from lab.judging.size import DEFAULT_MAX_PARAMS_RATIO
 
 console = make_console()
 CLEANUP_S = 5.0          # the log reader's clean-up after Ctrl-C or a stall
+DRAIN_S = 5.0            # after CampaignCompleted: the longest the watch waits for its experiments' last events
 STALL_MARGIN_S = 300.0   # checks, sandbox start-up, judge and analyst between two events of a campaign
 
 
@@ -128,7 +129,9 @@ def waiting_for(view: CampaignView) -> str:
 
 
 async def watch(bootstrap: str, view: CampaignView, display, *, timeout_s: float, stall_s: float) -> None:
-    """Fold the campaign's events into `view` (through `display`) until CampaignCompleted. Raises Stalled when no
+    """Fold the campaign's events into `view` (through `display`) until CampaignCompleted and every experiment's
+    settling event (the last verdicts travel on other topics and can trail the completion: up to DRAIN_S after it,
+    so the last candidate's line is printed too). Raises Stalled when no
     event of the campaign arrives for `stall_s` seconds (training reports progress, so only a lost or stuck piece of
     work is that quiet), or when the whole watch passes `timeout_s`."""
     deadline = time.monotonic() + timeout_s
@@ -140,10 +143,11 @@ async def watch(bootstrap: str, view: CampaignView, display, *, timeout_s: float
                 display.event(codec.decode(rec.value))
             except codec.EventDecodeError:
                 continue
-            if view.completed:
+            if view.completed and not any(x.status not in TERMINAL for x in view.experiments.values()):
                 return
 
     task = asyncio.create_task(fold())
+    completed_at = None
     # Ctrl-C as a flag the loop below answers within a second, with a bounded clean-up of the log reader: asyncio's
     # own SIGINT handling cancels every task and waits for each without a bound.
     loop, ctrl_c = asyncio.get_running_loop(), asyncio.Event()
@@ -156,6 +160,10 @@ async def watch(bootstrap: str, view: CampaignView, display, *, timeout_s: float
             now = time.monotonic()
             if view.events != last_event[1]:
                 last_event[:] = [now, view.events]
+            if view.completed:
+                completed_at = completed_at or now
+                if now - completed_at > DRAIN_S:
+                    break
             if now > deadline:
                 raise Stalled(f"the campaign did not complete within --timeout {timeout_s:.0f} s; "
                               f"waiting for: {waiting_for(view)}")
@@ -165,7 +173,8 @@ async def watch(bootstrap: str, view: CampaignView, display, *, timeout_s: float
                               "See `archlab status` and .archlab/logs/; `archlab run --resume` continues.")
             display.tick()
             await asyncio.wait({task, ctrl_c_waiter}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
-        task.result()
+        if task.done():
+            task.result()
     finally:
         loop.remove_signal_handler(signal.SIGINT)
         ctrl_c_waiter.cancel()

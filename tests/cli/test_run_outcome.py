@@ -174,3 +174,44 @@ def test_a_campaign_whose_every_candidate_was_stopped_at_a_rung_exits_zero_and_s
     assert exit_status(view) == EXIT_OK
     text = "\n".join(diagnose(view))
     assert "all 2 were stopped early" in text and "no candidate was scored" not in text
+
+
+@pytest.mark.integration
+def test_the_watch_folds_a_verdict_that_trails_the_campaigns_completion(kafka_broker, capsys):
+    """The archive completes the campaign on the last candidate's TrainingStopped; that event lives on another topic
+    and can reach the CLI after the CampaignCompleted. The watch waits for it (at most DRAIN_S): the last candidate's
+    line is printed and the view counts it ended (a make-run campaign once ended with no line for its sixth)."""
+    from services.cli.campaign import PlainDisplay, watch
+    from services.common.bus import publish_once
+    from services.common.settings import Settings
+
+    camp = C + "-trailing"
+    settings = Settings(kafka_bootstrap=kafka_broker)
+
+    def mine(e):
+        return e.model_copy(update={"campaign_id": camp})
+
+    started = ev.CampaignStarted(campaign_id=camp, experiment_id=camp, producer="cli", name=camp,
+                                 profile="cpu-micro", budget=1, concurrency=1)
+    x = "e-last"
+    proposal = ev.ProposalCreated(campaign_id=camp, experiment_id=x, producer="researcher", name="delta-x",
+                                  code="x = 1", motivation="m", profile="cpu-micro")
+    claim = ev.TrainingStarted(campaign_id=camp, experiment_id=x, producer="engineer", engineer_id="eng-1")
+    completed = ev.CampaignCompleted(campaign_id=camp, experiment_id=camp, producer="archive", reason="budget spent")
+    stopped = ev.TrainingStopped(campaign_id=camp, experiment_id=x, producer="engineer", engineer_id="eng-1", rung=1,
+                                 step=40, total_steps=400, heldout_loss=3.9, baseline_loss=2.5, seed_noise=0.05,
+                                 noises=4.0, reason="rung 1")
+    asyncio.run(publish_once(settings, started, mine(sampled(x, "explore")), proposal, claim, completed))
+
+    async def trailing() -> None:
+        await asyncio.sleep(1.5)
+        await publish_once(settings, stopped)
+
+    async def both() -> None:
+        view = CampaignView(camp)
+        await asyncio.gather(watch(kafka_broker, view, PlainDisplay(view, time.monotonic()), timeout_s=120,
+                                   stall_s=60), trailing())
+        return view
+    view = asyncio.run(both())
+    assert view.completed and view.experiments[x].status == "stopped"
+    assert "stopped early at rung 1" in capsys.readouterr().out
