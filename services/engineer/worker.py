@@ -315,7 +315,10 @@ class Worker:
         while not child.done():
             threads = share.threads()
             if threads != current:
-                write_threads(scratch, threads)
+                try:
+                    write_threads(scratch, threads)
+                except OSError as e:   # the child's scratch is the child's: it may have put a directory there
+                    self.log.warning("threads share not written; the run keeps its threads", error=repr(e))
                 current = threads
             await asyncio.sleep(self.config.share_every_s)
 

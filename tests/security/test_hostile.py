@@ -307,3 +307,22 @@ def test_weights_left_as_a_fifo_fail_scoring_at_once(tmp_path):
     t.join(timeout=10)
     assert not t.is_alive(), "the scorer blocked opening the child's FIFO"
     assert "regular file" in box["error"]
+
+
+async def test_a_directory_in_place_of_the_threads_file_does_not_end_the_engineers_watch(tmp_path):
+    """The child may put a directory where the engineer writes its threads share: the write fails, is logged, and
+    the engineer's watch over the run goes on (before, the error escaped the share's task)."""
+    import asyncio
+
+    from services.engineer.concurrency import THREADS_FILE
+    from services.engineer.worker import Worker, WorkerConfig
+    from tests.engineer.busutil import settings_for
+
+    scratch = tmp_path / "s"
+    (scratch / THREADS_FILE).mkdir(parents=True)
+    w = Worker(settings_for("127.0.0.1:1", tmp_path), WorkerConfig(engineer_id="e", share_every_s=0.05))
+    child = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_later(0.3, child.set_result, None)
+    share = type("Share", (), {"threads": staticmethod(lambda: 2)})()
+    await asyncio.wait_for(w._keep_share(share, scratch, child), timeout=10)
+    assert (scratch / THREADS_FILE).is_dir() and child.done()
