@@ -378,19 +378,26 @@ def _traceback_of(err: str, result: dict | None) -> str:
 CHILD_FILE_LIMIT = 64 << 20   # bytes of a result or violations file the parent reads back
 
 
+def open_child_file(path: Path, limit: int):
+    """A file a sandboxed child wrote in its scratch, opened (binary) by the unconfined parent: never through a link
+    the child planted under that name (it would read the lab's own files out, its secrets included, as the child's
+    output) nor a FIFO (it would block the reader). OSError: absent or a link; ValueError: not a regular file of at
+    most `limit` bytes."""
+    f = os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb")
+    st = os.fstat(f.fileno())
+    if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+        f.close()
+        raise ValueError(f"{Path(path).name} is not a regular file of at most {limit} bytes")
+    return f
+
+
 def read_child_file(path: Path, limit: int = CHILD_FILE_LIMIT) -> str | None:
-    """A file a sandboxed child wrote in its scratch, read by the unconfined parent: only a regular file of at most
-    `limit` bytes, never through a link the child planted under that name (it would read the lab's own files out,
-    its secrets included, as the child's result) nor from a FIFO (it would block the reader). None otherwise."""
+    """`open_child_file`'s text, or None when it refuses the file."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
+        with open_child_file(path, limit) as f:
+            return f.read(limit).decode("utf-8", errors="replace")
+    except (OSError, ValueError):
         return None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
-            return None
-        return f.read(limit).decode("utf-8", errors="replace")
 
 
 def write_child_file(directory: Path, name: str, text: str) -> None:

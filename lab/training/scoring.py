@@ -33,7 +33,6 @@ import os
 import random
 import shutil
 import socket
-import stat
 import tempfile
 import threading
 import time
@@ -42,7 +41,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
 
-from lab.sandbox import Limits, SandboxResult, run_python_module
+from lab.sandbox import Limits, SandboxResult, open_child_file, run_python_module
 from lab.training.frames import FrameError, recv_frame, send_frame
 
 FORWARD_MODULE = "lab.training.forward"
@@ -197,15 +196,13 @@ def copy_regular_file(src: Path, root: Path, dst: Path, limit: int = WEIGHTS_LIM
     if parent != root and root not in parent.parents:
         raise ScoringFailed(f"the weights file's directory leads outside the run's scratch ({parent})")
     try:
-        fd = os.open(parent / src.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO: no hang
+        f = open_child_file(parent / src.name, limit)
     except OSError as e:
         raise ScoringFailed(f"no trained weights to score ({src.name}: {e.strerror})") from None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
-            raise ScoringFailed(f"the weights file is not a regular file under {limit >> 20} MB")
-        with open(dst, "wb") as out:
-            shutil.copyfileobj(f, out, 1 << 20)
+    except ValueError:
+        raise ScoringFailed(f"the weights file is not a regular file under {limit >> 20} MB") from None
+    with f, open(dst, "wb") as out:
+        shutil.copyfileobj(f, out, 1 << 20)
 
 
 class _ForwardChild:

@@ -377,7 +377,7 @@ class Worker:
         finally:
             if job.get("rung_go") and not verdict["stopped"]:
                 try:
-                    write_child_file(scratch, Path(job["rung_go"].format(step=int(rung.get("step") or 0))).name, "")
+                    write_child_file(scratch, RUNG_GO_NAME.format(step=int(rung.get("step") or 0)), "")
                 except (OSError, ValueError) as e:   # the child trains on after RUNG_WAIT_S anyway
                     self.log.warning("rung go-ahead not written", experiment_id=proposal.experiment_id,
                                      error=repr(e))
