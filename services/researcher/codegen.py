@@ -4,7 +4,7 @@ The program honours the layer contract of the published ASI-Arch programs: `clas
 `__init__(hidden_size, num_heads, use_short_conv, conv_size, layer_idx, **kwargs)` and
 `forward(hidden_states, attention_mask=None, past_key_values=None, use_cache=False, **kwargs)
 -> (o, None, past_key_values)`. It imports only torch, einops, math, typing and fla.modules names.
-The memory is computed chunkwise (chunk 64): a loop over chunks, never over tokens, so it is fast on CPU.
+The memory is computed chunkwise (chunks of 32 tokens; GLA 64): a loop over chunks, never over tokens, so it is fast on CPU.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from fla.modules.l2norm import l2norm
 
 SCALAR_KERNEL = '''
 
-def chunk_scalar_memory(q, k, v, beta=None, log_decay=None, chunk_size: int = 64, scale: float = 1.0):
+def chunk_scalar_memory(q, k, v, beta=None, log_decay=None, chunk_size: int = 32, scale: float = 1.0):
     """Causal linear-attention memory with a scalar decay per head and step, optionally a delta rule.
     q, k: [B, T, H, K]; v: [B, T, H, V]; beta, log_decay: [B, T, H] (None: plain write, no decay).
         delta rule:  S_t = a_t (I - b_t k_t k_t^T) S_{t-1} + b_t k_t v_t^T
@@ -67,16 +67,22 @@ def chunk_scalar_memory(q, k, v, beta=None, log_decay=None, chunk_size: int = 64
         # makes of row-major operands: the same numbers, forward and backward about 1.8x faster on the CPU
         rhs = torch.cat([v * b, k_beta * g.exp()[..., None] if decays else k_beta], dim=-1)
         uw = torch.linalg.solve_triangular(A.mT, rhs.mT, upper=True, left=False, unitriangular=True).mT
-        u, w = uw[..., :v.shape[-1]], uw[..., v.shape[-1]:]
+        u, w = uw.split([v.shape[-1], k.shape[-1]], dim=-1)
     else:
         u, w = v, None
     S = q.new_zeros(B, H, K, v.shape[-1])
     o = []
-    for n in range(q.shape[2]):
-        q_n, k_n, g_n = q[:, :, n], k[:, :, n], g[:, :, n]
-        u_n = u[:, :, n] if w is None else u[:, :, n] - w[:, :, n] @ S  # values corrected by the state
+    # each chunk's slices by unbind, not x[:, :, n]: the backward of an index writes its gradient into zeros the size
+    # of the whole tensor, once per chunk; unbind's stacks the chunks' gradients once (the same numbers)
+    n_chunks = q.shape[2]
+    w_chunks = w.unbind(2) if w is not None else [None] * n_chunks
+    decay_chunks = decay.unbind(2) if decays else [None] * n_chunks
+    for q_n, k_n, g_n, u_n, w_n, decay_n in zip(q.unbind(2), k.unbind(2), g.unbind(2), u.unbind(2), w_chunks,
+                                                decay_chunks):
+        if w is not None:
+            u_n = u_n - w_n @ S  # values corrected by the state
         if decays:
-            attn = (q_n @ k_n.transpose(-1, -2)) * decay[:, :, n]
+            attn = (q_n @ k_n.transpose(-1, -2)) * decay_n
             o.append((q_n * g_n.exp()[..., None]) @ S + attn @ u_n)
             S = S * g_n[..., -1, None, None].exp() + (k_n * (g_n[..., -1:] - g_n).exp()[..., None]).transpose(-1, -2) @ u_n
         else:
@@ -117,6 +123,12 @@ def chunk_gla(q, k, v, log_decay, chunk_size: int = 64, scale: float = 1.0):
     o = rearrange(torch.stack(o, dim=2), "b h n c d -> b (n c) h d")[:, :T]
     return o.to(out_dtype)
 '''
+
+# The chunk a layer computes its memory in by default. The scalar kernel's work per token grows with the chunk (its
+# C x C products and solve) while its Python loop shrinks: 32 trains the delta-rule candidates of cpu-tiny 1.07-1.13x
+# faster per step than 64 on one CPU thread (bench/train.py, chunk-32 against engine), the same numbers up to float
+# rounding (tests/researcher/test_codegen_kernels.py). GLA keeps 64: 32 was 0.96x there, and its clamp depends on it.
+SCALAR_CHUNK, GLA_CHUNK = 32, 64
 
 FEATURE_CODE = {
     "identity": None,
@@ -283,7 +295,8 @@ def render(design: dict[str, Any], name: str, motivation: str = "") -> str:
     src += "\n\nclass DeltaNet(nn.Module):\n"
     src += f'    """{name}: {summary}."""\n\n'
     src += ("    def __init__(self, hidden_size: int = 1024, num_heads: int = 4, use_short_conv: bool = True,\n"
-            "                 conv_size: int = 4, layer_idx: Optional[int] = None, chunk_size: int = 64, **kwargs):\n")
+            "                 conv_size: int = 4, layer_idx: Optional[int] = None, "
+            f"chunk_size: int = {GLA_CHUNK if d['memory'] == 'gla' else SCALAR_CHUNK}, **kwargs):\n")
     src += "\n".join(_init(d)) + "\n\n"
     src += ("    def forward(self, hidden_states: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,\n"
             "                past_key_values=None, use_cache: bool = False, **kwargs) -> Tuple[torch.Tensor, None, object]:\n")

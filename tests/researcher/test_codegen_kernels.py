@@ -93,3 +93,30 @@ def test_gla_matches_the_recurrence(kernels, T, chunk_size):
     torch.testing.assert_close(out.double(), ref, rtol=1e-4, atol=1e-4)
     for n, a, b in zip(names, _grads(out, leaves32), _grads(ref, leaves64)):
         torch.testing.assert_close(a.double(), b, rtol=1e-3, atol=1e-3, msg=f"gradient of {n} differs")
+
+
+@pytest.mark.parametrize("memory,chunk", [("delta", 32), ("gated_delta", 32), ("mamba2", 32), ("gla", 64)])
+def test_a_rendered_layer_computes_in_its_memorys_chunk_and_32_trains_the_curve_of_64(memory, chunk):
+    """Issue 23: the scalar kernel's default chunk is 32 (1.07-1.13x per step on cpu-tiny against 64), GLA's stays
+    64 (its clamp depends on the chunk). The chunked form is exact in any chunk, so at the same seed a candidate
+    trains the curve it trained in chunks of 64, far inside the seed noise (cpu-tiny's final loss: 0.024)."""
+    from lab.program import load_layer_class
+    from lab.training.profiles import get_profile
+    from lab.training.runner import build_model, make_batch_fn
+    from lab.training.train import train
+    from services.researcher.codegen import render
+    from services.researcher.genome import ZOO_DESIGNS
+
+    design = ZOO_DESIGNS["deltanet" if memory == "delta" else "gated_deltanet" if memory == "gated_delta" else memory]
+    layer_cls = load_layer_class(render(design, "candidate"))
+    curves = {}
+    for chunk_size in (None, 64):
+        base = get_profile("cpu-micro")   # seq 64: two chunks of 32, the state carried between them
+        kwargs = base.layer_kwargs if chunk_size is None else {**base.layer_kwargs, "chunk_size": chunk_size}
+        profile = get_profile("cpu-micro", steps=30, log_every=5, checkpoint_every=10, layer_kwargs=kwargs)
+        torch.manual_seed(0)
+        model = build_model(layer_cls, profile)
+        assert {m.chunk_size for m in model.modules() if hasattr(m, "chunk_size")} == {chunk_size or chunk}
+        curves[chunk_size] = train(model, profile, make_batch_fn(profile, seed=0), seed=0, device="cpu").loss_curve
+    assert max(abs(a - b) for (_, a), (_, b) in zip(curves[None], curves[64])) < 1e-3
+    assert curves[None][-1][1] < curves[None][0][1]   # it trains
