@@ -12,8 +12,9 @@ Everything trusted is computed again: the held-out loss, the benchmark and each 
 scorer on *this* campaign's secret held-out data (lab/training/heldout.py), as for a run trained now. The result
 says where its weights come from (`ResultsReady.weights_from`: the campaign and experiment that trained them).
 
-- Key: sha256 over the program, the profile and its overrides, the seed, the device and torch's version: a change
-  to any of them trains again.
+- Key: sha256 over the program, the profile and its overrides, the seed, the device, torch's version and the
+  lab's own training code (lab/training and the fla shim the programs import): a change to any of them trains
+  again, so a faster kernel or loop never serves weights trained by the one before it.
 - Out of the programs' reach: the machine cache, like the data directory, is hidden from every sandbox child
   (lab/confine.py; a program that could read DeltaNet's trained weights could load them), and the files a child
   wrote are copied in with the scorer's copy (regular files, no symlinks, a size limit).
@@ -22,6 +23,7 @@ says where its weights come from (`ResultsReady.weights_from`: the campaign and 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -40,9 +42,24 @@ RESULT_FILE = "result.json"
 SCORED_FIELDS = ("benchmark", "eval_s", "metrics", "scored_by")
 
 
+# the lab's code that decides what a program's training computes, besides the program itself
+TRAINING_CODE_DIRS = (Path(__file__).resolve().parents[2] / "lab" / "training",
+                      Path(__file__).resolve().parents[2] / "lab" / "fla_shim")
+
+
+@functools.lru_cache(maxsize=1)
+def training_code_digest() -> str:
+    digest = hashlib.sha256()
+    for root in TRAINING_CODE_DIRS:
+        for path in sorted(root.rglob("*.py")):
+            digest.update(str(path.relative_to(root.parent)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def cache_key(code: str, profile: str, profile_overrides: dict, seed: int, device: str) -> str:
     blob = json.dumps({"code": code, "profile": profile, "overrides": profile_overrides, "seed": seed,
-                       "device": device, "torch": torch.__version__}, sort_keys=True)
+                       "device": device, "torch": torch.__version__, "trainer": training_code_digest()},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 

@@ -2,6 +2,7 @@
 computed again on the new campaign's held-out data, and what a child wrote is kept only as plain files."""
 import json
 import os
+import shutil
 
 import pytest
 
@@ -57,6 +58,29 @@ def test_the_key_changes_with_everything_that_changes_the_weights():
     assert len({base, cache_key("code2", "cpu-micro", {}, 0, "cpu"), cache_key("code", "cpu-tiny", {}, 0, "cpu"),
                 cache_key("code", "cpu-micro", {"steps": 40}, 0, "cpu"), cache_key("code", "cpu-micro", {}, 1, "cpu"),
                 cache_key("code", "cpu-micro", {}, 0, "cuda")}) == 6
+
+
+def test_the_key_follows_the_labs_training_code(tmp_path, monkeypatch):
+    """A faster kernel in the fla shim or the training loop trains the baseline again, instead of serving the
+    weights the code before it trained: the key covers lab/training and lab/fla_shim."""
+    from services.engineer import baseline_cache
+
+    names = {p.name for root in baseline_cache.TRAINING_CODE_DIRS for p in root.rglob("*.py")}
+    assert {"convolution.py", "train.py", "model.py", "data.py"} <= names
+    base = cache_key("code", "cpu-micro", {}, 0, "cpu")
+    copy = tmp_path / "lab"
+    for root in baseline_cache.TRAINING_CODE_DIRS:
+        shutil.copytree(root, copy / root.name)
+    monkeypatch.setattr(baseline_cache, "TRAINING_CODE_DIRS", (copy / "training", copy / "fla_shim"))
+    baseline_cache.training_code_digest.cache_clear()
+    try:
+        assert cache_key("code", "cpu-micro", {}, 0, "cpu") == base    # the same code: the same key
+        conv = next((copy / "fla_shim").rglob("convolution.py"))
+        conv.write_text(conv.read_text() + "\n# changed\n")
+        baseline_cache.training_code_digest.cache_clear()
+        assert cache_key("code", "cpu-micro", {}, 0, "cpu") != base
+    finally:
+        baseline_cache.training_code_digest.cache_clear()
 
 
 def test_a_symlink_left_by_the_child_is_not_kept_and_a_damaged_entry_is_a_miss(tmp_path):

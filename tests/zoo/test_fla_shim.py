@@ -39,6 +39,7 @@ def test_short_conv_matches_manual_depthwise_conv(shim, activation, bias):
     ref = F.silu(ref) if activation else ref
     assert state is None
     torch.testing.assert_close(y, ref)
+    assert y.is_contiguous()   # not a transposed view: every op after it runs faster on the dense layout
 
 
 def test_short_conv_is_causal(shim):
