@@ -36,10 +36,11 @@ reuse the calibration and the baseline's weights: services/engineer/concurrency.
 named twice runs twice (`--arms before,after,again,fresh,fresh`), and the ratio of its mean is printed too; the
 reference of every ratio is the mean of the before arms.
 The before arm also renders its candidates with the proposer's kernels as they were before issue 23
-(`--before-kernels REF`, default a3a899c^: services/researcher/codegen.py at REF, in a copy of this checkout's files
-that the arm runs from; issue 23 made those kernels faster twice, a3a899c and 7d2dadd, and a before arm with today's
-kernels leaves that out of the ratio); `--before-kernels HEAD` gives it today's. Each arm prints how many of its
-proposals carry which delta kernel (the inverse before, the one solve after), so the arm's kernels are checked.
+(`--before-kernels REF`, default a3a899c^: services/researcher/codegen.py and the fla shim's convolution.py at REF,
+in a copy of this checkout's files that the arm runs from; issue 23 made those kernels faster, a3a899c, 7d2dadd,
+cd0d73d, 1164406 and 90e3577, and a before arm with today's kernels leaves that out of the ratio);
+`--before-kernels HEAD` gives it today's. Each arm prints how many of its proposals carry which delta kernel (the
+inverse before, the one solve after), so the arm's kernels are checked.
 Every arm but "again" runs one campaign id (`archlab run --campaign-id`; `--campaign-id ID`, default one drawn per
 bench run), so the offline proposer, whose seed includes the parent's experiment id, proposes the same first children
 of DeltaNet in every arm: the arms differ in what the lab does with the same draws, not in the draws (until 2026-12-06
@@ -256,7 +257,9 @@ THROUGHPUT_ARMS = {   # arm -> (environment, arguments, data directory ("{n}": i
 }
 
 
-KERNELS_FILE = "services/researcher/codegen.py"   # the proposer's kernels: the only code the before arm swaps
+# the code the before arm swaps: the proposer's kernels, and the fla shim's short convolution (every program's;
+# faster since 90e3577)
+KERNEL_FILES = ("services/researcher/codegen.py", "lab/fla_shim/fla/modules/convolution.py")
 BEFORE_KERNELS = "a3a899c^"                       # issue 23's first kernel speed-up is a3a899c, its second 7d2dadd
 KERNEL_MARKERS = {"inverse": "T_inv = torch.linalg.solve_triangular(eye + A",   # the delta kernel before 7d2dadd
                   "one solve": "unitriangular=True"}                              # since
@@ -268,20 +271,21 @@ def checkout_with_kernels(root: Path, ref: str) -> Path:
     repo = Path(__file__).resolve().parents[1]
     dest = root / f"lab-at-{ref.replace('^', '-parent').replace('/', '_')}"
     try:
-        kernels = subprocess.run(["git", "-C", str(repo), "show", f"{ref}:{KERNELS_FILE}"], capture_output=True,
-                                 text=True, check=True).stdout
+        kernels = {name: subprocess.run(["git", "-C", str(repo), "show", f"{ref}:{name}"], capture_output=True,
+                                        text=True, check=True).stdout for name in KERNEL_FILES}
         files = subprocess.run(["git", "-C", str(repo), "ls-files", "-z"], capture_output=True, text=True,
                                check=True).stdout.split("\0")
     except (OSError, subprocess.CalledProcessError) as e:
         err = (getattr(e, "stderr", "") or str(e)).strip()
-        raise SystemExit(f"--before-kernels {ref}: cannot read {KERNELS_FILE} at {ref} from git in {repo} ({err}); "
+        raise SystemExit(f"--before-kernels {ref}: cannot read {', '.join(KERNEL_FILES)} at {ref} from git in {repo} ({err}); "
                          "run the bench from a git clone with its history, or pass --before-kernels HEAD")
     for name in filter(None, files):
         src = repo / name
         if src.is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
-    (dest / KERNELS_FILE).write_text(kernels)
+    for name, text in kernels.items():
+        (dest / name).write_text(text)
     return dest
 
 
@@ -348,7 +352,7 @@ def throughput(budget: int, profile: str, seed: int, arms: list[str], before_ker
         before_lab = None
         if "before" in arms and before_kernels != "HEAD":
             before_lab = checkout_with_kernels(Path(root), before_kernels)
-            print(f"the before arms run from {before_lab.name}: this checkout with {KERNELS_FILE} at {before_kernels}")
+            print(f"the before arms run from {before_lab.name}: this checkout with {', '.join(KERNEL_FILES)} at {before_kernels}")
         for n, arm in enumerate(arms):
             extra_env, extra_args, folder, cache = THROUGHPUT_ARMS[arm]
             label = arm if arms.count(arm) == 1 else f"{arm}-{arms[:n + 1].count(arm)}"

@@ -33,14 +33,16 @@ def test_todays_codegen_renders_the_one_solve_kernel(bench):
 
 
 def test_the_before_lab_differs_only_in_the_kernels_and_renders_the_inverse(bench, tmp_path):
-    ref = f"{bench.BEFORE_KERNELS}:{bench.KERNELS_FILE}"
+    ref = f"{bench.BEFORE_KERNELS}:{bench.KERNEL_FILES[0]}"
     if subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", ref], capture_output=True).returncode:
         pytest.skip(f"this checkout's git history lacks {ref} (a shallow clone): the before arm cannot be built here")
     lab = bench.checkout_with_kernels(tmp_path, bench.BEFORE_KERNELS)
     tracked = subprocess.run(["git", "-C", str(REPO), "ls-files"], capture_output=True, text=True,
                              check=True).stdout.split()
     differ = [f for f in tracked if (REPO / f).is_file() and (REPO / f).read_bytes() != (lab / f).read_bytes()]
-    assert differ == [bench.KERNELS_FILE]
+    assert sorted(differ) == sorted(bench.KERNEL_FILES)   # the kernels, and nothing else
+    conv = (lab / bench.KERNEL_FILES[1]).read_text()
+    assert "want_state" not in conv and ".contiguous()" not in conv   # the short convolution of before 90e3577
 
     # the before arm's services start in `lab`: what they import from there renders the kernel of before issue 23
     old = subprocess.run([sys.executable, "-c", RENDER_DELTANET], cwd=lab, capture_output=True, text=True,
@@ -52,7 +54,7 @@ def test_the_before_lab_differs_only_in_the_kernels_and_renders_the_inverse(benc
 
 
 def test_an_unknown_revision_is_a_clear_error(bench, tmp_path):
-    with pytest.raises(SystemExit, match="cannot read services/researcher/codegen.py at no-such-ref"):
+    with pytest.raises(SystemExit, match="cannot read services/researcher/codegen.py, lab/fla_shim/fla/modules/convolution.py at no-such-ref"):
         bench.checkout_with_kernels(tmp_path, "no-such-ref")
 
 
