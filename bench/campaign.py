@@ -277,8 +277,8 @@ def checkout_with_kernels(root: Path, ref: str) -> Path:
                                check=True).stdout.split("\0")
     except (OSError, subprocess.CalledProcessError) as e:
         err = (getattr(e, "stderr", "") or str(e)).strip()
-        raise SystemExit(f"--before-kernels {ref}: cannot read {', '.join(KERNEL_FILES)} at {ref} from git in {repo} ({err}); "
-                         "run the bench from a git clone with its history, or pass --before-kernels HEAD")
+        raise SystemExit(f"--before-kernels {ref}: cannot read {', '.join(KERNEL_FILES)} at {ref} from git in {repo} "
+                         f"({err}); run the bench from a git clone with its history, or pass --before-kernels HEAD")
     for name in filter(None, files):
         src = repo / name
         if src.is_file():
@@ -352,7 +352,8 @@ def throughput(budget: int, profile: str, seed: int, arms: list[str], before_ker
         before_lab = None
         if "before" in arms and before_kernels != "HEAD":
             before_lab = checkout_with_kernels(Path(root), before_kernels)
-            print(f"the before arms run from {before_lab.name}: this checkout with {', '.join(KERNEL_FILES)} at {before_kernels}")
+            print(f"the before arms run from {before_lab.name}: this checkout with {', '.join(KERNEL_FILES)} "
+                  f"at {before_kernels}")
         for n, arm in enumerate(arms):
             extra_env, extra_args, folder, cache = THROUGHPUT_ARMS[arm]
             label = arm if arms.count(arm) == 1 else f"{arm}-{arms[:n + 1].count(arm)}"

@@ -43,8 +43,7 @@ SCORED_FIELDS = ("benchmark", "eval_s", "metrics", "scored_by")
 
 
 # the lab's code that decides what a program's training computes, besides the program itself
-TRAINING_CODE_DIRS = (Path(__file__).resolve().parents[2] / "lab" / "training",
-                      Path(__file__).resolve().parents[2] / "lab" / "fla_shim")
+TRAINING_CODE_DIRS = tuple(Path(__file__).resolve().parents[2] / "lab" / name for name in ("training", "fla_shim"))
 
 
 @functools.lru_cache(maxsize=1)

@@ -4,7 +4,8 @@ The program honours the layer contract of the published ASI-Arch programs: `clas
 `__init__(hidden_size, num_heads, use_short_conv, conv_size, layer_idx, **kwargs)` and
 `forward(hidden_states, attention_mask=None, past_key_values=None, use_cache=False, **kwargs)
 -> (o, None, past_key_values)`. It imports only torch, einops, math, typing and fla.modules names.
-The memory is computed chunkwise (chunks of 32 tokens; GLA 64): a loop over chunks, never over tokens, so it is fast on CPU.
+The memory is computed chunkwise (chunks of 32 tokens; GLA 64): a loop over chunks, never over tokens, so it is fast
+on CPU.
 """
 from __future__ import annotations
 

@@ -54,7 +54,8 @@ def test_the_before_lab_differs_only_in_the_kernels_and_renders_the_inverse(benc
 
 
 def test_an_unknown_revision_is_a_clear_error(bench, tmp_path):
-    with pytest.raises(SystemExit, match="cannot read services/researcher/codegen.py, lab/fla_shim/fla/modules/convolution.py at no-such-ref"):
+    files = "services/researcher/codegen.py, lab/fla_shim/fla/modules/convolution.py"
+    with pytest.raises(SystemExit, match=f"cannot read {files} at no-such-ref"):
         bench.checkout_with_kernels(tmp_path, "no-such-ref")
 
 

@@ -128,10 +128,9 @@ def test_smaller_chunks_keep_the_loss_curve(member):
     assert max(abs(a - b) for (_, a), (_, b) in zip(curves[32], curves[64])) < 1e-3
 
 
-
 @pytest.mark.parametrize("member", ["deltanet", "gla"])
 def test_the_dense_short_convolution_keeps_the_loss_curve(member, monkeypatch):
-    """Issue 23: the shim's ShortConvolution returns a contiguous [B, T, D] (1.05-1.12x per step on cpu-tiny) where
+    """Issue 23: the shim's ShortConvolution returns a contiguous [B, T, D] (1.04-1.13x per step on cpu-tiny) where
     it returned the transposed view of the conv's [B, D, T]; every program trains through it, the baseline too. Same
     seed, the old layout put back: the loss curves agree far inside the seed noise (cpu-tiny's is 0.024)."""
     from lab.program import load_layer_class
@@ -155,6 +154,7 @@ def test_the_dense_short_convolution_keeps_the_loss_curve(member, monkeypatch):
         curves[name] = train(model, profile, make_batch_fn(profile, seed=0), seed=0, device="cpu").loss_curve
     assert max(abs(a - b) for (_, a), (_, b) in zip(curves["dense"], curves["strided"])) < 1e-3
     assert curves["dense"][-1][1] < curves["dense"][0][1]   # it trains
+
 
 def test_the_step_cost_is_the_steps_cpu_seconds_whatever_the_threads(monkeypatch):
     """The monitor's step cost (and the baseline's reference step time) is the process's CPU seconds per step, not

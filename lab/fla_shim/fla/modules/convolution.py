@@ -26,8 +26,8 @@ def _causal_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     y = F.conv1d(x_full, weight.to(x.dtype), None if bias is None else bias.to(x.dtype), groups=D)
     state = F.pad(x_full, (1, 0))[..., -W:] if want_state else None  # last W inputs, zero-padded on the left
     # y comes out [B, D, T]: returned as a contiguous [B, T, D], not as its transposed view, because every op after
-    # it (activation, head split, norms, the memory's products) runs slower on the strided layout (a copy here trains
-    # cpu-tiny's DeltaNet 1.05-1.12x faster per step: bench/train.py)
+    # it (activation, head split, norms, the memory's products) runs slower on the strided layout (with the copy here
+    # a cpu-tiny candidate's step is 1.04-1.13x faster on one thread: docs/engineer.md)
     return y.transpose(1, 2).contiguous(), state
 
 
